@@ -1,0 +1,496 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/dmp-fhir/dmp-fhir/fhir"
+	"github.com/dmp-fhir/dmp-fhir/store"
+)
+
+// typeInteractions and systemInteractions are what the routes below serve;
+// the CapabilityStatement is built from them.
+var (
+	typeInteractions   = []string{"read", "vread", "update", "delete", "history-instance", "history-type", "create"}
+	systemInteractions = []string{"history-system"}
+	typeOperations     = []fhir.Operation{{Name: "validate", Definition: "http://hl7.org/fhir/OperationDefinition/Resource-validate"}}
+)
+
+func (s *Server) routes() *gin.Engine {
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.RedirectTrailingSlash = false
+	e.RemoveExtraSlash = false
+	e.ContextWithFallback = true // c carries the request's context (deadline, cancellation) to the store
+	e.Use(gin.CustomRecovery(func(c *gin.Context, rec any) {
+		s.log.Error("panic", "method", c.Request.Method, "route", c.FullPath(), "panic", rec)
+		s.abortOutcome(c, http.StatusInternalServerError, "exception", "", "internal error")
+	}))
+	e.NoRoute(func(c *gin.Context) {
+		s.writeOutcome(c, http.StatusNotFound, fhir.Issue{Code: "not-found", Diagnostics: "no route " + c.Request.Method + " " + c.Request.URL.Path})
+	})
+	e.NoMethod(func(c *gin.Context) {
+		s.writeOutcome(c, http.StatusMethodNotAllowed, fhir.Issue{Code: "not-supported", Diagnostics: "method " + c.Request.Method + " is not allowed on " + c.Request.URL.Path})
+	})
+
+	g := e.Group("/fhir", s.negotiate)
+	g.GET("/metadata", s.capabilities)
+	g.GET("/_history", s.history)
+	g.POST("", s.bundle)
+	g.POST("/", s.bundle)
+
+	t := g.Group("/:type", s.knownType)
+	t.POST("", s.create)
+	t.PUT("", s.conditionalUpdate)
+	t.GET("/_history", s.history)
+	t.POST("/$validate", s.validate)
+	t.GET("/:id", s.read)
+	t.PUT("/:id", s.update)
+	t.DELETE("/:id", s.delete)
+	t.GET("/:id/_history", s.history)
+	t.GET("/:id/_history/:vid", s.vread)
+	return e
+}
+
+// knownType answers 404 for a resource type the server does not support, and
+// 400 for a malformed id in the path.
+func (s *Server) knownType(c *gin.Context) {
+	typ := c.Param("type")
+	if _, ok := fhir.LookupType(typ); !ok {
+		s.abortOutcome(c, http.StatusNotFound, "not-supported", "", "resource type "+strconv.Quote(typ)+" is not supported by this server")
+		return
+	}
+	if id := c.Param("id"); id != "" && !fhir.ValidID(id) {
+		s.abortOutcome(c, http.StatusBadRequest, "value", "", "malformed resource id "+strconv.Quote(id)+": 1 to 64 letters, digits, '-' or '.'")
+		return
+	}
+	c.Next()
+}
+
+func (s *Server) capabilities(c *gin.Context) {
+	s.writeJSON(c, http.StatusOK, fhir.CapabilityStatement(fhir.Capabilities{
+		Software:           "dmp-fhir",
+		Version:            s.cfg.Version,
+		BaseURL:            s.base(c),
+		TypeInteractions:   typeInteractions,
+		SystemInteractions: systemInteractions,
+		TypeOperations:     typeOperations,
+		ConditionalCreate:  true,
+		ConditionalUpdate:  true,
+		ConditionalRead:    "not-match",
+	}, time.Now()))
+}
+
+// bundle will process batch and transaction Bundles; until then it says so.
+func (s *Server) bundle(c *gin.Context) {
+	s.writeOutcome(c, http.StatusNotImplemented, fhir.Issue{Code: "not-supported", Diagnostics: "batch and transaction Bundles are not supported yet"})
+}
+
+// incoming reads, parses and validates the resource body of a write.
+func (s *Server) incoming(c *gin.Context) (*fhir.Resource, []byte, error) {
+	body, err := s.readBody(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := fhir.ParseResource(body)
+	if err != nil {
+		return nil, nil, err
+	}
+	if res.Type != c.Param("type") {
+		return nil, nil, fhir.Invalid("resourceType", "resourceType "+strconv.Quote(res.Type)+" does not match the URL's type "+strconv.Quote(c.Param("type")))
+	}
+	if err := s.validator.Validate(body); err != nil {
+		return nil, nil, err
+	}
+	return res, body, nil
+}
+
+func (s *Server) create(c *gin.Context) {
+	res, body, err := s.incoming(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	typ := res.Type
+	criteria := c.GetHeader("If-None-Exist")
+	if criteria == "" {
+		r, err := s.store.Create(c, typ, newID(), body)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		s.answerWrite(c, http.StatusCreated, r)
+		return
+	}
+	var r *store.Resource
+	created := false
+	err = s.atomically(c, func(ops store.Ops) error {
+		ids, err := matches(c, ops, typ, criteria, "If-None-Exist")
+		if err != nil {
+			return err
+		}
+		switch len(ids) {
+		case 0:
+			created = true
+			r, err = ops.Create(c, typ, newID(), body)
+			return err
+		case 1:
+			created = false
+			r, err = ops.Read(c, typ, ids[0])
+			return err
+		default:
+			return multipleMatches("If-None-Exist", len(ids))
+		}
+	})
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if created {
+		s.answerWrite(c, http.StatusCreated, r)
+	} else {
+		s.answerWrite(c, http.StatusOK, r)
+	}
+}
+
+func (s *Server) update(c *gin.Context) {
+	res, body, err := s.incoming(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	id := c.Param("id")
+	switch {
+	case res.ID == "":
+		s.fail(c, fhir.Invalid(res.Type+".id", "an update must carry the resource id, equal to the id in the URL ("+id+")"))
+		return
+	case res.ID != id:
+		s.fail(c, fhir.Invalid(res.Type+".id", "the id in the body ("+res.ID+") does not match the id in the URL ("+id+")"))
+		return
+	}
+	ifMatch, err := parseIfMatch(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	r, out, err := s.store.Put(c, res.Type, id, body, ifMatch)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	status := http.StatusOK
+	if out == store.Created {
+		status = http.StatusCreated
+	}
+	s.answerWrite(c, status, r)
+}
+
+// conditionalUpdate serves PUT /fhir/Type?criteria: no match creates, one
+// match updates it, several are refused with 412.
+func (s *Server) conditionalUpdate(c *gin.Context) {
+	res, body, err := s.incoming(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if c.Request.URL.RawQuery == "" {
+		s.fail(c, fhir.NewError(http.StatusMethodNotAllowed, "not-supported", "", "PUT needs a resource id in the URL, or search criteria for a conditional update"))
+		return
+	}
+	ifMatch, err := parseIfMatch(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	var r *store.Resource
+	var out store.Outcome
+	err = s.atomically(c, func(ops store.Ops) error {
+		ids, err := matches(c, ops, res.Type, c.Request.URL.RawQuery, "")
+		if err != nil {
+			return err
+		}
+		var id string
+		switch len(ids) {
+		case 0:
+			id = res.ID
+			if id == "" {
+				id = newID()
+			} else if _, err := ops.Read(c, res.Type, id); !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrDeleted) {
+				return fhir.NewError(http.StatusConflict, "conflict", res.Type+".id", "no resource matches the criteria, but id "+id+" belongs to a resource that does not match them")
+			}
+		case 1:
+			id = ids[0]
+			if res.ID != "" && res.ID != id {
+				return fhir.Invalid(res.Type+".id", "the id in the body ("+res.ID+") is not the id of the matching resource ("+id+")")
+			}
+		default:
+			return multipleMatches("the search criteria", len(ids))
+		}
+		r, out, err = ops.Put(c, res.Type, id, body, ifMatch)
+		return err
+	})
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	status := http.StatusOK
+	if out == store.Created {
+		status = http.StatusCreated
+	}
+	s.answerWrite(c, status, r)
+}
+
+// atomically runs fn in a store transaction; on an engine without
+// transactions (a standalone MongoDB) it runs fn directly, which leaves a
+// window between the lookup and the write: docs/MONGODB.md says so.
+func (s *Server) atomically(ctx context.Context, fn func(store.Ops) error) error {
+	err := s.store.Transaction(ctx, fn)
+	if errors.Is(err, store.ErrNoTransactions) {
+		return fn(s.store)
+	}
+	return err
+}
+
+func multipleMatches(what string, n int) error {
+	return fhir.NewError(http.StatusPreconditionFailed, "multiple-matches", "", strconv.Itoa(n)+" resources match "+what+"; the criteria must select at most one")
+}
+
+func (s *Server) delete(c *gin.Context) {
+	ifMatch, err := parseIfMatch(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	r, out, err := s.store.Delete(c, c.Param("type"), c.Param("id"), ifMatch)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if out == store.Deleted {
+		c.Header("ETag", r.ETag())
+	}
+	if preferReturn(c) == "OperationOutcome" {
+		msg := "deleted " + c.Param("type") + "/" + c.Param("id")
+		if out == store.NoOp {
+			msg = c.Param("type") + "/" + c.Param("id") + " did not exist or was already deleted"
+		}
+		s.writeOutcome(c, http.StatusOK, fhir.Issue{Severity: "information", Code: "informational", Diagnostics: msg})
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+func (s *Server) read(c *gin.Context) {
+	r, err := s.store.Read(c, c.Param("type"), c.Param("id"))
+	if err != nil {
+		s.failRead(c, r, err)
+		return
+	}
+	if inm := c.GetHeader("If-None-Match"); inm != "" && etagMatches(inm, r.ETag()) {
+		s.versionHeaders(c, r)
+		c.Status(http.StatusNotModified)
+		return
+	}
+	s.answerRead(c, r)
+}
+
+func (s *Server) vread(c *gin.Context) {
+	v, err := strconv.ParseInt(c.Param("vid"), 10, 64)
+	if err != nil || v < 1 {
+		s.fail(c, fhir.Invalid("", "version id must be a positive integer"))
+		return
+	}
+	r, err := s.store.VRead(c, c.Param("type"), c.Param("id"), v)
+	if err != nil {
+		s.failRead(c, r, err)
+		return
+	}
+	s.answerRead(c, r)
+}
+
+// failRead answers a failed read; a deleted resource keeps its version
+// headers so that the client knows which version is the deletion.
+func (s *Server) failRead(c *gin.Context, r *store.Resource, err error) {
+	if errors.Is(err, store.ErrDeleted) && r != nil {
+		s.versionHeaders(c, r)
+	}
+	s.fail(c, err)
+}
+
+func (s *Server) answerRead(c *gin.Context, r *store.Resource) {
+	s.versionHeaders(c, r)
+	s.writeJSON(c, http.StatusOK, r.Body)
+}
+
+func (s *Server) versionHeaders(c *gin.Context, r *store.Resource) {
+	c.Header("ETag", r.ETag())
+	c.Header("Last-Modified", r.LastUpdated.UTC().Format(http.TimeFormat))
+}
+
+// answerWrite answers a create or update per the Prefer header.
+func (s *Server) answerWrite(c *gin.Context, status int, r *store.Resource) {
+	s.versionHeaders(c, r)
+	if status == http.StatusCreated {
+		c.Header("Location", s.base(c)+"/"+r.Type+"/"+r.ID+"/_history/"+itoa(r.Version))
+	}
+	switch preferReturn(c) {
+	case "minimal":
+		c.Status(status)
+	case "OperationOutcome":
+		s.writeOutcome(c, status, fhir.Issue{Severity: "information", Code: "informational", Diagnostics: r.Type + "/" + r.ID + " is at version " + itoa(r.Version)})
+	default:
+		s.writeJSON(c, status, r.Body)
+	}
+}
+
+// validate serves $validate: the same checks as a write, nothing stored. As
+// FHIR R4 says, the answer is 200 with an OperationOutcome that lists the
+// problems (none: "All OK").
+func (s *Server) validate(c *gin.Context) {
+	body, err := s.readBody(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if res, perr := fhir.ParseResource(body); perr == nil && res.Type == "Parameters" {
+		if body, err = fhir.ParameterResource(res, "resource"); err != nil {
+			s.fail(c, err)
+			return
+		}
+	}
+	res, err := fhir.ParseResource(body)
+	if err == nil && res.Type != c.Param("type") {
+		err = fhir.Invalid("resourceType", "resourceType "+strconv.Quote(res.Type)+" does not match the URL's type "+strconv.Quote(c.Param("type")))
+	}
+	if err == nil {
+		err = s.validator.Validate(body)
+	}
+	if err == nil {
+		s.writeOutcome(c, http.StatusOK)
+		return
+	}
+	if fe, ok := fhir.AsError(err); ok {
+		s.writeOutcome(c, http.StatusOK, fe.Issues...)
+		return
+	}
+	s.fail(c, err)
+}
+
+// parseIfMatch reads If-Match: W/"n" (or "n"); 0 when absent.
+func parseIfMatch(c *gin.Context) (int64, error) {
+	h := strings.TrimSpace(c.GetHeader("If-Match"))
+	if h == "" {
+		return 0, nil
+	}
+	v, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(h, "W/"), `"`), 10, 64)
+	if err != nil || v < 1 {
+		return 0, fhir.Invalid("", `If-Match must be a version ETag such as W/"1"`)
+	}
+	return v, nil
+}
+
+func etagMatches(header, etag string) bool {
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimSpace(t)
+		if t == "*" || strings.TrimPrefix(t, "W/") == strings.TrimPrefix(etag, "W/") {
+			return true
+		}
+	}
+	return false
+}
+
+// newID makes a server-assigned logical id: a random UUID.
+func newID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// matches resolves the criteria of a conditional create or update. Until
+// search lands, the criteria may use identifier and _id.
+func matches(ctx context.Context, ops store.Ops, typ, rawQuery, header string) ([]string, error) {
+	where := "the search criteria"
+	if header != "" {
+		where = header
+	}
+	q, err := url.ParseQuery(strings.TrimPrefix(rawQuery, "?"))
+	if err != nil || len(q) == 0 {
+		return nil, fhir.Invalid("", where+" must be a search query such as identifier=system|value")
+	}
+	// One criterion needs two matches to tell "one" from "several"; an AND of
+	// several intersects fuller lists.
+	limit := 2
+	if len(q) > 1 || len(q[firstKey(q)]) > 1 {
+		limit = 1000
+	}
+	var result []string
+	first := true
+	for name, values := range q {
+		for _, value := range values {
+			var ids []string
+			switch name {
+			case "identifier":
+				tq := store.TokenQuery{Param: "identifier"}
+				if sys, code, ok := strings.Cut(value, "|"); ok {
+					tq.System, tq.Code, tq.NoSystem = sys, code, sys == ""
+				} else {
+					tq.Code = value
+				}
+				if tq.Code == "" {
+					return nil, fhir.Invalid("", where+": identifier needs a value (system|value)")
+				}
+				if ids, err = ops.FindByToken(ctx, typ, tq, limit); err != nil {
+					return nil, err
+				}
+			case "_id":
+				if _, err := ops.Read(ctx, typ, value); err == nil {
+					ids = []string{value}
+				} else if !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrDeleted) {
+					return nil, err
+				}
+			default:
+				return nil, fhir.NewError(http.StatusBadRequest, "not-supported", "", where+": parameter "+strconv.Quote(name)+" is not supported in conditional operations (use identifier or _id)")
+			}
+			if first {
+				result, first = ids, false
+			} else {
+				result = intersect(result, ids)
+			}
+		}
+	}
+	return result, nil
+}
+
+func intersect(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		for _, y := range b {
+			if x == y {
+				out = append(out, x)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func firstKey(q url.Values) string {
+	for k := range q {
+		return k
+	}
+	return ""
+}

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dmp-fhir/dmp-fhir/api"
+)
+
+// config is the server's configuration: every setting is a flag and an
+// environment variable; a flag wins over the environment.
+type config struct {
+	Addr            string
+	DataDir         string
+	BaseURL         string
+	MongoURI        string
+	MongoDatabase   string
+	MaxBodyBytes    int64
+	ShutdownTimeout time.Duration
+}
+
+func loadConfig(args []string, stderr io.Writer) (config, error) {
+	env := func(name, def string) string {
+		if v, ok := os.LookupEnv(name); ok {
+			return v
+		}
+		return def
+	}
+	var c config
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.Addr, "addr", env("DMP_ADDR", "127.0.0.1:8080"), "listen address (DMP_ADDR)")
+	fs.StringVar(&c.DataDir, "data-dir", env("DMP_DATA_DIR", "./data"), "data directory of the embedded engine (DMP_DATA_DIR)")
+	fs.StringVar(&c.BaseURL, "base-url", env("DMP_BASE_URL", ""), "absolute base URL of /fhir used in links and Location; empty: from each request (DMP_BASE_URL)")
+	fs.StringVar(&c.MongoURI, "mongodb-uri", env("MONGODB_URI", ""), "MongoDB connection string; empty: embedded SQLite engine (MONGODB_URI)")
+	fs.StringVar(&c.MongoDatabase, "mongodb-database", env("DMP_MONGODB_DATABASE", "dmp"), "MongoDB database name (DMP_MONGODB_DATABASE)")
+	maxBody := fs.String("max-body", env("DMP_MAX_BODY_BYTES", strconv.Itoa(api.DefaultMaxBodyBytes)), "largest request body in bytes (DMP_MAX_BODY_BYTES)")
+	shutdown := fs.String("shutdown-timeout", env("DMP_SHUTDOWN_TIMEOUT", "30s"), "how long in-flight requests may drain at shutdown (DMP_SHUTDOWN_TIMEOUT)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	n, err := strconv.ParseInt(*maxBody, 10, 64)
+	if err != nil || n <= 0 {
+		return c, fmt.Errorf("DMP_MAX_BODY_BYTES / -max-body: %q is not a positive number of bytes", *maxBody)
+	}
+	c.MaxBodyBytes = n
+	if c.ShutdownTimeout, err = time.ParseDuration(*shutdown); err != nil || c.ShutdownTimeout < 0 {
+		return c, fmt.Errorf("DMP_SHUTDOWN_TIMEOUT / -shutdown-timeout: %q is not a duration such as 30s", *shutdown)
+	}
+	if c.BaseURL != "" {
+		if u, err := parseAbsoluteURL(c.BaseURL); err != nil {
+			return c, fmt.Errorf("DMP_BASE_URL / -base-url: %v", err)
+		} else {
+			c.BaseURL = u
+		}
+	}
+	if c.MongoURI == "" && c.DataDir == "" {
+		return c, errors.New("DMP_DATA_DIR / -data-dir: must not be empty")
+	}
+	return c, nil
+}
+
+func parseAbsoluteURL(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("%q is not an absolute http(s) URL", s)
+	}
+	return strings.TrimRight(s, "/"), nil
+}

@@ -1,0 +1,102 @@
+package fhir
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+
+	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
+)
+
+// Operation is an operation the server runs, named as in a CapabilityStatement.
+type Operation struct {
+	Name       string // without the $
+	Definition string // canonical URL of its OperationDefinition
+}
+
+// Capabilities is what the REST layer really supports; CapabilityStatement
+// turns it into the resource that GET /metadata answers.
+type Capabilities struct {
+	Software           string
+	Version            string
+	BaseURL            string
+	TypeInteractions   []string // TypeRestfulInteraction codes: read, vread, update, ...
+	SystemInteractions []string // SystemRestfulInteraction codes: history-system, ...
+	TypeOperations     []Operation
+	ConditionalCreate  bool
+	ConditionalUpdate  bool
+	ConditionalRead    string // not-supported | modified-since | not-match | full-support
+	// SearchParams lists, per type, the search parameters served (name -> type).
+	SearchParams map[string]map[string]string
+}
+
+// enum turns a code into one of the samply enum types through its
+// UnmarshalJSON, so that a typo fails loudly at start-up.
+func enum[T any, PT interface {
+	*T
+	json.Unmarshaler
+}](code string) T {
+	var v T
+	if err := PT(&v).UnmarshalJSON([]byte(strconv.Quote(code))); err != nil {
+		panic("fhir: bad code " + code + ": " + err.Error())
+	}
+	return v
+}
+
+// CapabilityStatement builds the server's CapabilityStatement from the
+// registry and what the REST layer declares.
+func CapabilityStatement(c Capabilities, now time.Time) []byte {
+	t := true
+	versioned := models.ResourceVersionPolicyVersionedUpdate
+	rest := models.CapabilityStatementRest{Mode: models.RestfulCapabilityModeServer}
+	for _, name := range TypeNames() {
+		r := models.CapabilityStatementRestResource{
+			Type:         enum[models.ResourceType](name),
+			Versioning:   &versioned,
+			ReadHistory:  &t,
+			UpdateCreate: &t,
+		}
+		for _, code := range c.TypeInteractions {
+			r.Interaction = append(r.Interaction, models.CapabilityStatementRestResourceInteraction{Code: enum[models.TypeRestfulInteraction](code)})
+		}
+		cc, cu := c.ConditionalCreate, c.ConditionalUpdate
+		r.ConditionalCreate, r.ConditionalUpdate = &cc, &cu
+		if c.ConditionalRead != "" {
+			cr := enum[models.ConditionalReadStatus](c.ConditionalRead)
+			r.ConditionalRead = &cr
+		}
+		cd := models.ConditionalDeleteStatusNotSupported
+		r.ConditionalDelete = &cd
+		for pname, ptype := range c.SearchParams[name] {
+			r.SearchParam = append(r.SearchParam, models.CapabilityStatementRestResourceSearchParam{Name: pname, Type: enum[models.SearchParamType](ptype)})
+		}
+		for _, op := range c.TypeOperations {
+			r.Operation = append(r.Operation, models.CapabilityStatementRestResourceOperation{Name: op.Name, Definition: op.Definition})
+		}
+		rest.Resource = append(rest.Resource, r)
+	}
+	for _, code := range c.SystemInteractions {
+		rest.Interaction = append(rest.Interaction, models.CapabilityStatementRestInteraction{Code: enum[models.SystemRestfulInteraction](code)})
+	}
+	name, title := "DmpFhirServer", "dmp-fhir: FHIR R4 server of the Dossier Médical Partagé"
+	version := c.Version
+	cs := models.CapabilityStatement{
+		Url:            nil,
+		Name:           &name,
+		Title:          &title,
+		Version:        &version,
+		Status:         models.PublicationStatusActive,
+		Date:           now.UTC().Format(time.RFC3339),
+		Kind:           models.CapabilityStatementKindInstance,
+		Software:       &models.CapabilityStatementSoftware{Name: c.Software, Version: &version},
+		Implementation: &models.CapabilityStatementImplementation{Description: title, Url: &c.BaseURL},
+		FhirVersion:    models.FHIRVersion4_0_1,
+		Format:         []string{"application/fhir+json", "json"},
+		Rest:           []models.CapabilityStatementRest{rest},
+	}
+	b, err := json.Marshal(cs)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

@@ -1,0 +1,234 @@
+package fhir
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"reflect"
+	"regexp"
+	"time"
+)
+
+// Field is one member of a JSON object, its value kept as the exact text sent
+// so that decimals, unknown elements and primitive extensions survive.
+type Field struct {
+	Key   string
+	Value json.RawMessage
+}
+
+// Object is a JSON object with its members in the order they were sent.
+type Object []Field
+
+// Get returns the raw value of key, or nil.
+func (o Object) Get(key string) json.RawMessage {
+	for _, f := range o {
+		if f.Key == key {
+			return f.Value
+		}
+	}
+	return nil
+}
+
+// Set replaces the value of key, or appends it.
+func (o Object) Set(key string, value json.RawMessage) Object {
+	for i, f := range o {
+		if f.Key == key {
+			o[i].Value = value
+			return o
+		}
+	}
+	return append(o, Field{Key: key, Value: value})
+}
+
+// Without returns the object without key.
+func (o Object) Without(key string) Object {
+	out := make(Object, 0, len(o))
+	for _, f := range o {
+		if f.Key != key {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// MarshalJSON writes the members in order.
+func (o Object) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteByte('{')
+	for i, f := range o {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		k, _ := json.Marshal(f.Key)
+		buf.Write(k)
+		buf.WriteByte(':')
+		buf.Write(f.Value)
+	}
+	buf.WriteByte('}')
+	return buf.Bytes(), nil
+}
+
+// ParseObject reads one JSON object, keeping its members in order. It refuses
+// anything else: another JSON value, duplicate keys, trailing data.
+func ParseObject(data []byte) (Object, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, fmt.Errorf("malformed JSON: %v", jsonErr(err))
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, fmt.Errorf("malformed JSON: expected an object")
+	}
+	var obj Object
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("malformed JSON: %v", jsonErr(err))
+		}
+		key := tok.(string)
+		if seen[key] {
+			return nil, fmt.Errorf("malformed JSON: duplicate element %q", key)
+		}
+		seen[key] = true
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, fmt.Errorf("malformed JSON at %q: %v", key, jsonErr(err))
+		}
+		obj = append(obj, Field{Key: key, Value: raw})
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, fmt.Errorf("malformed JSON: %v", jsonErr(err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("malformed JSON: unexpected data after the resource")
+	}
+	return obj, nil
+}
+
+func jsonErr(err error) string {
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return "unexpected end of input"
+	}
+	return err.Error()
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9\-\.]{1,64}$`)
+
+// ValidID reports whether s is a FHIR logical id.
+func ValidID(s string) bool { return idPattern.MatchString(s) }
+
+// Resource is a parsed resource body with the few members the server itself
+// needs; everything else stays as sent.
+type Resource struct {
+	Type   string
+	ID     string // "" when absent
+	Fields Object
+}
+
+// ParseResource reads a resource body: a JSON object with a string resourceType.
+func ParseResource(body []byte) (*Resource, error) {
+	obj, err := ParseObject(body)
+	if err != nil {
+		return nil, Invalid("", err.Error())
+	}
+	r := &Resource{Fields: obj}
+	rt := obj.Get("resourceType")
+	if rt == nil {
+		return nil, Invalid("", "the resource has no resourceType")
+	}
+	if err := json.Unmarshal(rt, &r.Type); err != nil || r.Type == "" {
+		return nil, Invalid("resourceType", "resourceType must be a non-empty string")
+	}
+	if raw := obj.Get("id"); raw != nil {
+		if err := json.Unmarshal(raw, &r.ID); err != nil {
+			return nil, Invalid(r.Type+".id", "id must be a string")
+		}
+	}
+	return r, nil
+}
+
+// InstantFormat is how lastUpdated is written: a FHIR instant in UTC, millisecond precision.
+const InstantFormat = "2006-01-02T15:04:05.000Z07:00"
+
+// Stamp returns body with the server-set id, meta.versionId and
+// meta.lastUpdated; the other members of meta (profile, tag, security, ...)
+// and of the resource are kept as sent, in order, with resourceType first.
+func Stamp(body []byte, id string, version int64, lastUpdated time.Time) ([]byte, error) {
+	obj, err := ParseObject(body)
+	if err != nil {
+		return nil, err
+	}
+	var meta Object
+	if raw := obj.Get("meta"); raw != nil {
+		if meta, err = ParseObject(raw); err != nil {
+			return nil, Invalid("meta", "meta must be an object")
+		}
+	}
+	v, _ := json.Marshal(fmt.Sprint(version))
+	t, _ := json.Marshal(lastUpdated.UTC().Format(InstantFormat))
+	meta = meta.Without("versionId").Without("lastUpdated")
+	meta = append(Object{{Key: "versionId", Value: v}, {Key: "lastUpdated", Value: t}}, meta...)
+	metaRaw, _ := meta.MarshalJSON()
+	idRaw, _ := json.Marshal(id)
+
+	out := Object{{Key: "resourceType", Value: obj.Get("resourceType")}, {Key: "id", Value: idRaw}, {Key: "meta", Value: metaRaw}}
+	for _, f := range obj {
+		switch f.Key {
+		case "resourceType", "id", "meta":
+		default:
+			out = append(out, f)
+		}
+	}
+	return out.MarshalJSON()
+}
+
+// SameContent reports whether two resource bodies say the same thing once the
+// server-set id, meta.versionId and meta.lastUpdated are left aside: an update
+// that changes nothing else makes no new version.
+func SameContent(a, b []byte) bool {
+	na, errA := contentValue(a)
+	nb, errB := contentValue(b)
+	return errA == nil && errB == nil && reflect.DeepEqual(na, nb)
+}
+
+func contentValue(body []byte) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, err
+	}
+	delete(m, "id")
+	if meta, ok := m["meta"].(map[string]any); ok {
+		delete(meta, "versionId")
+		delete(meta, "lastUpdated")
+		if len(meta) == 0 {
+			delete(m, "meta")
+		}
+	}
+	return m, nil
+}
+
+// ParameterResource returns the resource of the named parameter of a
+// Parameters resource (as in $validate's `resource` parameter).
+func ParameterResource(params *Resource, name string) ([]byte, error) {
+	var p struct {
+		Parameter []struct {
+			Name     string          `json:"name"`
+			Resource json.RawMessage `json:"resource"`
+		} `json:"parameter"`
+	}
+	raw, _ := params.Fields.MarshalJSON()
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return nil, Invalid("Parameters.parameter", "malformed Parameters: "+err.Error())
+	}
+	for _, pp := range p.Parameter {
+		if pp.Name == name && pp.Resource != nil {
+			return pp.Resource, nil
+		}
+	}
+	return nil, Invalid("Parameters.parameter", "no parameter "+name+" with a resource")
+}

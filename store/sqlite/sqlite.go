@@ -1,0 +1,485 @@
+// Package sqlite is the embedded storage engine: one SQLite database file in
+// WAL mode under the data directory, through the pure-Go modernc.org/sqlite
+// driver (no cgo). It is the default engine for `go run .`, tests and
+// benchmarks.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/dmp-fhir/dmp-fhir/store"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+// FileName is the database file inside the data directory.
+const FileName = "dmp.sqlite"
+
+// Store is the SQLite engine. Writes go through one connection (SQLite has
+// one writer at a time; BEGIN IMMEDIATE takes the lock up front so that
+// transactions never deadlock on upgrade); reads use a pool of read-only
+// connections that WAL lets run beside the writer.
+type Store struct {
+	write *sql.DB
+	read  *sql.DB
+}
+
+var _ store.Store = (*Store)(nil)
+
+// schema is applied at every Open; every statement is idempotent.
+//
+// history holds every version, body included, once; resources points at the
+// current version of each resource (vid) so that a read is two primary-key
+// lookups and no body is stored twice. Index tables (token_idx, and the ones
+// search adds) hold values of current versions only, keyed by the
+// resource's rid.
+const schema = `
+CREATE TABLE IF NOT EXISTS history (
+	vid          INTEGER PRIMARY KEY,
+	type         TEXT    NOT NULL,
+	id           TEXT    NOT NULL,
+	version      INTEGER NOT NULL,
+	last_updated INTEGER NOT NULL,
+	deleted      INTEGER NOT NULL DEFAULT 0,
+	body         BLOB
+);
+CREATE UNIQUE INDEX IF NOT EXISTS history_version ON history(type, id, version);
+CREATE INDEX IF NOT EXISTS history_type_time ON history(type, last_updated, id, version);
+CREATE INDEX IF NOT EXISTS history_time ON history(last_updated, type, id, version);
+
+CREATE TABLE IF NOT EXISTS resources (
+	rid          INTEGER PRIMARY KEY,
+	type         TEXT    NOT NULL,
+	id           TEXT    NOT NULL,
+	version      INTEGER NOT NULL,
+	vid          INTEGER NOT NULL,
+	last_updated INTEGER NOT NULL,
+	deleted      INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS resources_id ON resources(type, id);
+
+CREATE TABLE IF NOT EXISTS token_idx (
+	rid    INTEGER NOT NULL,
+	type   TEXT    NOT NULL,
+	param  TEXT    NOT NULL,
+	system TEXT    NOT NULL,
+	code   TEXT    NOT NULL
+);
+CREATE INDEX IF NOT EXISTS token_lookup ON token_idx(type, param, code, system, rid);
+CREATE INDEX IF NOT EXISTS token_rid ON token_idx(rid);
+`
+
+// Open opens (creating if needed) the database in dir.
+func Open(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("sqlite: data directory: %w", err)
+	}
+	path := filepath.Join(dir, FileName)
+	// synchronous(FULL): a commit is on disk before it is acknowledged, so an
+	// acknowledged write survives kill -9 and power loss alike.
+	common := url.Values{}
+	common.Add("_pragma", "journal_mode(WAL)")
+	common.Add("_pragma", "synchronous(FULL)")
+	common.Add("_pragma", "busy_timeout(10000)")
+	common.Add("_pragma", "foreign_keys(OFF)")
+	common.Add("_pragma", "cache_size(-32000)")
+
+	wq := url.Values{}
+	for k, v := range common {
+		wq[k] = append([]string(nil), v...)
+	}
+	wq.Set("_txlock", "immediate")
+	write, err := sql.Open("sqlite", "file:"+path+"?"+wq.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+	if _, err := write.Exec(schema); err != nil {
+		write.Close()
+		return nil, fmt.Errorf("sqlite: schema: %w", err)
+	}
+
+	rq := url.Values{}
+	for k, v := range common {
+		rq[k] = append([]string(nil), v...)
+	}
+	rq.Add("_pragma", "query_only(1)")
+	read, err := sql.Open("sqlite", "file:"+path+"?"+rq.Encode())
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	n := 2 * runtime.GOMAXPROCS(0)
+	if n < 4 {
+		n = 4
+	}
+	read.SetMaxOpenConns(n)
+	read.SetMaxIdleConns(n)
+	read.SetConnMaxLifetime(0)
+	if err := read.Ping(); err != nil {
+		write.Close()
+		read.Close()
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	return &Store{write: write, read: read}, nil
+}
+
+// Info describes the engine.
+func (s *Store) Info() store.Info {
+	return store.Info{Engine: "sqlite", Transactions: true, ConcurrentSafe: true}
+}
+
+// Ping checks both pools answer.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.read.PingContext(ctx); err != nil {
+		return err
+	}
+	return s.write.PingContext(ctx)
+}
+
+// Close checkpoints the WAL into the database file and closes both pools.
+func (s *Store) Close() error {
+	_, cerr := s.write.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+	rerr := s.read.Close()
+	werr := s.write.Close()
+	return errors.Join(cerr, rerr, werr)
+}
+
+// querier is what *sql.DB and *sql.Tx have in common.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// ops runs the store operations on one querier: the read pool, or the
+// transaction of a write.
+type ops struct{ q querier }
+
+// Transaction runs fn in one SQLite transaction.
+func (s *Store) Transaction(ctx context.Context, fn func(tx store.Ops) error) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error { return fn(ops{tx}) })
+}
+
+func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: begin: %w", err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			tx.Rollback()
+			panic(p)
+		}
+	}()
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: commit: %w", err)
+	}
+	return nil
+}
+
+// Create stores version 1 of a new resource.
+func (s *Store) Create(ctx context.Context, typ, id string, body []byte) (r *store.Resource, err error) {
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		r, err = ops{tx}.Create(ctx, typ, id, body)
+		return err
+	})
+	return r, err
+}
+
+// Put stores the next version of a resource, or creates it.
+func (s *Store) Put(ctx context.Context, typ, id string, body []byte, ifMatch int64) (r *store.Resource, out store.Outcome, err error) {
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		r, out, err = ops{tx}.Put(ctx, typ, id, body, ifMatch)
+		return err
+	})
+	return r, out, err
+}
+
+// Delete writes a deletion version.
+func (s *Store) Delete(ctx context.Context, typ, id string, ifMatch int64) (r *store.Resource, out store.Outcome, err error) {
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		r, out, err = ops{tx}.Delete(ctx, typ, id, ifMatch)
+		return err
+	})
+	return r, out, err
+}
+
+// Read returns the current version.
+func (s *Store) Read(ctx context.Context, typ, id string) (*store.Resource, error) {
+	return ops{s.read}.Read(ctx, typ, id)
+}
+
+// VRead returns one version.
+func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (*store.Resource, error) {
+	return ops{s.read}.VRead(ctx, typ, id, version)
+}
+
+// FindByToken returns ids of current resources indexed with the token.
+func (s *Store) FindByToken(ctx context.Context, typ string, tq store.TokenQuery, limit int) ([]string, error) {
+	return ops{s.read}.FindByToken(ctx, typ, tq, limit)
+}
+
+// current is the current row of a resource, with its body.
+type current struct {
+	rid int64
+	res store.Resource
+}
+
+func (o ops) current(ctx context.Context, typ, id string) (*current, error) {
+	var c current
+	var lu int64
+	var deleted int
+	err := o.q.QueryRowContext(ctx, `SELECT r.rid, h.version, h.last_updated, h.deleted, h.body
+		FROM resources r JOIN history h ON h.vid = r.vid WHERE r.type = ? AND r.id = ?`, typ, id).
+		Scan(&c.rid, &c.res.Version, &lu, &deleted, &c.res.Body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: read %s/%s: %w", typ, id, err)
+	}
+	c.res.Type, c.res.ID = typ, id
+	c.res.LastUpdated = time.UnixMilli(lu).UTC()
+	c.res.Deleted = deleted != 0
+	return &c, nil
+}
+
+func (o ops) Read(ctx context.Context, typ, id string) (*store.Resource, error) {
+	c, err := o.current(ctx, typ, id)
+	if err != nil {
+		return nil, err
+	}
+	if c == nil {
+		return nil, store.ErrNotFound
+	}
+	if c.res.Deleted {
+		return &c.res, store.ErrDeleted
+	}
+	return &c.res, nil
+}
+
+func (o ops) VRead(ctx context.Context, typ, id string, version int64) (*store.Resource, error) {
+	r := store.Resource{Type: typ, ID: id, Version: version}
+	var lu int64
+	var deleted int
+	err := o.q.QueryRowContext(ctx, `SELECT last_updated, deleted, body FROM history WHERE type = ? AND id = ? AND version = ?`,
+		typ, id, version).Scan(&lu, &deleted, &r.Body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, store.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: vread %s/%s/%d: %w", typ, id, version, err)
+	}
+	r.LastUpdated = time.UnixMilli(lu).UTC()
+	r.Deleted = deleted != 0
+	if r.Deleted {
+		return &r, store.ErrDeleted
+	}
+	return &r, nil
+}
+
+func (o ops) Create(ctx context.Context, typ, id string, body []byte) (*store.Resource, error) {
+	c, err := o.current(ctx, typ, id)
+	if err != nil {
+		return nil, err
+	}
+	if c != nil {
+		return nil, store.ErrExists
+	}
+	nv, err := store.Prepare(typ, id, body, 1, store.Now())
+	if err != nil {
+		return nil, err
+	}
+	if err := o.write(ctx, 0, nv); err != nil {
+		return nil, err
+	}
+	return &nv.Resource, nil
+}
+
+func (o ops) Put(ctx context.Context, typ, id string, body []byte, ifMatch int64) (*store.Resource, store.Outcome, error) {
+	c, err := o.current(ctx, typ, id)
+	if err != nil {
+		return nil, 0, err
+	}
+	if ifMatch != 0 && (c == nil || c.res.Version != ifMatch) {
+		return nil, 0, store.ErrVersionMismatch
+	}
+	if c != nil && store.SameAsCurrent(&c.res, body) {
+		return &c.res, store.Unchanged, nil
+	}
+	version, rid, out := int64(1), int64(0), store.Created
+	if c != nil {
+		version, rid = c.res.Version+1, c.rid
+		if !c.res.Deleted {
+			out = store.Updated
+		}
+	}
+	nv, err := store.Prepare(typ, id, body, version, store.Now())
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := o.write(ctx, rid, nv); err != nil {
+		return nil, 0, err
+	}
+	return &nv.Resource, out, nil
+}
+
+func (o ops) Delete(ctx context.Context, typ, id string, ifMatch int64) (*store.Resource, store.Outcome, error) {
+	c, err := o.current(ctx, typ, id)
+	if err != nil {
+		return nil, 0, err
+	}
+	if ifMatch != 0 && (c == nil || c.res.Version != ifMatch) {
+		return nil, 0, store.ErrVersionMismatch
+	}
+	if c == nil || c.res.Deleted {
+		return nil, store.NoOp, nil
+	}
+	nv := store.Deletion(typ, id, c.res.Version+1, store.Now())
+	if err := o.write(ctx, c.rid, nv); err != nil {
+		return nil, 0, err
+	}
+	return &nv.Resource, store.Deleted, nil
+}
+
+// write appends nv to history, points the resource row at it (rid 0: a new
+// resource) and replaces the resource's index values.
+func (o ops) write(ctx context.Context, rid int64, nv *store.NewVersion) error {
+	r := &nv.Resource
+	deleted := 0
+	if r.Deleted {
+		deleted = 1
+	}
+	res, err := o.q.ExecContext(ctx, `INSERT INTO history(type, id, version, last_updated, deleted, body) VALUES (?, ?, ?, ?, ?, ?)`,
+		r.Type, r.ID, r.Version, r.LastUpdated.UnixMilli(), deleted, r.Body)
+	if err != nil {
+		if isConstraint(err) {
+			return store.ErrConflict
+		}
+		return fmt.Errorf("sqlite: write history: %w", err)
+	}
+	vid, _ := res.LastInsertId()
+	if rid == 0 {
+		res, err = o.q.ExecContext(ctx, `INSERT INTO resources(type, id, version, vid, last_updated, deleted) VALUES (?, ?, ?, ?, ?, ?)`,
+			r.Type, r.ID, r.Version, vid, r.LastUpdated.UnixMilli(), deleted)
+		if err != nil {
+			if isConstraint(err) {
+				return store.ErrExists
+			}
+			return fmt.Errorf("sqlite: write resource: %w", err)
+		}
+		rid, _ = res.LastInsertId()
+	} else {
+		if _, err := o.q.ExecContext(ctx, `UPDATE resources SET version = ?, vid = ?, last_updated = ?, deleted = ? WHERE rid = ?`,
+			r.Version, vid, r.LastUpdated.UnixMilli(), deleted, rid); err != nil {
+			return fmt.Errorf("sqlite: write resource: %w", err)
+		}
+		if _, err := o.q.ExecContext(ctx, `DELETE FROM token_idx WHERE rid = ?`, rid); err != nil {
+			return fmt.Errorf("sqlite: clear index: %w", err)
+		}
+	}
+	for _, tok := range nv.Index.Tokens {
+		if _, err := o.q.ExecContext(ctx, `INSERT INTO token_idx(rid, type, param, system, code) VALUES (?, ?, ?, ?, ?)`,
+			rid, r.Type, tok.Param, tok.System, tok.Code); err != nil {
+			return fmt.Errorf("sqlite: write index: %w", err)
+		}
+	}
+	return nil
+}
+
+func isConstraint(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "constraint failed")
+}
+
+func (o ops) FindByToken(ctx context.Context, typ string, tq store.TokenQuery, limit int) ([]string, error) {
+	q := `SELECT r.id FROM token_idx t JOIN resources r ON r.rid = t.rid WHERE t.type = ? AND t.param = ? AND t.code = ?`
+	args := []any{typ, tq.Param, tq.Code}
+	switch {
+	case tq.NoSystem:
+		q += ` AND t.system = ''`
+	case tq.System != "":
+		q += ` AND t.system = ?`
+		args = append(args, tq.System)
+	}
+	q += ` GROUP BY r.id ORDER BY r.id LIMIT ?`
+	args = append(args, limit)
+	rows, err := o.q.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: find: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("sqlite: find: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// History lists versions newest first with keyset paging.
+func (s *Store) History(ctx context.Context, hq store.HistoryQuery) ([]*store.Resource, error) {
+	var where []string
+	var args []any
+	if hq.Type != "" {
+		where = append(where, "type = ?")
+		args = append(args, hq.Type)
+	}
+	if hq.ID != "" {
+		where = append(where, "id = ?")
+		args = append(args, hq.ID)
+	}
+	if !hq.Since.IsZero() {
+		where = append(where, "last_updated >= ?")
+		args = append(args, hq.Since.UnixMilli())
+	}
+	if a := hq.After; a != nil {
+		where = append(where, "(last_updated, type, id, version) < (?, ?, ?, ?)")
+		args = append(args, a.LastUpdated.UnixMilli(), a.Type, a.ID, a.Version)
+	}
+	q := `SELECT type, id, version, last_updated, deleted, body FROM history`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY last_updated DESC, type DESC, id DESC, version DESC LIMIT ?"
+	count := hq.Count
+	if count <= 0 {
+		count = 50
+	}
+	args = append(args, count)
+	rows, err := s.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: history: %w", err)
+	}
+	defer rows.Close()
+	var out []*store.Resource
+	for rows.Next() {
+		r := &store.Resource{}
+		var lu int64
+		var deleted int
+		if err := rows.Scan(&r.Type, &r.ID, &r.Version, &lu, &deleted, &r.Body); err != nil {
+			return nil, fmt.Errorf("sqlite: history: %w", err)
+		}
+		r.LastUpdated = time.UnixMilli(lu).UTC()
+		r.Deleted = deleted != 0
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}

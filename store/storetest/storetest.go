@@ -1,0 +1,454 @@
+// Package storetest is the contract test suite every storage engine runs:
+// the same expectations, whichever engine is behind store.Store.
+package storetest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dmp-fhir/dmp-fhir/store"
+)
+
+// Opener returns a fresh, empty store for one test; the suite closes it.
+type Opener func(t *testing.T) store.Store
+
+// Run runs the whole contract against the engine that open returns.
+func Run(t *testing.T, open Opener) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store)
+	}{
+		{"CreateThenReadReturnsBodyWithServerMeta", testCreateRead},
+		{"CreateRefusesTakenID", testCreateTaken},
+		{"ReadUnknownIsNotFound", testReadUnknown},
+		{"PutCreatesThenUpdatesWithNewVersion", testPutVersions},
+		{"PutWithIdenticalContentMakesNoVersion", testPutUnchanged},
+		{"PutWithStaleIfMatchIsRefused", testPutIfMatch},
+		{"DeleteIsLogicalAndKeptInHistory", testDelete},
+		{"DeleteOfMissingIsNoOp", testDeleteMissing},
+		{"PutAfterDeleteRevives", testPutAfterDelete},
+		{"VReadReturnsEachVersion", testVRead},
+		{"HistoryListsNewestFirstAndPages", testHistoryPaging},
+		{"HistorySinceFilters", testHistorySince},
+		{"FindByTokenUsesCurrentVersionOnly", testFindByToken},
+		{"DecimalsAndUnknownElementsSurvive", testExactJSON},
+		{"TransactionCommitsAllOrNothing", testTransaction},
+		{"ConcurrentIfMatchUpdatesHaveOneWinner", testConcurrentIfMatch},
+		{"ConcurrentUpdatesAreAllKept", testConcurrentUpdates},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := open(t)
+			t.Cleanup(func() { s.Close() })
+			tc.fn(t, s)
+		})
+	}
+}
+
+func ctx() context.Context { return context.Background() }
+
+func allergy(note string) []byte {
+	return []byte(fmt.Sprintf(`{"resourceType":"AllergyIntolerance","identifier":[{"system":"urn:test","value":"a-1"}],"patient":{"reference":"Patient/p1"},"note":[{"text":%q}]}`, note))
+}
+
+func mustBody(t *testing.T, r *store.Resource) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.Body, &m); err != nil {
+		t.Fatalf("stored body is not JSON: %v\n%s", err, r.Body)
+	}
+	return m
+}
+
+func testCreateRead(t *testing.T, s store.Store) {
+	created, err := s.Create(ctx(), "AllergyIntolerance", "a1", allergy("first"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if created.Version != 1 || created.ID != "a1" || created.Deleted {
+		t.Fatalf("created = %+v", created)
+	}
+	got, err := s.Read(ctx(), "AllergyIntolerance", "a1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := mustBody(t, got)
+	meta, _ := m["meta"].(map[string]any)
+	if m["id"] != "a1" || meta["versionId"] != "1" || meta["lastUpdated"] == nil {
+		t.Fatalf("server meta missing: %s", got.Body)
+	}
+	if !got.LastUpdated.Equal(created.LastUpdated) {
+		t.Fatalf("lastUpdated %v != %v", got.LastUpdated, created.LastUpdated)
+	}
+	if lu, _ := time.Parse(time.RFC3339Nano, meta["lastUpdated"].(string)); !lu.Equal(got.LastUpdated) {
+		t.Fatalf("meta.lastUpdated %v does not match %v", meta["lastUpdated"], got.LastUpdated)
+	}
+}
+
+func testCreateTaken(t *testing.T, s store.Store) {
+	if _, err := s.Create(ctx(), "AllergyIntolerance", "a1", allergy("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Create(ctx(), "AllergyIntolerance", "a1", allergy("y")); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("second create: %v, want ErrExists", err)
+	}
+	// The same id under another type is another resource.
+	if _, err := s.Create(ctx(), "Condition", "a1", []byte(`{"resourceType":"Condition","subject":{"reference":"Patient/p1"}}`)); err != nil {
+		t.Fatalf("same id, other type: %v", err)
+	}
+}
+
+func testReadUnknown(t *testing.T, s store.Store) {
+	if _, err := s.Read(ctx(), "Patient", "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("read: %v, want ErrNotFound", err)
+	}
+	if _, err := s.VRead(ctx(), "Patient", "nope", 1); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("vread: %v, want ErrNotFound", err)
+	}
+}
+
+func testPutVersions(t *testing.T, s store.Store) {
+	r, out, err := s.Put(ctx(), "AllergyIntolerance", "a1", allergy("v1"), 0)
+	if err != nil || out != store.Created || r.Version != 1 {
+		t.Fatalf("first put: %+v %v %v", r, out, err)
+	}
+	r, out, err = s.Put(ctx(), "AllergyIntolerance", "a1", allergy("v2"), 1)
+	if err != nil || out != store.Updated || r.Version != 2 {
+		t.Fatalf("second put: %+v %v %v", r, out, err)
+	}
+	got, err := s.Read(ctx(), "AllergyIntolerance", "a1")
+	if err != nil || got.Version != 2 {
+		t.Fatalf("read: %+v %v", got, err)
+	}
+	if note := mustBody(t, got)["note"].([]any)[0].(map[string]any)["text"]; note != "v2" {
+		t.Fatalf("read returns %v, want v2", note)
+	}
+}
+
+func testPutUnchanged(t *testing.T, s store.Store) {
+	first, _, err := s.Put(ctx(), "AllergyIntolerance", "a1", allergy("same"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, out, err := s.Put(ctx(), "AllergyIntolerance", "a1", first.Body, 0) // body with meta: still the same content
+	if err != nil || out != store.Unchanged || r.Version != 1 {
+		t.Fatalf("identical put: %+v %v %v", r, out, err)
+	}
+	h, err := s.History(ctx(), store.HistoryQuery{Type: "AllergyIntolerance", ID: "a1", Count: 10})
+	if err != nil || len(h) != 1 {
+		t.Fatalf("history has %d versions (%v), want 1", len(h), err)
+	}
+}
+
+func testPutIfMatch(t *testing.T, s store.Store) {
+	if _, _, err := s.Put(ctx(), "AllergyIntolerance", "a1", allergy("v1"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Put(ctx(), "AllergyIntolerance", "a1", allergy("v2"), 7); !errors.Is(err, store.ErrVersionMismatch) {
+		t.Fatalf("stale If-Match: %v, want ErrVersionMismatch", err)
+	}
+	if _, _, err := s.Put(ctx(), "AllergyIntolerance", "nope", allergy("v2"), 1); !errors.Is(err, store.ErrVersionMismatch) {
+		t.Fatalf("If-Match on missing resource: %v, want ErrVersionMismatch", err)
+	}
+	if r, _ := s.Read(ctx(), "AllergyIntolerance", "a1"); r.Version != 1 {
+		t.Fatalf("refused write changed the resource: version %d", r.Version)
+	}
+}
+
+func testDelete(t *testing.T, s store.Store) {
+	if _, err := s.Create(ctx(), "AllergyIntolerance", "a1", allergy("v1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Delete(ctx(), "AllergyIntolerance", "a1", 5); !errors.Is(err, store.ErrVersionMismatch) {
+		t.Fatalf("delete with stale If-Match: %v", err)
+	}
+	d, out, err := s.Delete(ctx(), "AllergyIntolerance", "a1", 1)
+	if err != nil || out != store.Deleted || d.Version != 2 || !d.Deleted {
+		t.Fatalf("delete: %+v %v %v", d, out, err)
+	}
+	r, err := s.Read(ctx(), "AllergyIntolerance", "a1")
+	if !errors.Is(err, store.ErrDeleted) || r == nil || r.Version != 2 {
+		t.Fatalf("read after delete: %+v %v, want ErrDeleted with version 2", r, err)
+	}
+	if _, err := s.VRead(ctx(), "AllergyIntolerance", "a1", 1); err != nil {
+		t.Fatalf("old version must stay readable: %v", err)
+	}
+	h, err := s.History(ctx(), store.HistoryQuery{Type: "AllergyIntolerance", ID: "a1", Count: 10})
+	if err != nil || len(h) != 2 || !h[0].Deleted || h[1].Deleted {
+		t.Fatalf("history after delete: %d entries %v", len(h), err)
+	}
+	if _, _, err := s.Delete(ctx(), "AllergyIntolerance", "a1", 0); err != nil {
+		t.Fatalf("second delete: %v", err)
+	}
+	if ids, _ := s.FindByToken(ctx(), "AllergyIntolerance", store.TokenQuery{Param: "identifier", System: "urn:test", Code: "a-1"}, 10); len(ids) != 0 {
+		t.Fatalf("a deleted resource is still found: %v", ids)
+	}
+}
+
+func testDeleteMissing(t *testing.T, s store.Store) {
+	_, out, err := s.Delete(ctx(), "AllergyIntolerance", "nope", 0)
+	if err != nil || out != store.NoOp {
+		t.Fatalf("delete missing: %v %v", out, err)
+	}
+	h, _ := s.History(ctx(), store.HistoryQuery{Type: "AllergyIntolerance", ID: "nope", Count: 10})
+	if len(h) != 0 {
+		t.Fatalf("delete of missing wrote history: %d", len(h))
+	}
+}
+
+func testPutAfterDelete(t *testing.T, s store.Store) {
+	s.Create(ctx(), "AllergyIntolerance", "a1", allergy("v1"))
+	s.Delete(ctx(), "AllergyIntolerance", "a1", 0)
+	r, out, err := s.Put(ctx(), "AllergyIntolerance", "a1", allergy("v3"), 0)
+	if err != nil || out != store.Created || r.Version != 3 {
+		t.Fatalf("put after delete: %+v %v %v", r, out, err)
+	}
+	if _, err := s.Read(ctx(), "AllergyIntolerance", "a1"); err != nil {
+		t.Fatalf("read after revival: %v", err)
+	}
+}
+
+func testVRead(t *testing.T, s store.Store) {
+	for i := 1; i <= 3; i++ {
+		if _, _, err := s.Put(ctx(), "AllergyIntolerance", "a1", allergy(fmt.Sprint("v", i)), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := int64(1); i <= 3; i++ {
+		r, err := s.VRead(ctx(), "AllergyIntolerance", "a1", i)
+		if err != nil || r.Version != i {
+			t.Fatalf("vread %d: %+v %v", i, r, err)
+		}
+		if note := mustBody(t, r)["note"].([]any)[0].(map[string]any)["text"]; note != fmt.Sprint("v", i) {
+			t.Fatalf("vread %d returns %v", i, note)
+		}
+	}
+	if _, err := s.VRead(ctx(), "AllergyIntolerance", "a1", 4); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("vread of future version: %v", err)
+	}
+}
+
+func testHistoryPaging(t *testing.T, s store.Store) {
+	want := map[string]bool{}
+	for i := 0; i < 7; i++ {
+		id := fmt.Sprint("h", i)
+		for v := 0; v < 2; v++ {
+			if _, _, err := s.Put(ctx(), "AllergyIntolerance", id, allergy(fmt.Sprint(i, v)), 0); err != nil {
+				t.Fatal(err)
+			}
+			want[fmt.Sprint(id, "/", v+1)] = true
+		}
+	}
+	s.Create(ctx(), "Condition", "c1", []byte(`{"resourceType":"Condition","subject":{"reference":"Patient/p1"}}`))
+	seen := map[string]bool{}
+	var after *store.HistoryKey
+	var prev *store.Resource
+	for pages := 0; ; pages++ {
+		if pages > 10 {
+			t.Fatal("paging does not end")
+		}
+		page, err := s.History(ctx(), store.HistoryQuery{Type: "AllergyIntolerance", Count: 4, After: after})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, r := range page {
+			if r.Type != "AllergyIntolerance" {
+				t.Fatalf("type history returned a %s", r.Type)
+			}
+			k := fmt.Sprint(r.ID, "/", r.Version)
+			if seen[k] {
+				t.Fatalf("%s listed twice", k)
+			}
+			seen[k] = true
+			if prev != nil && r.LastUpdated.After(prev.LastUpdated) {
+				t.Fatalf("history not newest first: %v after %v", r.LastUpdated, prev.LastUpdated)
+			}
+			prev = r
+		}
+		k := page[len(page)-1].Key()
+		after = &k
+	}
+	if len(seen) != len(want) {
+		t.Fatalf("paged through %d versions, want %d", len(seen), len(want))
+	}
+	all, _ := s.History(ctx(), store.HistoryQuery{Count: 100})
+	if len(all) != len(want)+1 {
+		t.Fatalf("system history has %d versions, want %d", len(all), len(want)+1)
+	}
+}
+
+func testHistorySince(t *testing.T, s store.Store) {
+	s.Create(ctx(), "AllergyIntolerance", "old", allergy("old"))
+	time.Sleep(5 * time.Millisecond)
+	since := store.Now()
+	time.Sleep(2 * time.Millisecond)
+	s.Create(ctx(), "AllergyIntolerance", "new", allergy("new"))
+	h, err := s.History(ctx(), store.HistoryQuery{Type: "AllergyIntolerance", Since: since, Count: 10})
+	if err != nil || len(h) != 1 || h[0].ID != "new" {
+		t.Fatalf("history since: %d entries %v", len(h), err)
+	}
+}
+
+func testFindByToken(t *testing.T, s store.Store) {
+	s.Create(ctx(), "Patient", "p1", []byte(`{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.8","value":"1840575123456"},{"value":"local-7"}]}`))
+	s.Create(ctx(), "Patient", "p2", []byte(`{"resourceType":"Patient","identifier":[{"system":"urn:other","value":"1840575123456"}]}`))
+	find := func(q store.TokenQuery) []string {
+		ids, err := s.FindByToken(ctx(), "Patient", q, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	cases := []struct {
+		name string
+		q    store.TokenQuery
+		want string
+	}{
+		{"system and value", store.TokenQuery{Param: "identifier", System: "urn:oid:1.2.250.1.213.1.4.8", Code: "1840575123456"}, "[p1]"},
+		{"value in any system", store.TokenQuery{Param: "identifier", Code: "1840575123456"}, "[p1 p2]"},
+		{"value without system", store.TokenQuery{Param: "identifier", Code: "local-7", NoSystem: true}, "[p1]"},
+		{"no system excludes systems", store.TokenQuery{Param: "identifier", Code: "1840575123456", NoSystem: true}, "[]"},
+		{"unknown", store.TokenQuery{Param: "identifier", System: "urn:x", Code: "1"}, "[]"},
+	}
+	for _, c := range cases {
+		if got := fmt.Sprint(find(c.q)); got != c.want {
+			t.Errorf("%s: got %s, want %s", c.name, got, c.want)
+		}
+	}
+	// An update that drops the identifier drops it from the index.
+	s.Put(ctx(), "Patient", "p1", []byte(`{"resourceType":"Patient","identifier":[{"value":"local-7"}]}`), 0)
+	if got := fmt.Sprint(find(store.TokenQuery{Param: "identifier", System: "urn:oid:1.2.250.1.213.1.4.8", Code: "1840575123456"})); got != "[]" {
+		t.Errorf("after update: got %s, want []", got)
+	}
+}
+
+func testExactJSON(t *testing.T, s store.Store) {
+	body := `{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":1.50,"unit":"mg"},"_status":{"extension":[{"url":"http://example.org/x","valueString":"y"}]},"contained":[{"resourceType":"Patient","id":"p","birthDate":"2000"}],"futureElement":{"a":[1.000000000000000000001]}}`
+	_, err := s.Create(ctx(), "Observation", "o1", []byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.Read(ctx(), "Observation", "o1")
+	for _, want := range []string{`"value":1.50`, `"_status":{"extension"`, `"contained":[{"resourceType":"Patient"`, `1.000000000000000000001`} {
+		if !contains(got.Body, want) {
+			t.Errorf("stored body lost %s:\n%s", want, got.Body)
+		}
+	}
+}
+
+func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }
+
+func testTransaction(t *testing.T, s store.Store) {
+	if !s.Info().Transactions {
+		err := s.Transaction(ctx(), func(tx store.Ops) error { t.Fatal("fn called without transactions"); return nil })
+		if !errors.Is(err, store.ErrNoTransactions) {
+			t.Fatalf("engine without transactions: %v, want ErrNoTransactions", err)
+		}
+		return
+	}
+	boom := errors.New("boom")
+	err := s.Transaction(ctx(), func(tx store.Ops) error {
+		if _, err := tx.Create(ctx(), "AllergyIntolerance", "t1", allergy("x")); err != nil {
+			return err
+		}
+		if _, err := tx.Read(ctx(), "AllergyIntolerance", "t1"); err != nil {
+			return fmt.Errorf("read own write: %w", err)
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("transaction error: %v", err)
+	}
+	if _, err := s.Read(ctx(), "AllergyIntolerance", "t1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("rolled-back write is visible: %v", err)
+	}
+	err = s.Transaction(ctx(), func(tx store.Ops) error {
+		for i := 0; i < 3; i++ {
+			if _, err := tx.Create(ctx(), "AllergyIntolerance", fmt.Sprint("t", i), allergy("x")); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := s.Read(ctx(), "AllergyIntolerance", fmt.Sprint("t", i)); err != nil {
+			t.Fatalf("committed write t%d: %v", i, err)
+		}
+	}
+}
+
+func testConcurrentIfMatch(t *testing.T, s store.Store) {
+	if !s.Info().ConcurrentSafe {
+		t.Skip("this server loses concurrent updates (FerretDB); run against a real MongoDB replica set")
+	}
+	if _, err := s.Create(ctx(), "AllergyIntolerance", "a1", allergy("v1")); err != nil {
+		t.Fatal(err)
+	}
+	const writers = 8
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	wins := 0
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			_, _, err := s.Put(ctx(), "AllergyIntolerance", "a1", allergy(fmt.Sprint("writer", w)), 1)
+			switch {
+			case err == nil:
+				mu.Lock()
+				wins++
+				mu.Unlock()
+			case errors.Is(err, store.ErrVersionMismatch), errors.Is(err, store.ErrConflict):
+			default:
+				t.Errorf("writer %d: %v", w, err)
+			}
+		}(w)
+	}
+	wg.Wait()
+	if wins != 1 {
+		t.Fatalf("%d writers won version 2, want exactly 1", wins)
+	}
+}
+
+func testConcurrentUpdates(t *testing.T, s store.Store) {
+	if !s.Info().ConcurrentSafe {
+		t.Skip("this server loses concurrent updates (FerretDB); run against a real MongoDB replica set")
+	}
+	const writers, each = 8, 10
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				if _, _, err := s.Put(ctx(), "AllergyIntolerance", "a1", allergy(fmt.Sprint(w, "-", i)), 0); err != nil {
+					t.Errorf("writer %d: %v", w, err)
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	h, err := s.History(ctx(), store.HistoryQuery{Type: "AllergyIntolerance", ID: "a1", Count: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(h) != writers*each {
+		t.Fatalf("history has %d versions, want %d: acknowledged writes were lost", len(h), writers*each)
+	}
+	cur, _ := s.Read(ctx(), "AllergyIntolerance", "a1")
+	if cur.Version != int64(writers*each) {
+		t.Fatalf("current version %d, want %d", cur.Version, writers*each)
+	}
+}
