@@ -88,7 +88,7 @@ func (s *Server) history(c *gin.Context) {
 	for _, r := range versions {
 		bundle.Entry = append(bundle.Entry, historyEntry(base, r))
 	}
-	body, err := json.Marshal(bundle)
+	body, err := fhir.Marshal(bundle)
 	if err != nil {
 		s.fail(c, err)
 		return

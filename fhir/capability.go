@@ -94,7 +94,7 @@ func CapabilityStatement(c Capabilities, now time.Time) []byte {
 		Format:         []string{"application/fhir+json", "json"},
 		Rest:           []models.CapabilityStatementRest{rest},
 	}
-	b, err := json.Marshal(cs)
+	b, err := Marshal(cs)
 	if err != nil {
 		panic(err)
 	}

@@ -4,7 +4,6 @@
 package fhir
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -94,7 +93,7 @@ func OperationOutcome(issues ...Issue) []byte {
 		ok := "All OK"
 		out.Issue = []models.OperationOutcomeIssue{{Severity: models.IssueSeverityInformation, Code: models.IssueTypeInformational, Diagnostics: &ok}}
 	}
-	b, err := json.Marshal(out)
+	b, err := Marshal(out)
 	if err != nil {
 		panic(err) // a fixed struct of strings always marshals
 	}

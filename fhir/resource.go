@@ -232,3 +232,22 @@ func ParameterResource(params *Resource, name string) ([]byte, error) {
 	}
 	return nil, Invalid("Parameters.parameter", "no parameter "+name+" with a resource")
 }
+
+// Marshal renders a resource the server builds (a samply model), with
+// resourceType first as FHIR JSON is conventionally written: the samply
+// models put it last.
+func Marshal(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	obj, err := ParseObject(b)
+	if err != nil {
+		return nil, err
+	}
+	rt := obj.Get("resourceType")
+	if rt == nil {
+		return b, nil
+	}
+	return append(Object{{Key: "resourceType", Value: rt}}, obj.Without("resourceType")...).MarshalJSON()
+}
