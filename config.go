@@ -12,21 +12,31 @@ import (
 	"time"
 
 	"github.com/dmp-fhir/dmp-fhir/api"
+	"github.com/dmp-fhir/dmp-fhir/auth"
 )
 
 // config is the server's configuration: every setting is a flag and an
 // environment variable; a flag wins over the environment.
 type config struct {
-	Addr            string
-	DataDir         string
-	BaseURL         string
-	MongoURI        string
-	MongoDatabase   string
-	MaxBodyBytes    int64
-	ShutdownTimeout time.Duration
+	Addr             string
+	DataDir          string
+	BaseURL          string
+	MongoURI         string
+	MongoDatabase    string
+	MaxBodyBytes     int64
+	MaxBundleEntries int
+	CursorKey        string
+	ShutdownTimeout  time.Duration
+
+	AuthIssuer       string
+	AuthAudience     string
+	PSCIssuer        string
+	PSCJWKS          string
+	PSCAudience      string
+	PSCDefaultScopes string
 }
 
-func loadConfig(args []string, stderr io.Writer) (config, error) {
+func loadConfig(name string, args []string, stderr io.Writer) (config, error) {
 	env := func(name, def string) string {
 		if v, ok := os.LookupEnv(name); ok {
 			return v
@@ -34,7 +44,7 @@ func loadConfig(args []string, stderr io.Writer) (config, error) {
 		return def
 	}
 	var c config
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Addr, "addr", env("DMP_ADDR", "127.0.0.1:8080"), "listen address (DMP_ADDR)")
 	fs.StringVar(&c.DataDir, "data-dir", env("DMP_DATA_DIR", "./data"), "data directory of the embedded engine (DMP_DATA_DIR)")
@@ -42,6 +52,14 @@ func loadConfig(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.MongoURI, "mongodb-uri", env("MONGODB_URI", ""), "MongoDB connection string; empty: embedded SQLite engine (MONGODB_URI)")
 	fs.StringVar(&c.MongoDatabase, "mongodb-database", env("DMP_MONGODB_DATABASE", "dmp"), "MongoDB database name (DMP_MONGODB_DATABASE)")
 	maxBody := fs.String("max-body", env("DMP_MAX_BODY_BYTES", strconv.Itoa(api.DefaultMaxBodyBytes)), "largest request body in bytes (DMP_MAX_BODY_BYTES)")
+	maxEntries := fs.String("max-bundle-entries", env("DMP_MAX_BUNDLE_ENTRIES", strconv.Itoa(api.DefaultMaxBundleEntries)), "most entries in a batch or transaction Bundle (DMP_MAX_BUNDLE_ENTRIES)")
+	fs.StringVar(&c.CursorKey, "cursor-key", env("DMP_CURSOR_KEY", ""), "secret of at least 32 characters that signs paging cursors; empty: random per start (DMP_CURSOR_KEY)")
+	fs.StringVar(&c.AuthIssuer, "auth-issuer", env("DMP_AUTH_ISSUER", auth.DefaultIssuer), "iss of the tokens this server issues (DMP_AUTH_ISSUER)")
+	fs.StringVar(&c.AuthAudience, "auth-audience", env("DMP_AUTH_AUDIENCE", auth.DefaultAudience), "aud every token must carry (DMP_AUTH_AUDIENCE)")
+	fs.StringVar(&c.PSCIssuer, "psc-issuer", env("DMP_PSC_ISSUER", ""), "iss of Pro Santé Connect tokens to accept; empty: none (DMP_PSC_ISSUER)")
+	fs.StringVar(&c.PSCJWKS, "psc-jwks", env("DMP_PSC_JWKS", ""), "Pro Santé Connect key set: a file or an https URL (DMP_PSC_JWKS)")
+	fs.StringVar(&c.PSCAudience, "psc-audience", env("DMP_PSC_AUDIENCE", ""), "aud of Pro Santé Connect tokens; empty: -auth-audience (DMP_PSC_AUDIENCE)")
+	fs.StringVar(&c.PSCDefaultScopes, "psc-default-scopes", env("DMP_PSC_DEFAULT_SCOPES", ""), "scopes granted to PSC tokens that carry no SMART scope, e.g. user/*.cruds (DMP_PSC_DEFAULT_SCOPES)")
 	shutdown := fs.String("shutdown-timeout", env("DMP_SHUTDOWN_TIMEOUT", "30s"), "how long in-flight requests may drain at shutdown (DMP_SHUTDOWN_TIMEOUT)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -54,6 +72,12 @@ func loadConfig(args []string, stderr io.Writer) (config, error) {
 		return c, fmt.Errorf("DMP_MAX_BODY_BYTES / -max-body: %q is not a positive number of bytes", *maxBody)
 	}
 	c.MaxBodyBytes = n
+	if c.MaxBundleEntries, err = strconv.Atoi(*maxEntries); err != nil || c.MaxBundleEntries <= 0 {
+		return c, fmt.Errorf("DMP_MAX_BUNDLE_ENTRIES / -max-bundle-entries: %q is not a positive number", *maxEntries)
+	}
+	if c.CursorKey != "" && len(c.CursorKey) < 32 {
+		return c, errors.New("DMP_CURSOR_KEY / -cursor-key: must be at least 32 characters")
+	}
 	if c.ShutdownTimeout, err = time.ParseDuration(*shutdown); err != nil || c.ShutdownTimeout < 0 {
 		return c, fmt.Errorf("DMP_SHUTDOWN_TIMEOUT / -shutdown-timeout: %q is not a duration such as 30s", *shutdown)
 	}
@@ -64,7 +88,10 @@ func loadConfig(args []string, stderr io.Writer) (config, error) {
 			c.BaseURL = u
 		}
 	}
-	if c.MongoURI == "" && c.DataDir == "" {
+	if (c.PSCIssuer == "") != (c.PSCJWKS == "") {
+		return c, errors.New("DMP_PSC_ISSUER and DMP_PSC_JWKS: set both or neither")
+	}
+	if c.DataDir == "" {
 		return c, errors.New("DMP_DATA_DIR / -data-dir: must not be empty")
 	}
 	return c, nil

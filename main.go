@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/dmp-fhir/dmp-fhir/api"
+	"github.com/dmp-fhir/dmp-fhir/auth"
 	"github.com/dmp-fhir/dmp-fhir/fhir"
 	"github.com/dmp-fhir/dmp-fhir/store"
 	"github.com/dmp-fhir/dmp-fhir/store/mongo"
@@ -42,6 +43,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "serve":
 		return serve(args, stderr)
+	case "token":
+		return tokenCmd(args, stdout, stderr)
+	case "client":
+		return clientCmd(args, stdout, stderr)
+	case "outbox":
+		return outboxCmd(args, stdout, stderr)
+	case "reindex":
+		return reindex(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "dmp-fhir", version)
 		return nil
@@ -59,6 +68,10 @@ func usage(w io.Writer) {
 
 commands:
   serve     start the FHIR server (default)
+  token     print a token signed with the local key: token practitioner|system|patient ...
+  client    register a system client: client add --name ... --finess ... --scope ...; client list
+  outbox    list the notifications sent to patients: outbox [--to PATIENT]
+  reindex   extract the search values of every stored resource again
   version   print the version
   help      this text
 
@@ -73,7 +86,7 @@ func openStore(ctx context.Context, c config) (store.Store, error) {
 }
 
 func serve(args []string, stderr io.Writer) error {
-	c, err := loadConfig(args, stderr)
+	c, err := loadConfig("serve", args, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -100,7 +113,15 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	handler := api.New(api.Config{BaseURL: c.BaseURL, MaxBodyBytes: c.MaxBodyBytes, Version: version, Logger: log}, st, validator)
+	access, closeAccess, err := openAccess(ctx, c, st, log)
+	if err != nil {
+		return err
+	}
+	defer closeAccess()
+	handler := api.New(api.Config{
+		BaseURL: c.BaseURL, MaxBodyBytes: c.MaxBodyBytes, MaxBundleEntries: c.MaxBundleEntries,
+		CursorKey: []byte(c.CursorKey), Version: version, Logger: log, Auth: access,
+	}, st, validator)
 
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
@@ -127,6 +148,106 @@ func serve(args []string, stderr io.Writer) error {
 	defer cancelDrain()
 	if err := srv.Shutdown(drain); err != nil {
 		log.Error("shutdown", "err", err)
+	}
+	return nil
+}
+
+// reindex re-extracts the search index values of every current resource,
+// for when the search parameter definitions changed.
+func reindex(args []string, stdout, stderr io.Writer) error {
+	c, err := loadConfig("reindex", args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	st, err := openStore(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	started := time.Now()
+	last := 0
+	err = st.Reindex(ctx, func(done int) {
+		last = done
+		fmt.Fprintf(stdout, "reindexed %d resources\n", done)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "done: %d resources in %s\n", last, time.Since(started).Round(time.Millisecond))
+	return nil
+}
+
+// openAccess builds the access machinery: the signing key and the token
+// verifier (own tokens, and Pro Santé Connect's when configured), the
+// registered clients, the audit writer and the patients' notifier.
+func openAccess(ctx context.Context, c config, st store.Store, log *slog.Logger) (*api.Auth, func(), error) {
+	key, err := auth.LoadOrCreateSigningKey(c.DataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	vc := auth.VerifierConfig{Issuer: c.AuthIssuer, Audience: c.AuthAudience, Key: key, Logger: log}
+	if c.PSCIssuer != "" {
+		vc.External = append(vc.External, auth.ExternalIssuer{
+			Issuer: c.PSCIssuer, JWKS: c.PSCJWKS, Audience: c.PSCAudience,
+			Kind: auth.KindPractitioner, DefaultScopes: c.PSCDefaultScopes,
+		})
+	}
+	verifier, err := auth.NewVerifier(vc)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := verifier.Refresh(ctx); err != nil {
+		log.Warn("external key sets could not be fetched yet", "err", err)
+	}
+	clients, err := auth.OpenClients(c.DataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	outbox, err := auth.NewOutbox(c.DataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	auditor := auth.NewAuditor(st, auth.AuditorOptions{Logger: log})
+	closeAll := func() {
+		if err := auditor.Close(); err != nil {
+			log.Error("closing the audit writer", "err", err)
+		}
+		outbox.Close()
+	}
+	return &api.Auth{
+		Verifier: verifier, Auditor: auditor, Notifier: outbox, Key: key, Clients: clients,
+		Issuer: c.AuthIssuer, Audience: c.AuthAudience,
+	}, closeAll, nil
+}
+
+// outboxCmd lists the notifications of the local outbox.
+func outboxCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("outbox", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data-dir", tokenEnv("DMP_DATA_DIR", "./data"), "data directory (DMP_DATA_DIR)")
+	to := fs.String("to", "", "only the notifications to this patient id or address")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	ob, err := auth.NewOutbox(*dataDir)
+	if err != nil {
+		return err
+	}
+	defer ob.Close()
+	list, err := ob.List(*to)
+	if err != nil {
+		return err
+	}
+	for _, n := range list {
+		fmt.Fprintf(stdout, "%s  to=%s  kind=%s  %s\n%s\n\n", n.Time.UTC().Format(time.RFC3339), n.To, n.Kind, n.Subject, n.Body)
 	}
 	return nil
 }

@@ -67,9 +67,26 @@ func startServer(t *testing.T, dataDir string) (*exec.Cmd, string, *bytes.Buffer
 	return nil, "", nil
 }
 
-func post(t *testing.T, url, body string) (*http.Response, []byte) {
+// practitionerToken issues a token with the data directory's key, as
+// `go run . token practitioner` does.
+func practitionerToken(t *testing.T, dir string) string {
 	t.Helper()
-	res, err := http.Post(url, "application/fhir+json", strings.NewReader(body))
+	var out bytes.Buffer
+	if err := tokenCmd([]string{"practitioner", "--idnps", "810001234567", "--profession", "10", "--data-dir", dir}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(out.String())
+}
+
+func do(t *testing.T, method, url, token, body string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/fhir+json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,9 +101,10 @@ func post(t *testing.T, url, body string) (*http.Response, []byte) {
 func TestAcknowledgedWritesSurviveKill9(t *testing.T) {
 	dir := t.TempDir()
 	cmd, base, _ := startServer(t, dir)
+	token := practitionerToken(t, dir)
 	var ids []string
 	for i := 0; i < 50; i++ {
-		res, b := post(t, base+"/Observation", fmt.Sprintf(`{"resourceType":"Observation","status":"final","code":{"text":"n%d"}}`, i))
+		res, b := do(t, "POST", base+"/Observation", token, fmt.Sprintf(`{"resourceType":"Observation","status":"final","code":{"text":"n%d"}}`, i))
 		if res.StatusCode != 201 {
 			t.Fatalf("create %d: %d %s", i, res.StatusCode, b)
 		}
@@ -101,11 +119,7 @@ func TestAcknowledgedWritesSurviveKill9(t *testing.T) {
 
 	_, base, _ = startServer(t, dir)
 	for i, id := range ids {
-		res, err := http.Get(base + "/Observation/" + id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
+		res, _ := do(t, "GET", base+"/Observation/"+id, token, "")
 		if res.StatusCode != 200 {
 			t.Fatalf("acknowledged write %d (%s) lost after kill -9: %d", i, id, res.StatusCode)
 		}
@@ -146,11 +160,13 @@ func TestInvalidConfigurationNamesTheSetting(t *testing.T) {
 		{"DMP_MAX_BODY_BYTES", "lots", "DMP_MAX_BODY_BYTES"},
 		{"DMP_BASE_URL", "dmp.example.org/fhir", "DMP_BASE_URL"},
 		{"DMP_SHUTDOWN_TIMEOUT", "soon", "DMP_SHUTDOWN_TIMEOUT"},
+		{"DMP_MAX_BUNDLE_ENTRIES", "0", "DMP_MAX_BUNDLE_ENTRIES"},
+		{"DMP_CURSOR_KEY", "short", "DMP_CURSOR_KEY"},
 	}
 	for _, c := range cases {
 		t.Run(c.env, func(t *testing.T) {
 			t.Setenv(c.env, c.value)
-			_, err := loadConfig(nil, io.Discard)
+			_, err := loadConfig("serve", nil, io.Discard)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("error %v, want one naming %s", err, c.want)
 			}
@@ -160,7 +176,7 @@ func TestInvalidConfigurationNamesTheSetting(t *testing.T) {
 
 func TestFlagsWinOverEnvironment(t *testing.T) {
 	t.Setenv("DMP_ADDR", "127.0.0.1:1")
-	c, err := loadConfig([]string{"-addr", "127.0.0.1:2"}, io.Discard)
+	c, err := loadConfig("serve", []string{"-addr", "127.0.0.1:2"}, io.Discard)
 	if err != nil || c.Addr != "127.0.0.1:2" {
 		t.Fatalf("addr %q (%v), want the flag's", c.Addr, err)
 	}

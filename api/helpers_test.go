@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/dmp-fhir/dmp-fhir/api"
+	"github.com/dmp-fhir/dmp-fhir/auth"
 	"github.com/dmp-fhir/dmp-fhir/fhir"
 	"github.com/dmp-fhir/dmp-fhir/internal/mongotest"
 	"github.com/dmp-fhir/dmp-fhir/store"
@@ -56,21 +58,68 @@ func validator(t *testing.T) *fhir.Validator {
 
 // server is a running dmp-fhir over one engine.
 type server struct {
-	t   *testing.T
-	url string // the FHIR base, ending in /fhir
-	api *api.Server
+	t     *testing.T
+	url   string // the FHIR base, ending in /fhir
+	api   *api.Server
+	key   *auth.SigningKey
+	store store.Store
+	// token is sent when a request names no Authorization header: a
+	// médecin with every scope.
+	token string
 }
 
+var sharedKey *auth.SigningKey
+
+func signingKey(t *testing.T) *auth.SigningKey {
+	t.Helper()
+	if sharedKey == nil {
+		k, err := auth.GenerateSigningKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sharedKey = k
+	}
+	return sharedKey
+}
+
+// newServer starts a server over a fresh store of engine e. Unless cfg
+// brings its own Auth, the consent decision and the audit are off (tests of
+// the REST mechanics); tokens and scopes are always checked.
 func newServer(t *testing.T, e engine, cfg api.Config) *server {
 	t.Helper()
-	st := e.open(t)
+	return newServerOn(t, e.open(t), cfg)
+}
+
+// newServerOn starts a server over st.
+func newServerOn(t *testing.T, st store.Store, cfg api.Config) *server {
+	t.Helper()
+	key := signingKey(t)
+	if cfg.Auth == nil {
+		v, err := auth.NewVerifier(auth.VerifierConfig{Key: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Auth = &api.Auth{Verifier: v, Key: key, Unrestricted: true}
+	}
 	a := api.New(cfg, st, validator(t))
 	hs := httptest.NewServer(a)
 	t.Cleanup(func() {
 		hs.Close()
 		st.Close()
 	})
-	return &server{t: t, url: hs.URL + "/fhir", api: a}
+	srv := &server{t: t, url: hs.URL + "/fhir", api: a, key: key, store: st}
+	srv.token = srv.tokenFor(auth.Claims{Kind: auth.KindPractitioner, IDNatPs: "810000000001", Profession: "10", Scope: "user/*.cruds"})
+	return srv
+}
+
+// tokenFor issues a token signed with the test key.
+func (s *server) tokenFor(c auth.Claims) string {
+	s.t.Helper()
+	tok, err := s.key.Issue(c, time.Hour)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return tok
 }
 
 // forEachEngine runs fn once per engine, each with a fresh server.
@@ -111,8 +160,12 @@ func (s *server) do(method, path string, body []byte, headers ...string) respons
 	if body != nil {
 		req.Header.Set("Content-Type", "application/fhir+json")
 	}
+	req.Header.Set("Authorization", "Bearer "+s.token)
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
+	}
+	if req.Header.Get("Authorization") == "none" {
+		req.Header.Del("Authorization")
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -165,3 +218,5 @@ func withoutServerMeta(t *testing.T, body []byte) map[string]any {
 
 // TestMain stops the shared FerretDB (the MongoDB test target) after the tests.
 func TestMain(m *testing.M) { mongotest.Main(m) }
+
+func apiConfig() api.Config { return api.Config{} }

@@ -12,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
+	"github.com/dmp-fhir/dmp-fhir/auth"
 	"github.com/dmp-fhir/dmp-fhir/fhir"
 	"github.com/dmp-fhir/dmp-fhir/store"
 )
@@ -50,11 +51,8 @@ func (s *Server) history(c *gin.Context) {
 		}
 		hq.After = k
 	}
-	if id := hq.ID; id != "" {
-		if _, err := s.store.Read(c, hq.Type, id); err != nil && !isDeleted(err) {
-			s.fail(c, err)
-			return
-		}
+	if !s.allowHistory(c, hq) {
+		return
 	}
 	var versions []*store.Resource
 	if hq.Count > 0 {
@@ -157,4 +155,48 @@ func decodeCursor(v string) (*store.HistoryKey, error) {
 		return nil, err
 	}
 	return &store.HistoryKey{LastUpdated: time.UnixMilli(cur.T).UTC(), Type: cur.R, ID: cur.I, Version: cur.V}, nil
+}
+
+// allowHistory applies scopes and consent to a history request: instance
+// history as a read of the resource (decided on its newest readable
+// version); type and system history only for types outside patients'
+// records, as they would cross every record at once.
+func (s *Server) allowHistory(c *gin.Context, hq store.HistoryQuery) bool {
+	switch {
+	case hq.ID != "":
+		if !s.allow(c, hq.Type, auth.OpRead, "history-instance") {
+			return false
+		}
+		r, err := s.store.Read(c, hq.Type, hq.ID)
+		if isDeleted(err) && r != nil && r.Version > 1 {
+			r, err = s.store.VRead(c, hq.Type, hq.ID, r.Version-1)
+		}
+		if err != nil && !isDeleted(err) {
+			s.fail(c, err)
+			return false
+		}
+		if err == nil {
+			if ok, rule, err := s.mayRead(c, r); err != nil || !ok {
+				s.refuseOrFail(c, rule, err)
+				return false
+			}
+		}
+		return true
+	case hq.Type != "":
+		if !s.allow(c, hq.Type, auth.OpSearch, "history-type") {
+			return false
+		}
+	default:
+		if a := accessOf(c); a != nil {
+			a.interaction = "history-system"
+		}
+	}
+	if s.auth.Unrestricted || accessOf(c) == nil {
+		return true
+	}
+	if rt, ok := fhir.LookupType(hq.Type); ok && len(rt.PatientCompartment) == 0 && hq.Type != "Patient" && hq.Type != "Binary" {
+		return true
+	}
+	s.refuseRead(c, "history-crosses-records")
+	return false
 }

@@ -2,9 +2,11 @@ package api
 
 import (
 	"context"
+
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"github.com/dmp-fhir/dmp-fhir/auth"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -20,8 +22,8 @@ import (
 // typeInteractions and systemInteractions are what the routes below serve;
 // the CapabilityStatement is built from them.
 var (
-	typeInteractions   = []string{"read", "vread", "update", "delete", "history-instance", "history-type", "create"}
-	systemInteractions = []string{"history-system"}
+	typeInteractions   = []string{"read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"}
+	systemInteractions = []string{"transaction", "batch", "history-system"}
 	typeOperations     = []fhir.Operation{{Name: "validate", Definition: "http://hl7.org/fhir/OperationDefinition/Resource-validate"}}
 )
 
@@ -44,20 +46,29 @@ func (s *Server) routes() *gin.Engine {
 
 	g := e.Group("/fhir", s.negotiate)
 	g.GET("/metadata", s.capabilities)
-	g.GET("/_history", s.history)
-	g.POST("", s.bundle)
-	g.POST("/", s.bundle)
+	a := g.Group("", s.authenticate)
+	a.GET("/_history", s.history)
+	a.POST("", s.bundle)
+	a.POST("/", s.bundle)
 
-	t := g.Group("/:type", s.knownType)
+	t := a.Group("/:type", s.knownType)
+	t.GET("", s.search)
 	t.POST("", s.create)
 	t.PUT("", s.conditionalUpdate)
+	t.POST("/_search", s.searchPost)
 	t.GET("/_history", s.history)
 	t.POST("/$validate", s.validate)
 	t.GET("/:id", s.read)
 	t.PUT("/:id", s.update)
 	t.DELETE("/:id", s.delete)
 	t.GET("/:id/_history", s.history)
+	t.GET("/:id/:compartmentType", s.compartmentSearch)
 	t.GET("/:id/_history/:vid", s.vread)
+	t.POST("/:id/:operation", s.instanceOperation)
+
+	e.GET("/.well-known/smart-configuration", s.smartConfiguration)
+	e.POST("/auth/token", s.token)
+	e.GET("/auth/jwks", s.jwks)
 	return e
 }
 
@@ -87,12 +98,8 @@ func (s *Server) capabilities(c *gin.Context) {
 		ConditionalCreate:  true,
 		ConditionalUpdate:  true,
 		ConditionalRead:    "not-match",
+		SearchParams:       searchParamsByType(),
 	}, time.Now()))
-}
-
-// bundle will process batch and transaction Bundles; until then it says so.
-func (s *Server) bundle(c *gin.Context) {
-	s.writeOutcome(c, http.StatusNotImplemented, fhir.Issue{Code: "not-supported", Diagnostics: "batch and transaction Bundles are not supported yet"})
 }
 
 // incoming reads, parses and validates the resource body of a write.
@@ -115,15 +122,22 @@ func (s *Server) incoming(c *gin.Context) (*fhir.Resource, []byte, error) {
 }
 
 func (s *Server) create(c *gin.Context) {
+	if !s.allow(c, c.Param("type"), auth.OpCreate, "create") {
+		return
+	}
 	res, body, err := s.incoming(c)
 	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if err := s.mayWrite(c, res.Type, body); err != nil {
 		s.fail(c, err)
 		return
 	}
 	typ := res.Type
 	criteria := c.GetHeader("If-None-Exist")
 	if criteria == "" {
-		r, err := s.store.Create(c, typ, newID(), body)
+		r, err := s.ops(c).Create(c, typ, s.assignedID(c), body)
 		if err != nil {
 			s.fail(c, err)
 			return
@@ -134,18 +148,27 @@ func (s *Server) create(c *gin.Context) {
 	var r *store.Resource
 	created := false
 	err = s.atomically(c, func(ops store.Ops) error {
-		ids, err := matches(c, ops, typ, criteria, "If-None-Exist")
+		ids, err := s.matches(c, typ, criteria, "If-None-Exist", s.base(c))
 		if err != nil {
 			return err
 		}
 		switch len(ids) {
 		case 0:
 			created = true
-			r, err = ops.Create(c, typ, newID(), body)
+			r, err = ops.Create(c, typ, s.assignedID(c), body)
 			return err
 		case 1:
 			created = false
 			r, err = ops.Read(c, typ, ids[0])
+			if err == nil {
+				// The match is answered only to whom may read it.
+				if ok, _, rerr := s.mayRead(c, r); rerr != nil || !ok {
+					hidden := *r
+					hidden.Body = nil
+					r = &hidden
+					return rerr
+				}
+			}
 			return err
 		default:
 			return multipleMatches("If-None-Exist", len(ids))
@@ -163,8 +186,15 @@ func (s *Server) create(c *gin.Context) {
 }
 
 func (s *Server) update(c *gin.Context) {
+	if !s.allow(c, c.Param("type"), auth.OpUpdate, "update") {
+		return
+	}
 	res, body, err := s.incoming(c)
 	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if err := s.mayWrite(c, res.Type, body); err != nil {
 		s.fail(c, err)
 		return
 	}
@@ -182,7 +212,7 @@ func (s *Server) update(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	r, out, err := s.store.Put(c, res.Type, id, body, ifMatch)
+	r, out, err := s.ops(c).Put(c, res.Type, id, body, ifMatch)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -197,8 +227,15 @@ func (s *Server) update(c *gin.Context) {
 // conditionalUpdate serves PUT /fhir/Type?criteria: no match creates, one
 // match updates it, several are refused with 412.
 func (s *Server) conditionalUpdate(c *gin.Context) {
+	if !s.allow(c, c.Param("type"), auth.OpUpdate, "update") {
+		return
+	}
 	res, body, err := s.incoming(c)
 	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if err := s.mayWrite(c, res.Type, body); err != nil {
 		s.fail(c, err)
 		return
 	}
@@ -214,7 +251,7 @@ func (s *Server) conditionalUpdate(c *gin.Context) {
 	var r *store.Resource
 	var out store.Outcome
 	err = s.atomically(c, func(ops store.Ops) error {
-		ids, err := matches(c, ops, res.Type, c.Request.URL.RawQuery, "")
+		ids, err := s.matches(c, res.Type, c.Request.URL.RawQuery, "", s.base(c))
 		if err != nil {
 			return err
 		}
@@ -249,10 +286,14 @@ func (s *Server) conditionalUpdate(c *gin.Context) {
 	s.answerWrite(c, status, r)
 }
 
-// atomically runs fn in a store transaction; on an engine without
+// atomically runs fn in a store transaction: the one of the transaction
+// Bundle being processed, if any, else a new one. On an engine without
 // transactions (a standalone MongoDB) it runs fn directly, which leaves a
 // window between the lookup and the write: docs/MONGODB.md says so.
 func (s *Server) atomically(ctx context.Context, fn func(store.Ops) error) error {
+	if tx, ok := ctx.Value(txKey{}).(store.Ops); ok {
+		return fn(tx)
+	}
 	err := s.store.Transaction(ctx, fn)
 	if errors.Is(err, store.ErrNoTransactions) {
 		return fn(s.store)
@@ -260,17 +301,49 @@ func (s *Server) atomically(ctx context.Context, fn func(store.Ops) error) error
 	return err
 }
 
+// txKey carries the store transaction of a transaction Bundle to the
+// handlers that process its entries; assignedIDKey the id a Bundle entry's
+// create must take (its urn:uuid was already rewritten to it).
+type (
+	txKey         struct{}
+	assignedIDKey struct{}
+)
+
+// ops is where a handler reads and writes: the Bundle's transaction, or the store.
+func (s *Server) ops(ctx context.Context) store.Ops {
+	if tx, ok := ctx.Value(txKey{}).(store.Ops); ok {
+		return tx
+	}
+	return s.store
+}
+
+// assignedID is the id of a new resource: fixed in advance for a Bundle
+// entry, else a new random one.
+func (s *Server) assignedID(ctx context.Context) string {
+	if id, ok := ctx.Value(assignedIDKey{}).(string); ok && id != "" {
+		return id
+	}
+	return newID()
+}
+
 func multipleMatches(what string, n int) error {
 	return fhir.NewError(http.StatusPreconditionFailed, "multiple-matches", "", strconv.Itoa(n)+" resources match "+what+"; the criteria must select at most one")
 }
 
 func (s *Server) delete(c *gin.Context) {
+	if !s.allow(c, c.Param("type"), auth.OpDelete, "delete") {
+		return
+	}
+	if err := s.mayDelete(c, c.Param("type"), c.Param("id")); err != nil {
+		s.fail(c, err)
+		return
+	}
 	ifMatch, err := parseIfMatch(c)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	r, out, err := s.store.Delete(c, c.Param("type"), c.Param("id"), ifMatch)
+	r, out, err := s.ops(c).Delete(c, c.Param("type"), c.Param("id"), ifMatch)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -290,9 +363,16 @@ func (s *Server) delete(c *gin.Context) {
 }
 
 func (s *Server) read(c *gin.Context) {
-	r, err := s.store.Read(c, c.Param("type"), c.Param("id"))
+	if !s.allow(c, c.Param("type"), auth.OpRead, "read") {
+		return
+	}
+	r, err := s.ops(c).Read(c, c.Param("type"), c.Param("id"))
 	if err != nil {
 		s.failRead(c, r, err)
+		return
+	}
+	if ok, rule, err := s.mayRead(c, r); err != nil || !ok {
+		s.refuseOrFail(c, rule, err)
 		return
 	}
 	if inm := c.GetHeader("If-None-Match"); inm != "" && etagMatches(inm, r.ETag()) {
@@ -304,15 +384,30 @@ func (s *Server) read(c *gin.Context) {
 }
 
 func (s *Server) vread(c *gin.Context) {
+	if !s.allow(c, c.Param("type"), auth.OpRead, "vread") {
+		return
+	}
 	v, err := strconv.ParseInt(c.Param("vid"), 10, 64)
 	if err != nil || v < 1 {
 		s.fail(c, fhir.Invalid("", "version id must be a positive integer"))
 		return
 	}
-	r, err := s.store.VRead(c, c.Param("type"), c.Param("id"), v)
+	r, err := s.ops(c).VRead(c, c.Param("type"), c.Param("id"), v)
 	if err != nil {
 		s.failRead(c, r, err)
 		return
+	}
+	if ok, rule, err := s.mayRead(c, r); err != nil || !ok {
+		s.refuseOrFail(c, rule, err)
+		return
+	}
+	// A label put on later (a mask) covers the older versions too: their
+	// content is the same document.
+	if cur, err := s.ops(c).Read(c, r.Type, r.ID); err == nil && cur.Version != r.Version {
+		if ok, rule, err := s.mayRead(c, cur); err != nil || !ok {
+			s.refuseOrFail(c, rule, err)
+			return
+		}
 	}
 	s.answerRead(c, r)
 }
@@ -338,6 +433,10 @@ func (s *Server) versionHeaders(c *gin.Context, r *store.Resource) {
 
 // answerWrite answers a create or update per the Prefer header.
 func (s *Server) answerWrite(c *gin.Context, status int, r *store.Resource) {
+	if a := accessOf(c); a != nil {
+		patients, _ := patientsOf(r)
+		a.touch(patients, r.Type+"/"+r.ID)
+	}
 	s.versionHeaders(c, r)
 	if status == http.StatusCreated {
 		c.Header("Location", s.base(c)+"/"+r.Type+"/"+r.ID+"/_history/"+itoa(r.Version))
@@ -345,6 +444,12 @@ func (s *Server) answerWrite(c *gin.Context, status int, r *store.Resource) {
 	switch preferReturn(c) {
 	case "minimal":
 		c.Status(status)
+	case "representation", "":
+		if r.Body == nil { // a conditional create's match the caller may not read
+			c.Status(status)
+			return
+		}
+		s.writeJSON(c, status, r.Body)
 	case "OperationOutcome":
 		s.writeOutcome(c, status, fhir.Issue{Severity: "information", Code: "informational", Diagnostics: r.Type + "/" + r.ID + " is at version " + itoa(r.Version)})
 	default:
@@ -420,9 +525,12 @@ func newID() string {
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
-// matches resolves the criteria of a conditional create or update. Until
-// search lands, the criteria may use identifier and _id.
-func matches(ctx context.Context, ops store.Ops, typ, rawQuery, header string) ([]string, error) {
+// matches resolves the criteria of a conditional create or update with a
+// search (strict: an unknown parameter is refused rather than ignored, as
+// ignoring it would widen the match). Two ids are enough to tell one match
+// from several. On SQLite the caller's transaction holds the write lock, so
+// no other write can land between this search and the caller's write.
+func (s *Server) matches(ctx context.Context, typ, rawQuery, header, base string) ([]string, error) {
 	where := "the search criteria"
 	if header != "" {
 		where = header
@@ -431,66 +539,32 @@ func matches(ctx context.Context, ops store.Ops, typ, rawQuery, header string) (
 	if err != nil || len(q) == 0 {
 		return nil, fhir.Invalid("", where+" must be a search query such as identifier=system|value")
 	}
-	// One criterion needs two matches to tell "one" from "several"; an AND of
-	// several intersects fuller lists.
-	limit := 2
-	if len(q) > 1 || len(q[firstKey(q)]) > 1 {
-		limit = 1000
-	}
-	var result []string
-	first := true
-	for name, values := range q {
-		for _, value := range values {
-			var ids []string
-			switch name {
-			case "identifier":
-				tq := store.TokenQuery{Param: "identifier"}
-				if sys, code, ok := strings.Cut(value, "|"); ok {
-					tq.System, tq.Code, tq.NoSystem = sys, code, sys == ""
-				} else {
-					tq.Code = value
-				}
-				if tq.Code == "" {
-					return nil, fhir.Invalid("", where+": identifier needs a value (system|value)")
-				}
-				if ids, err = ops.FindByToken(ctx, typ, tq, limit); err != nil {
-					return nil, err
-				}
-			case "_id":
-				if _, err := ops.Read(ctx, typ, value); err == nil {
-					ids = []string{value}
-				} else if !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrDeleted) {
-					return nil, err
-				}
-			default:
-				return nil, fhir.NewError(http.StatusBadRequest, "not-supported", "", where+": parameter "+strconv.Quote(name)+" is not supported in conditional operations (use identifier or _id)")
-			}
-			if first {
-				result, first = ids, false
-			} else {
-				result = intersect(result, ids)
-			}
-		}
-	}
-	return result, nil
-}
-
-func intersect(a, b []string) []string {
-	var out []string
-	for _, x := range a {
-		for _, y := range b {
-			if x == y {
-				out = append(out, x)
-				break
-			}
-		}
-	}
-	return out
-}
-
-func firstKey(q url.Values) string {
 	for k := range q {
-		return k
+		if resultParams[k] {
+			q.Del(k)
+		}
 	}
-	return ""
+	searcher, ok := s.searcher()
+	if !ok {
+		return nil, fhir.NewError(http.StatusNotImplemented, "not-supported", "", "this store cannot search")
+	}
+	sr, err := parseSearch(typ, q, base, true)
+	if err != nil {
+		if fe, ok := fhir.AsError(err); ok {
+			for i := range fe.Issues {
+				fe.Issues[i].Diagnostics = where + ": " + fe.Issues[i].Diagnostics
+			}
+		}
+		return nil, err
+	}
+	sr.Query.Count, sr.Query.Total = 2, false
+	page, err := searcher.Search(ctx, sr.Query)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(page.Resources))
+	for i, r := range page.Resources {
+		ids[i] = r.ID
+	}
+	return ids, nil
 }

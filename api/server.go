@@ -5,6 +5,7 @@ package api
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -29,8 +30,17 @@ type Config struct {
 	BaseURL string
 	// MaxBodyBytes caps request bodies (413 beyond).
 	MaxBodyBytes int64
-	Version      string
-	Logger       *slog.Logger
+	// MaxBundleEntries caps the entries of a batch or transaction.
+	MaxBundleEntries int
+	// CursorKey signs paging cursors. Empty: a random key per process, so
+	// links die with a restart; set it (the same on every instance) to keep
+	// them valid across restarts and behind a load balancer.
+	CursorKey []byte
+	Version   string
+	Logger    *slog.Logger
+	// Auth identifies callers and decides what they see; nil refuses every
+	// request that needs a caller (fail closed).
+	Auth *Auth
 }
 
 // Server serves the FHIR REST API.
@@ -40,6 +50,8 @@ type Server struct {
 	validator Validator
 	log       *slog.Logger
 	engine    *gin.Engine
+	cursorKey []byte
+	auth      *Auth
 }
 
 // DefaultMaxBodyBytes is the default request body limit: 10 MiB.
@@ -56,7 +68,16 @@ func New(cfg Config, st store.Store, v Validator) *Server {
 		cfg.Logger = slog.Default()
 	}
 	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
-	s := &Server{cfg: cfg, store: st, validator: v, log: cfg.Logger}
+	s := &Server{cfg: cfg, store: st, validator: v, log: cfg.Logger, cursorKey: cfg.CursorKey, auth: cfg.Auth}
+	if s.auth == nil {
+		s.auth = &Auth{}
+	}
+	if len(s.cursorKey) == 0 {
+		s.cursorKey = make([]byte, 32)
+		if _, err := rand.Read(s.cursorKey); err != nil {
+			panic(err)
+		}
+	}
 	s.engine = s.routes()
 	return s
 }
@@ -101,6 +122,8 @@ func (s *Server) classify(c *gin.Context, err error) (int, []fhir.Issue) {
 		return one(http.StatusConflict, "duplicate", "a resource with this id already exists")
 	case errors.Is(err, store.ErrConflict):
 		return one(http.StatusConflict, "conflict", "another request changed this resource at the same time; retry")
+	case errors.Is(err, store.ErrBadCursor):
+		return one(http.StatusBadRequest, "invalid", "the paging cursor is not valid; start the search again")
 	case errors.Is(err, store.ErrNoTransactions):
 		return one(http.StatusUnprocessableEntity, "not-supported", "this server's database cannot run atomic transactions")
 	case errors.Is(err, context.DeadlineExceeded):

@@ -2,6 +2,7 @@ package fhir
 
 import (
 	"encoding/json"
+	"sort"
 	"strconv"
 	"time"
 
@@ -67,8 +68,14 @@ func CapabilityStatement(c Capabilities, now time.Time) []byte {
 		}
 		cd := models.ConditionalDeleteStatusNotSupported
 		r.ConditionalDelete = &cd
-		for pname, ptype := range c.SearchParams[name] {
-			r.SearchParam = append(r.SearchParam, models.CapabilityStatementRestResourceSearchParam{Name: pname, Type: enum[models.SearchParamType](ptype)})
+		params := c.SearchParams[name]
+		pnames := make([]string, 0, len(params))
+		for p := range params {
+			pnames = append(pnames, p)
+		}
+		sort.Strings(pnames)
+		for _, pname := range pnames {
+			r.SearchParam = append(r.SearchParam, models.CapabilityStatementRestResourceSearchParam{Name: pname, Type: enum[models.SearchParamType](params[pname])})
 		}
 		for _, op := range c.TypeOperations {
 			r.Operation = append(r.Operation, models.CapabilityStatementRestResourceOperation{Name: op.Name, Definition: op.Definition})

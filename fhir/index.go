@@ -1,61 +1,80 @@
 package fhir
 
-import (
-	"bytes"
-	"encoding/json"
-)
+// Index holds the search values extracted from a resource when it is
+// written. The store keeps them beside the resource, so that a search never
+// reads resource bodies or raw resource paths. Each value carries the name
+// of its search parameter (e.g. "code", "patient", "date", "_tag").
+//
+// ExtractIndex (extract.go) fills it from the official SearchParameter
+// definitions of the resource's type.
+type Index struct {
+	Tokens     []Token
+	Strings    []String
+	References []Reference
+	Dates      []Date
+	Numbers    []Number // number and quantity parameters
+	URIs       []URI
+}
 
-// Token is one coded value a resource can be found by: a system and a code
-// under a search parameter name (identifier, code, ...).
+// Token is a coded value: system|code (Coding, Identifier, ContactPoint,
+// code, boolean as "true"/"false", ...). System is "" when the element has
+// none.
 type Token struct {
 	Param  string
 	System string
 	Code   string
 }
 
-// Index holds the values extracted from a resource at write time; the store
-// keeps them beside the resource so that lookups never read resource bodies.
-// The search issue adds the other parameter kinds (reference, date, string,
-// quantity, uri, number) here.
-type Index struct {
-	Tokens []Token
+// String is a string value. Norm is the value folded for the default and
+// :contains matches: lower case, accents removed, runs of white space made
+// one space, trimmed (so "Hélène " matches "helene"); Exact is the value as
+// written, for :exact. Token parameters' :text values are Strings under the
+// name "<param>:text" (CodeableConcept.text and Coding.display).
+type String struct {
+	Param string
+	Norm  string
+	Exact string
 }
 
-// ExtractIndex extracts the index values of a resource body. Today: its
-// business identifiers (the `identifier` search parameter), which conditional
-// create and update rely on.
-func ExtractIndex(body []byte) Index {
-	var doc struct {
-		Identifier json.RawMessage `json:"identifier"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if dec.Decode(&doc) != nil || doc.Identifier == nil {
-		return Index{}
-	}
-	type identifier struct {
-		System string `json:"system"`
-		Value  string `json:"value"`
-	}
-	var ids []identifier
-	if json.Unmarshal(doc.Identifier, &ids) != nil {
-		// Some types (Bundle, DocumentReference.masterIdentifier's kin) carry a single identifier.
-		var one identifier
-		if json.Unmarshal(doc.Identifier, &one) != nil {
-			return Index{}
-		}
-		ids = []identifier{one}
-	}
-	var ix Index
-	seen := map[Token]bool{}
-	for _, id := range ids {
-		if id.Value == "" {
-			continue
-		}
-		tok := Token{Param: "identifier", System: id.System, Code: id.Value}
-		if !seen[tok] {
-			seen[tok] = true
-			ix.Tokens = append(ix.Tokens, tok)
-		}
-	}
-	return ix
+// Reference is a reference value. A relative reference "Patient/123" (or an
+// absolute one whose base is this server, or one resolved to a contained or
+// Bundle entry) gives Type "Patient" and ID "123"; any other URL or
+// canonical is kept whole in URL with Type and ID empty.
+type Reference struct {
+	Param string
+	Type  string
+	ID    string
+	URL   string
 }
+
+// Date is a date, dateTime, instant or Period as the closed range of
+// instants it covers, in Unix milliseconds: "2024" covers
+// [2024-01-01T00:00:00.000, 2024-12-31T23:59:59.999] (in UTC when the value
+// has no zone); an open Period end is MaxDate, an open start MinDate.
+type Date struct {
+	Param string
+	Low   int64
+	High  int64
+}
+
+// Number is a number or quantity value. Quantities keep their system and
+// code (e.g. http://unitsofmeasure.org and mg) and unit text.
+type Number struct {
+	Param  string
+	Value  float64
+	System string
+	Code   string
+	Unit   string
+}
+
+// URI is a uri, url or canonical value.
+type URI struct {
+	Param string
+	Value string
+}
+
+// Bounds of an open date range, in Unix milliseconds.
+const (
+	MinDate int64 = -62135596800000 // 0001-01-01T00:00:00Z
+	MaxDate int64 = 253402300799999 // 9999-12-31T23:59:59.999Z
+)

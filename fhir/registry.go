@@ -39,6 +39,12 @@ func init() {
 	register("Procedure", "patient", "performer")
 	register("Immunization", "patient")
 	register("ExplanationOfBenefit", "patient", "payee")
+	// Claim, CarePlan and Goal come with the Synthea records hospitals and
+	// tests send beside the DMP's own types (a reimbursement's claim, a care
+	// plan and its goals).
+	register("Claim", "patient", "payee")
+	register("CarePlan", "patient", "performer")
+	register("Goal", "patient")
 	register("Consent", "patient")
 	register("AuditEvent", "patient")
 }

@@ -89,6 +89,7 @@ type TokenQuery struct {
 // Store is an opened storage engine.
 type Store interface {
 	Ops
+	Searcher
 	// Transaction runs fn so that all its writes land together or not at
 	// all. fn may be called again when the engine retries a conflict, so it
 	// must have no side effects outside tx. Engines that cannot do this
@@ -140,3 +141,7 @@ func (r *Resource) Key() HistoryKey {
 // Now is the store's clock: lastUpdated at millisecond precision, as FHIR
 // instants are written.
 func Now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
+
+// ErrBadCursor: a search continuation (Query.After) that the engine cannot
+// read.
+var ErrBadCursor = errors.New("store: malformed search cursor")

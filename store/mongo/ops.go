@@ -10,6 +10,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
+	"github.com/dmp-fhir/dmp-fhir/fhir"
 	"github.com/dmp-fhir/dmp-fhir/store"
 )
 
@@ -211,7 +212,9 @@ func (o ops) Delete(ctx context.Context, typ, id string, ifMatch int64) (*store.
 			return nil, store.NoOp, nil
 		}
 		nv := store.Deletion(typ, id, cur.Version+1, store.Now())
-		taken, err := o.write(ctx, nv)
+		d := newDocument(nv)
+		d.Pat = cur.Pat // a deletion stays in its compartment (and on its shard)
+		taken, err := o.writeDoc(ctx, d)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -263,14 +266,19 @@ func (o ops) lost(ctx context.Context, taken error, nv *store.NewVersion, ifMatc
 	}
 }
 
-// write inserts nv's history document: the unique index on (type, id,
+// write inserts nv's history document (without its index values, which
+// only the resources document holds): the unique index on (type, id,
 // version) lets exactly one writer make a version. taken is the
 // duplicate-key error when another writer made it first (nothing was
 // written). Then it makes nv the resources document, unless a newer version
 // already is.
 func (o ops) write(ctx context.Context, nv *store.NewVersion) (taken, err error) {
-	d := newDocument(nv)
-	if _, err := o.s.history.InsertOne(o.ctx(ctx), d); err != nil {
+	return o.writeDoc(ctx, newDocument(nv))
+}
+
+// writeDoc is write with the history document already built.
+func (o ops) writeDoc(ctx context.Context, d *document) (taken, err error) {
+	if _, err := o.s.history.InsertOne(o.ctx(ctx), d.history()); err != nil {
 		if mongo.IsDuplicateKeyError(err) {
 			return err, nil
 		}
@@ -314,6 +322,9 @@ func (o ops) settle(ctx context.Context, d *document) error {
 		}
 		if newest == nil || stored.Version >= newest.Version {
 			return nil
+		}
+		if !newest.Deleted { // history keeps no index values
+			newest.setIndex(fhir.ExtractIndex(newest.Body))
 		}
 		d = newest
 	}

@@ -25,7 +25,38 @@ const (
 	ixHistoryInstance = "history_instance" // instance history
 	ixHistoryType     = "history_type"     // type history
 	ixHistorySystem   = "history_system"   // system history
-	ixResourcesToken  = "resources_token"  // FindByToken
+
+	// Searches (search.go) and FindByToken, on resources.
+	ixType        = "search_type"         // _id, no positive condition
+	ixLastUpdated = "search_lastupdated"  // _lastUpdated, _sort=_lastUpdated
+	ixDate        = "search_date"         // _sort=-date, date=ge/gt (max High)
+	ixToken       = "search_token"        // tokens in id order (+ date=ge as a key filter); FindByToken
+	ixTokenDate   = "search_token_date"   // a token + date=ge or _sort=-date
+	ixString      = "search_string"       // string prefix, :contains
+	ixStringExact = "search_string_exact" // string :exact
+	ixRef         = "search_ref"          // references, chains
+	ixDateLow     = "search_date_low"     // date conditions on Low (eq, le, lt, sa, ap)
+	ixDateHigh    = "search_date_high"    // date conditions on High only (ge, gt, eb)
+	ixNumber      = "search_number"       // number, quantity
+	ixURI         = "search_uri"          // uri
+	ixHas         = "search_has"          // :missing=false
+	ixPat         = "search_pat"          // a patient's resources, in id order
+	ixPatDate     = "search_pat_date"     // a patient's resources by date, newest first
+	ixPatDateAsc  = "search_pat_date_asc" // a patient's resources by date, oldest first
+	ixPatToken    = "search_pat_token"    // a patient's resources with a token
+)
+
+// skDesc and skAsc are the sort-key fields of a parameter: its largest
+// value for a descending sort, its smallest (inverted) for an ascending one;
+// both sort descending.
+func skDesc(param string) string { return fSk + "." + param + ".d" }
+func skAsc(param string) string  { return fSk + "." + param + ".a" }
+
+// The sort keys of "date" (the clinical date of most types) are the ones
+// indexes name.
+var (
+	fSkDateDesc = skDesc("date")
+	fSkDateAsc  = skAsc("date")
 )
 
 var indexes = []indexSpec{
@@ -35,9 +66,59 @@ var indexes = []indexSpec{
 	{historyColl, ixHistoryInstance, bson.D{{Key: fType, Value: 1}, {Key: fID, Value: 1}, {Key: fLastUpdated, Value: -1}, {Key: fVersion, Value: -1}}, false},
 	{historyColl, ixHistoryType, bson.D{{Key: fType, Value: 1}, {Key: fLastUpdated, Value: -1}, {Key: fID, Value: -1}, {Key: fVersion, Value: -1}}, false},
 	{historyColl, ixHistorySystem, bson.D{{Key: fLastUpdated, Value: -1}, {Key: fType, Value: -1}, {Key: fID, Value: -1}, {Key: fVersion, Value: -1}}, false},
-	// Multikey on ix.tok; a deleted resource's current document has no
-	// index values, so the filter needs no deleted flag.
-	{resourcesColl, ixResourcesToken, bson.D{{Key: fType, Value: 1}, {Key: fTokens, Value: 1}, {Key: fID, Value: 1}}, false},
+
+	// resources: a deleted resource's current document has no index values,
+	// sort keys or tokens, so an index on one of them needs no deleted flag;
+	// the others start with (type, deleted). Multikey (ix.*) indexes hold one
+	// array each (MongoDB refuses two arrays in one index key): pat and sk.*
+	// are scalars, which is why the patient's compound indexes use pat, not
+	// ix.ref.
+	{resourcesColl, ixType, keys(fType, 1, fDeleted, 1, fID, 1), false},
+	{resourcesColl, ixLastUpdated, keys(fType, 1, fDeleted, 1, fLastUpdated, 1, fID, 1), false},
+	{resourcesColl, ixDate, keys(fType, 1, fDeleted, 1, fSkDateDesc, -1, fID, 1), false},
+	{resourcesColl, ixToken, keys(fType, 1, fTokens, 1, fID, 1, fSkDateDesc, -1), false},
+	{resourcesColl, ixTokenDate, keys(fType, 1, fTokens, 1, fSkDateDesc, -1, fID, 1), false},
+	{resourcesColl, ixString, keys(fType, 1, fStrings, 1, fID, 1), false},
+	{resourcesColl, ixStringExact, keys(fType, 1, fStringsX, 1, fID, 1), false},
+	{resourcesColl, ixRef, keys(fType, 1, fRefs, 1, fID, 1), false},
+	{resourcesColl, ixDateLow, keys(fType, 1, fDateLow, 1, fID, 1), false},
+	{resourcesColl, ixDateHigh, keys(fType, 1, fDateHigh, 1, fID, 1), false},
+	{resourcesColl, ixNumber, keys(fType, 1, fNumbers, 1, fID, 1), false},
+	{resourcesColl, ixURI, keys(fType, 1, fURIs, 1, fID, 1), false},
+	{resourcesColl, ixHas, keys(fType, 1, fHas, 1, fID, 1), false},
+	{resourcesColl, ixPat, keys(fType, 1, fPat, 1, fID, 1), false},
+	{resourcesColl, ixPatDate, keys(fType, 1, fPat, 1, fSkDateDesc, -1, fID, 1), false},
+	{resourcesColl, ixPatDateAsc, keys(fType, 1, fPat, 1, fSkDateAsc, -1, fID, 1), false},
+	{resourcesColl, ixPatToken, keys(fType, 1, fPat, 1, fTokens, 1, fID, 1), false},
+}
+
+// keys builds an index key from field, direction pairs.
+func keys(kv ...any) bson.D {
+	d := make(bson.D, 0, len(kv)/2)
+	for i := 0; i < len(kv); i += 2 {
+		d = append(d, bson.E{Key: kv[i].(string), Value: kv[i+1]})
+	}
+	return d
+}
+
+// indexByName returns the declared index called name.
+func indexByName(name string) *indexSpec {
+	for i := range indexes {
+		if indexes[i].name == name {
+			return &indexes[i]
+		}
+	}
+	return nil
+}
+
+// hasKey reports whether the index has field among its keys.
+func (ix *indexSpec) hasKey(field string) bool {
+	for _, e := range ix.keys {
+		if e.Key == field {
+			return true
+		}
+	}
+	return false
 }
 
 // query is one find: its collection, filter, sort and the index it is built
@@ -76,7 +157,7 @@ func tokenQuery(typ string, q store.TokenQuery, limit int) query {
 		coll:   resourcesColl,
 		filter: bson.D{{Key: fType, Value: typ}, {Key: fTokens, Value: queryTokenKey(q)}},
 		sort:   bson.D{{Key: fID, Value: 1}},
-		index:  ixResourcesToken,
+		index:  ixToken,
 		limit:  int64(limit),
 	}
 }

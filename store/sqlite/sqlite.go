@@ -30,6 +30,7 @@ const FileName = "dmp.sqlite"
 type Store struct {
 	write *sql.DB
 	read  *sql.DB
+	stmts stmtCache // prepared search statements on read (search.go)
 }
 
 var _ store.Store = (*Store)(nil)
@@ -38,9 +39,15 @@ var _ store.Store = (*Store)(nil)
 //
 // history holds every version, body included, once; resources points at the
 // current version of each resource (vid) so that a read is two primary-key
-// lookups and no body is stored twice. Index tables (token_idx, and the ones
-// search adds) hold values of current versions only, keyed by the
-// resource's rid.
+// lookups and no body is stored twice.
+//
+// The index tables (one per fhir.Index kind) hold the values of current,
+// non-deleted versions only, keyed by the resource's rid: a write replaces
+// the rows of its resource, a deletion removes them. Each table is clustered
+// on (rid, param, value...) so that testing one candidate resource, or
+// computing its sort value, is a primary-key seek; its secondary indexes
+// lead with (type, param) then the value, so that every search condition is
+// one index range (search.go).
 const schema = `
 CREATE TABLE IF NOT EXISTS history (
 	vid          INTEGER PRIMARY KEY,
@@ -65,17 +72,101 @@ CREATE TABLE IF NOT EXISTS resources (
 	deleted      INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS resources_id ON resources(type, id);
+DROP INDEX IF EXISTS resources_lu;
+DROP INDEX IF EXISTS resources_lu_desc;
+CREATE INDEX IF NOT EXISTS resources_live ON resources(type, id) WHERE deleted = 0;
+CREATE INDEX IF NOT EXISTS resources_live_lu ON resources(type, last_updated, id) WHERE deleted = 0;
+CREATE INDEX IF NOT EXISTS resources_live_lu_desc ON resources(type, last_updated DESC, id) WHERE deleted = 0;
 
-CREATE TABLE IF NOT EXISTS token_idx (
+DROP TABLE IF EXISTS token_idx;
+
+-- type_stats counts the live (not deleted) resources of each type, for the
+-- search planner's cost estimates.
+CREATE TABLE IF NOT EXISTS type_stats (
+	type TEXT    PRIMARY KEY,
+	live INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS resources_live_insert AFTER INSERT ON resources WHEN new.deleted = 0 BEGIN
+	INSERT INTO type_stats(type, live) VALUES (new.type, 1) ON CONFLICT(type) DO UPDATE SET live = live + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS resources_live_update AFTER UPDATE OF deleted ON resources WHEN old.deleted <> new.deleted BEGIN
+	INSERT INTO type_stats(type, live) VALUES (new.type, CASE WHEN new.deleted = 0 THEN 1 ELSE -1 END)
+		ON CONFLICT(type) DO UPDATE SET live = live + excluded.live;
+END;
+
+-- Token rows also carry the resource id: tok_code lists the resources
+-- holding one system|code in id order, so that a search in the default
+-- order reads that range from its keyset position and stops at the page.
+CREATE TABLE IF NOT EXISTS tok_idx (
 	rid    INTEGER NOT NULL,
 	type   TEXT    NOT NULL,
 	param  TEXT    NOT NULL,
 	system TEXT    NOT NULL,
-	code   TEXT    NOT NULL
-);
-CREATE INDEX IF NOT EXISTS token_lookup ON token_idx(type, param, code, system, rid);
-CREATE INDEX IF NOT EXISTS token_rid ON token_idx(rid);
+	code   TEXT    NOT NULL,
+	id     TEXT    NOT NULL,
+	PRIMARY KEY (rid, param, code, system)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS tok_code ON tok_idx(type, param, code, system, id);
+
+CREATE TABLE IF NOT EXISTS str_idx (
+	rid   INTEGER NOT NULL,
+	type  TEXT    NOT NULL,
+	param TEXT    NOT NULL,
+	norm  TEXT    NOT NULL,
+	exact TEXT    NOT NULL,
+	PRIMARY KEY (rid, param, norm, exact)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS str_norm ON str_idx(type, param, norm, rid);
+CREATE INDEX IF NOT EXISTS str_exact ON str_idx(type, param, exact, rid);
+
+CREATE TABLE IF NOT EXISTS ref_idx (
+	rid      INTEGER NOT NULL,
+	type     TEXT    NOT NULL,
+	param    TEXT    NOT NULL,
+	ref_type TEXT    NOT NULL,
+	ref_id   TEXT    NOT NULL,
+	url      TEXT    NOT NULL,
+	PRIMARY KEY (rid, param, ref_type, ref_id, url)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS ref_target ON ref_idx(type, param, ref_id, ref_type, rid);
+CREATE INDEX IF NOT EXISTS ref_url ON ref_idx(type, param, url, rid) WHERE url <> '';
+
+CREATE TABLE IF NOT EXISTS date_idx (
+	rid   INTEGER NOT NULL,
+	type  TEXT    NOT NULL,
+	param TEXT    NOT NULL,
+	low   INTEGER NOT NULL,
+	high  INTEGER NOT NULL,
+	PRIMARY KEY (rid, param, low, high)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS date_low ON date_idx(type, param, low, high, rid);
+CREATE INDEX IF NOT EXISTS date_high ON date_idx(type, param, high, low, rid);
+
+CREATE TABLE IF NOT EXISTS num_idx (
+	rid    INTEGER NOT NULL,
+	type   TEXT    NOT NULL,
+	param  TEXT    NOT NULL,
+	value  REAL    NOT NULL,
+	system TEXT    NOT NULL,
+	code   TEXT    NOT NULL,
+	PRIMARY KEY (rid, param, value, system, code)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS num_value ON num_idx(type, param, value, system, code, rid);
+
+CREATE TABLE IF NOT EXISTS uri_idx (
+	rid   INTEGER NOT NULL,
+	type  TEXT    NOT NULL,
+	param TEXT    NOT NULL,
+	value TEXT    NOT NULL,
+	PRIMARY KEY (rid, param, value)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS uri_value ON uri_idx(type, param, value, rid);
 `
+
+// schemaVersion is stored in PRAGMA user_version. A database written by an
+// older schema (whose index tables were different or missing) is reindexed
+// once at Open.
+const schemaVersion = 2
 
 // Open opens (creating if needed) the database in dir.
 func Open(dir string) (*Store, error) {
@@ -131,7 +222,34 @@ func Open(dir string) (*Store, error) {
 		read.Close()
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
-	return &Store{write: write, read: read}, nil
+	s := &Store{write: write, read: read}
+	if err := s.upgrade(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// upgrade reindexes a database written by an older schema.
+func (s *Store) upgrade() error {
+	var v int
+	if err := s.write.QueryRow("PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("sqlite: schema version: %w", err)
+	}
+	if v >= schemaVersion {
+		return nil
+	}
+	if err := s.Reindex(context.Background(), nil); err != nil {
+		return fmt.Errorf("sqlite: reindex for schema %d: %w", schemaVersion, err)
+	}
+	if _, err := s.write.Exec(`DELETE FROM type_stats;
+		INSERT INTO type_stats(type, live) SELECT type, count(*) FROM resources WHERE deleted = 0 GROUP BY type`); err != nil {
+		return fmt.Errorf("sqlite: type statistics: %w", err)
+	}
+	if _, err := s.write.Exec(fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
+		return fmt.Errorf("sqlite: schema version: %w", err)
+	}
+	return nil
 }
 
 // Info describes the engine.
@@ -149,6 +267,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close checkpoints the WAL into the database file and closes both pools.
 func (s *Store) Close() error {
+	s.stmts.close()
 	_, cerr := s.write.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
 	rerr := s.read.Close()
 	werr := s.write.Close()
@@ -389,17 +508,11 @@ func (o ops) write(ctx context.Context, rid int64, nv *store.NewVersion) error {
 			r.Version, vid, r.LastUpdated.UnixMilli(), deleted, rid); err != nil {
 			return fmt.Errorf("sqlite: write resource: %w", err)
 		}
-		if _, err := o.q.ExecContext(ctx, `DELETE FROM token_idx WHERE rid = ?`, rid); err != nil {
-			return fmt.Errorf("sqlite: clear index: %w", err)
+		if err := clearIndex(ctx, o.q, rid); err != nil {
+			return err
 		}
 	}
-	for _, tok := range nv.Index.Tokens {
-		if _, err := o.q.ExecContext(ctx, `INSERT INTO token_idx(rid, type, param, system, code) VALUES (?, ?, ?, ?, ?)`,
-			rid, r.Type, tok.Param, tok.System, tok.Code); err != nil {
-			return fmt.Errorf("sqlite: write index: %w", err)
-		}
-	}
-	return nil
+	return writeIndex(ctx, o.q, rid, r.Type, r.ID, &nv.Index)
 }
 
 func isConstraint(err error) bool {
@@ -407,7 +520,7 @@ func isConstraint(err error) bool {
 }
 
 func (o ops) FindByToken(ctx context.Context, typ string, tq store.TokenQuery, limit int) ([]string, error) {
-	q := `SELECT r.id FROM token_idx t JOIN resources r ON r.rid = t.rid WHERE t.type = ? AND t.param = ? AND t.code = ?`
+	q := `SELECT r.id FROM tok_idx t JOIN resources r ON r.rid = t.rid WHERE t.type = ? AND t.param = ? AND t.code = ?`
 	args := []any{typ, tq.Param, tq.Code}
 	switch {
 	case tq.NoSystem:

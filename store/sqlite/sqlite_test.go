@@ -8,12 +8,14 @@ import (
 	"github.com/dmp-fhir/dmp-fhir/store/storetest"
 )
 
-func TestContract(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store {
-		s, err := sqlite.Open(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	})
+func open(t *testing.T) store.Store {
+	s, err := sqlite.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
+
+func TestContract(t *testing.T) { storetest.Run(t, open) }
+
+func TestSearchContract(t *testing.T) { storetest.RunSearch(t, open) }

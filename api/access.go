@@ -1,0 +1,530 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/dmp-fhir/dmp-fhir/auth"
+	"github.com/dmp-fhir/dmp-fhir/fhir"
+	"github.com/dmp-fhir/dmp-fhir/store"
+)
+
+// Auth is the access machinery: who is asking (Verifier), what they may
+// see (the consent decision of package auth), and the trace of every
+// access (Auditor, Notifier).
+type Auth struct {
+	Verifier *auth.Verifier
+	Auditor  *auth.Auditor
+	Notifier auth.Notifier
+	// Key signs the tokens of POST /auth/token; Clients are the registered
+	// system clients of the client_credentials grant.
+	Key      *auth.SigningKey
+	Clients  *auth.Clients
+	TokenTTL time.Duration
+	// Issuer and Audience go into the tokens the server issues.
+	Issuer, Audience string
+	// Unrestricted turns the consent decision and the audit off, leaving
+	// authentication and scopes on. For benchmarks that measure their cost
+	// and for tests of the REST mechanics only: no configuration of the
+	// server sets it.
+	Unrestricted bool
+}
+
+// access is what the access layer knows of one request: the caller, the
+// mode, and what the audit will say.
+type access struct {
+	caller  *auth.Caller
+	mode    string
+	reason  string
+	verdict map[string]auth.Verdict // per patient id, decided once per request
+
+	interaction string
+	action      string
+	refused     string // the rule that refused the request
+	patients    []string
+	resources   []string
+}
+
+type accessKey struct{}
+
+// accessOf returns the request's access record.
+func accessOf(c context.Context) *access {
+	if a, ok := c.Value(accessKey{}).(*access); ok {
+		return a
+	}
+	return nil
+}
+
+func (a *access) touch(patients []string, resources ...string) {
+	if a == nil {
+		return
+	}
+	for _, p := range patients {
+		if !contains(a.patients, p) {
+			a.patients = append(a.patients, p)
+		}
+	}
+	a.resources = append(a.resources, resources...)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// bufferedWriter holds a response until the access is audited: nothing
+// leaves before its AuditEvent is durable.
+type bufferedWriter struct {
+	gin.ResponseWriter
+	buf    bytes.Buffer
+	status int
+}
+
+func (w *bufferedWriter) Write(b []byte) (int, error)       { return w.buf.Write(b) }
+func (w *bufferedWriter) WriteString(s string) (int, error) { return w.buf.WriteString(s) }
+func (w *bufferedWriter) WriteHeader(code int)              { w.status = code }
+func (w *bufferedWriter) WriteHeaderNow()                   {}
+func (w *bufferedWriter) Status() int {
+	if w.status == 0 {
+		return http.StatusOK
+	}
+	return w.status
+}
+func (w *bufferedWriter) Size() int     { return w.buf.Len() }
+func (w *bufferedWriter) Written() bool { return w.status != 0 || w.buf.Len() > 0 }
+
+// authenticate identifies the caller of every /fhir request but the
+// metadata, audits it once it is answered, and only then lets the answer
+// go. Entries of a Bundle come with their Bundle's access already set.
+func (s *Server) authenticate(c *gin.Context) {
+	if parent := accessOf(c.Request.Context()); parent != nil {
+		a := &access{caller: parent.caller, mode: parent.mode, reason: parent.reason, verdict: parent.verdict}
+		c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), accessKey{}, a))
+		s.audited(c, a)
+		return
+	}
+	a := &access{}
+	c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), accessKey{}, a))
+	raw, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+	if !ok || strings.TrimSpace(raw) == "" {
+		s.refuseUnauthenticated(c, a, "this server needs a bearer token (Authorization: Bearer ...)")
+		return
+	}
+	if s.auth.Verifier == nil {
+		s.refuseUnauthenticated(c, a, "this server has no token verifier configured")
+		return
+	}
+	caller, err := s.auth.Verifier.Verify(c, strings.TrimSpace(raw))
+	if err != nil {
+		msg := "the bearer token was refused"
+		if errors.Is(err, auth.ErrUnauthenticated) {
+			msg = err.Error()
+		}
+		s.refuseUnauthenticated(c, a, msg)
+		return
+	}
+	a.caller = caller
+	a.mode, a.reason = caller.AccessMode, caller.AccessReason
+	if m := c.GetHeader("X-Access-Mode"); m != "" {
+		a.mode = m
+	}
+	if r := c.GetHeader("X-Access-Reason"); r != "" {
+		a.reason = r
+	}
+	a.verdict = map[string]auth.Verdict{}
+	s.audited(c, a)
+}
+
+func (s *Server) refuseUnauthenticated(c *gin.Context, a *access, msg string) {
+	a.refused = "unauthenticated"
+	s.audited(c, a, func() {
+		c.Header("WWW-Authenticate", `Bearer realm="dmp-fhir", error="invalid_token"`)
+		s.abortOutcome(c, http.StatusUnauthorized, "login", "", msg)
+	})
+}
+
+// audited runs the rest of the chain (or the given refusal) with the
+// response held back, records the AuditEvent, then sends the response: 503
+// instead when the access could not be audited.
+func (s *Server) audited(c *gin.Context, a *access, refusal ...func()) {
+	if s.auth.Unrestricted || s.auth.Auditor == nil {
+		if len(refusal) > 0 {
+			refusal[0]()
+		} else {
+			c.Next()
+		}
+		return
+	}
+	orig := c.Writer
+	bw := &bufferedWriter{ResponseWriter: orig}
+	c.Writer = bw
+	if len(refusal) > 0 {
+		refusal[0]()
+	} else {
+		c.Next()
+	}
+	c.Writer = orig
+	status := bw.Status()
+	if err := s.auth.Auditor.Record(c, s.auditEvent(c, a, status)); err != nil {
+		s.log.Error("audit failed: answer withheld", "route", c.FullPath(), "err", err)
+		for k := range orig.Header() {
+			orig.Header().Del(k)
+		}
+		s.writeOutcome(c, http.StatusServiceUnavailable, fhir.Issue{Code: "transient", Diagnostics: "the access could not be recorded in the audit trail; retry later"})
+		return
+	}
+	orig.WriteHeader(status)
+	orig.Write(bw.buf.Bytes())
+}
+
+func (s *Server) auditEvent(c *gin.Context, a *access, status int) auth.Access {
+	ev := auth.Access{
+		Action:      a.action,
+		Interaction: a.interaction,
+		OutcomeDesc: a.refused,
+		AccessMode:  a.mode,
+		Reason:      a.reason,
+		PatientIDs:  a.patients,
+		Resources:   a.resources,
+		Query:       c.Request.URL.RawQuery,
+		SourceAddr:  c.ClientIP(),
+		RequestID:   c.GetHeader("X-Request-Id"),
+		CallerKind:  auth.AuditCallerAnonymous,
+	}
+	if ev.Action == "" {
+		ev.Action = actionOf(c.Request.Method)
+	}
+	if ev.Interaction == "" {
+		ev.Interaction = "operation"
+	}
+	switch {
+	case status >= 500:
+		ev.Outcome = auth.AuditSeriousFailure
+	case status >= 400:
+		ev.Outcome = auth.AuditMinorFailure
+	default:
+		ev.Outcome = auth.AuditSuccess
+	}
+	if a.caller != nil {
+		ev.CallerKind, ev.CallerID, ev.CallerName, ev.Organization = string(a.caller.Kind), a.caller.ID, a.caller.Name, a.caller.Organization
+	}
+	if ev.CallerKind != auth.AuditCallerPractitioner {
+		ev.AccessMode, ev.Reason = "", ""
+	}
+	return ev
+}
+
+func actionOf(method string) string {
+	switch method {
+	case http.MethodPost:
+		return "C"
+	case http.MethodPut, http.MethodPatch:
+		return "U"
+	case http.MethodDelete:
+		return "D"
+	}
+	return "R"
+}
+
+// allow checks the caller's scopes for an interaction on a type and notes
+// the interaction for the audit; false means the 403 was written.
+func (s *Server) allow(c *gin.Context, typ string, op auth.Interaction, interaction string) bool {
+	a := accessOf(c)
+	if a == nil {
+		return true
+	}
+	a.interaction = interaction
+	if missing := a.caller.MissingScope(typ, op); missing != "" {
+		a.refused = "scope"
+		s.writeOutcome(c, http.StatusForbidden, fhir.Issue{Code: "forbidden", Diagnostics: "the token's scopes do not allow " + op.String() + " on " + typ + ": it needs " + missing})
+		return false
+	}
+	return true
+}
+
+// patientOnlyTypes hold the patient's own settings and trace: only the
+// patient reads them through the API.
+var patientOnlyTypes = map[string]bool{"Consent": true, "AuditEvent": true}
+
+// patientsOf returns the patients whose record the resource belongs to:
+// the Patient itself, or the targets of its patient compartment
+// parameters. known is false for a type outside the compartment.
+func patientsOf(r *store.Resource) (patients []string, inCompartment bool) {
+	if r.Type == "Patient" {
+		return []string{r.ID}, true
+	}
+	rt, _ := fhir.LookupType(r.Type)
+	if len(rt.PatientCompartment) == 0 {
+		return nil, false
+	}
+	for _, ref := range fhir.ExtractIndex(r.Body).References {
+		if ref.Type == "Patient" && ref.ID != "" && contains(rt.PatientCompartment, ref.Param) && !contains(patients, ref.ID) {
+			patients = append(patients, ref.ID)
+		}
+	}
+	return patients, true
+}
+
+// verdict decides, once per request, the caller's access to a patient's record.
+func (s *Server) verdict(ctx context.Context, a *access, patient string) (auth.Verdict, error) {
+	if v, ok := a.verdict[patient]; ok {
+		return v, nil
+	}
+	policy, active, err := s.policy(ctx, patient)
+	if err != nil {
+		return auth.Verdict{}, err
+	}
+	v := auth.Decide(auth.Request{Caller: a.caller, Mode: a.mode, Reason: a.reason, Now: time.Now()}, policy, active)
+	a.verdict[patient] = v
+	return v, nil
+}
+
+// policy reads a patient's policy and whether their DMP is active (a
+// Patient with active=false is a closed DMP); nil when there is none.
+func (s *Server) policy(ctx context.Context, patient string) (*auth.Policy, bool, error) {
+	pr, err := s.store.Read(ctx, "Patient", patient)
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrDeleted) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	cr, err := s.store.Read(ctx, "Consent", auth.PolicyID(patient))
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrDeleted) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	p, err := auth.ParsePolicy(cr.Body)
+	if err != nil {
+		return nil, false, err
+	}
+	return p, !strings.Contains(string(compact(pr.Body)), `"active":false`), nil
+}
+
+func compact(b []byte) []byte {
+	return bytes.Join(bytes.Fields(b), nil)
+}
+
+// securityCodes returns the resource's meta.security codes of the DMP
+// visibility system.
+func securityCodes(r *store.Resource) []string {
+	var codes []string
+	for _, t := range fhir.ExtractIndex(r.Body).Tokens {
+		if t.Param == "_security" && t.System == auth.LabelSystem {
+			codes = append(codes, t.Code)
+		}
+	}
+	return codes
+}
+
+// mayRead decides whether the caller may see one resource; rule names the
+// refusal. Patient-less types (Practitioner, Organization, Medication, ...)
+// are open to every authenticated caller.
+func (s *Server) mayRead(ctx context.Context, r *store.Resource) (bool, string, error) {
+	a := accessOf(ctx)
+	if a == nil || s.auth.Unrestricted {
+		return true, "", nil
+	}
+	if r.Type == "Binary" {
+		return s.mayReadBinary(ctx, r)
+	}
+	patients, inCompartment := patientsOf(r)
+	a.touch(patients, r.Type+"/"+r.ID)
+	if patientOnlyTypes[r.Type] && a.caller.Kind != auth.KindPatient {
+		return false, auth.RulePatientOnlyType, nil
+	}
+	if !inCompartment {
+		return true, "", nil
+	}
+	if len(patients) == 0 {
+		// In the compartment's types but tied to no patient: only its
+		// writers (systems and professionals) may see it.
+		if a.caller.Kind == auth.KindPatient {
+			return false, auth.RuleNotInRecord, nil
+		}
+		return true, "", nil
+	}
+	for _, p := range patients {
+		v, err := s.verdict(ctx, a, p)
+		if err != nil {
+			return false, "", err
+		}
+		if !v.Allow {
+			return false, v.Rule, nil
+		}
+		if ok, rule := v.VisibleLabels(securityCodes(r)); !ok {
+			return false, rule, nil
+		}
+	}
+	return true, "", nil
+}
+
+// mayReadBinary follows a Binary's securityContext to the resource it
+// belongs to; a Binary with no securityContext is readable by its writers only.
+func (s *Server) mayReadBinary(ctx context.Context, r *store.Resource) (bool, string, error) {
+	a := accessOf(ctx)
+	refs := fhir.ExtractIndex(r.Body).References
+	for _, ref := range refs {
+		if ref.Type == "" || ref.ID == "" {
+			continue
+		}
+		owner, err := s.store.Read(ctx, ref.Type, ref.ID)
+		if err != nil {
+			return false, auth.RuleNotAuthorized, nil
+		}
+		return s.mayRead(ctx, owner)
+	}
+	if a.caller.Kind == auth.KindPatient {
+		return false, auth.RuleNotInRecord, nil
+	}
+	return true, "", nil
+}
+
+// refuseRead answers a refused read: 403 naming the rule.
+func (s *Server) refuseRead(c *gin.Context, rule string) {
+	if a := accessOf(c); a != nil {
+		a.refused = rule
+	}
+	s.writeOutcome(c, http.StatusForbidden, fhir.Issue{Code: "forbidden", Diagnostics: "access refused by the patient's consent rules: " + rule})
+}
+
+// searchScope returns the clauses that restrict a search of typ to what the
+// caller may see, or none=true when the caller may see nothing of it. The
+// restriction goes inside the store query, so totals and pages are right.
+func (s *Server) searchScope(ctx context.Context, typ string, named []string) (clauses []store.Clause, none bool, rule string, err error) {
+	a := accessOf(ctx)
+	if a == nil || s.auth.Unrestricted {
+		return nil, false, "", nil
+	}
+	if patientOnlyTypes[typ] && a.caller.Kind != auth.KindPatient {
+		return nil, true, auth.RulePatientOnlyType, nil
+	}
+	if typ == "Binary" && a.caller.Kind != auth.KindSystem {
+		return nil, true, "binary-by-reference-only", nil
+	}
+	rt, _ := fhir.LookupType(typ)
+	if len(rt.PatientCompartment) == 0 && typ != "Patient" {
+		return nil, false, "", nil
+	}
+	var candidates []string
+	switch {
+	case a.caller.Kind == auth.KindPatient:
+		candidates = []string{a.caller.ID}
+	case a.caller.Kind == auth.KindSystem:
+		return nil, true, auth.RuleSystemNoRead, nil
+	case len(named) > 0:
+		candidates = named
+	case a.mode == auth.ModeBrisDeGlace || a.mode == auth.ModeCentre15:
+		return nil, true, "emergency-needs-patient", nil
+	default:
+		if candidates, err = s.patientsAuthorizing(ctx, a.caller.ID); err != nil {
+			return nil, false, "", err
+		}
+	}
+	var allowed []string
+	hideMasked, hideFromPatient := false, false
+	for _, p := range candidates {
+		v, err := s.verdict(ctx, a, p)
+		if err != nil {
+			return nil, false, "", err
+		}
+		if !v.Allow {
+			rule = v.Rule
+			continue
+		}
+		allowed = append(allowed, p)
+		hideMasked = hideMasked || !v.SeeMasked
+		hideFromPatient = hideFromPatient || v.HideFromPatient
+	}
+	if len(allowed) == 0 {
+		if rule == "" {
+			rule = auth.RuleNotAuthorized
+		}
+		return nil, true, rule, nil
+	}
+	a.touch(allowed)
+	var scope store.Clause
+	for _, p := range allowed {
+		if typ == "Patient" {
+			scope.Any = append(scope.Any, store.Condition{Param: "_id", Kind: store.KindID, Value: p})
+			continue
+		}
+		clause, _ := compartmentClause(typ, p)
+		scope.Any = append(scope.Any, clause.Any...)
+	}
+	clauses = append(clauses, scope)
+	for code, hide := range map[string]bool{auth.LabelMasked: hideMasked, auth.LabelInvisiblePatient: hideFromPatient} {
+		if hide {
+			clauses = append(clauses, store.Clause{Any: []store.Condition{{Param: "_security", Kind: store.KindToken, System: auth.LabelSystem, Code: code, Not: true}}})
+		}
+	}
+	return clauses, false, "", nil
+}
+
+// patientsAuthorizing lists the patients whose policy names the
+// professional (authorized, médecin traitant or blocked: the decision sorts
+// them out), through the index of the policies' dmp-actor parameter.
+func (s *Server) patientsAuthorizing(ctx context.Context, idnps string) ([]string, error) {
+	var patients []string
+	q := store.Query{Type: "Consent", Count: maxPageSize, Where: []store.Clause{{Any: []store.Condition{{Param: "dmp-actor", Kind: store.KindReference, RefType: "Practitioner", RefID: idnps}}}}}
+	for {
+		page, err := s.store.Search(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range page.Resources {
+			if p, ok := strings.CutPrefix(r.ID, "dmp-"); ok {
+				patients = append(patients, p)
+			}
+		}
+		if page.Next == "" {
+			return patients, nil
+		}
+		q.After = page.Next
+	}
+}
+
+// namedPatients returns the patients a search names explicitly (a
+// compartment, or a reference parameter to a Patient), so that the
+// decision is made for them only. Naming only picks whom to decide for:
+// the scope clause still restricts the results to the allowed records.
+func namedPatients(typ string, where []store.Clause) []string {
+	rt, _ := fhir.LookupType(typ)
+	var out []string
+	for _, cl := range where {
+		var ids []string
+		all := len(cl.Any) > 0
+		for _, cond := range cl.Any {
+			switch {
+			case typ == "Patient" && cond.Kind == store.KindID && !cond.Not:
+				ids = append(ids, cond.Value)
+			case cond.Kind == store.KindReference && cond.Chain == nil && !cond.Not && cond.Missing == nil &&
+				cond.RefID != "" && (cond.RefType == "Patient" || cond.RefType == "" && contains(rt.PatientCompartment, cond.Param)):
+				ids = append(ids, cond.RefID)
+			default:
+				all = false
+			}
+		}
+		if all {
+			for _, id := range ids {
+				if !contains(out, id) {
+					out = append(out, id)
+				}
+			}
+			return out
+		}
+	}
+	return nil
+}

@@ -1,0 +1,390 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/dmp-fhir/dmp-fhir/fhir"
+	"github.com/dmp-fhir/dmp-fhir/store"
+)
+
+// DefaultMaxBundleEntries caps the entries of one batch or transaction.
+const DefaultMaxBundleEntries = 10000
+
+// bundleEntry is one entry of a batch or transaction as sent.
+type bundleEntry struct {
+	FullURL  string          `json:"fullUrl"`
+	Resource json.RawMessage `json:"resource"`
+	Request  *struct {
+		Method      string `json:"method"`
+		URL         string `json:"url"`
+		IfNoneMatch string `json:"ifNoneMatch"`
+		IfMatch     string `json:"ifMatch"`
+		IfNoneExist string `json:"ifNoneExist"`
+	} `json:"request"`
+}
+
+// entryResult is what processing one entry answered.
+type entryResult struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+// methodOrder is the order FHIR processes a transaction's entries in.
+var methodOrder = map[string]int{"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+
+var conditionalRef = regexp.MustCompile(`^[A-Z][A-Za-z]+\?.+`)
+
+// bundle serves POST /fhir: a batch (entries succeed or fail one by one) or
+// a transaction (all or nothing, in one store transaction). Each entry is
+// handled by the same handler as the equivalent single request, so the
+// rules are the same; a transaction's handlers share its store transaction
+// through the request context.
+func (s *Server) bundle(c *gin.Context) {
+	body, err := s.readBody(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	res, err := fhir.ParseResource(body)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if res.Type != "Bundle" {
+		s.fail(c, fhir.Invalid("resourceType", "POST "+"/fhir takes a Bundle of type batch or transaction, not a "+res.Type))
+		return
+	}
+	var b struct {
+		Type  string        `json:"type"`
+		Entry []bundleEntry `json:"entry"`
+	}
+	if err := json.Unmarshal(body, &b); err != nil {
+		s.fail(c, fhir.Invalid("Bundle", "malformed Bundle: "+err.Error()))
+		return
+	}
+	if b.Type != "batch" && b.Type != "transaction" {
+		s.fail(c, fhir.Invalid("Bundle.type", "Bundle.type must be batch or transaction, not "+strconv.Quote(b.Type)))
+		return
+	}
+	if max := s.maxEntries(); len(b.Entry) > max {
+		s.fail(c, fhir.NewError(http.StatusRequestEntityTooLarge, "too-costly", "Bundle.entry", "the Bundle has "+strconv.Itoa(len(b.Entry))+" entries; at most "+strconv.Itoa(max)+" are accepted"))
+		return
+	}
+	if err := s.validator.Validate(body); err != nil {
+		s.fail(c, err)
+		return
+	}
+	for i, e := range b.Entry {
+		if err := checkEntry(i, e); err != nil {
+			s.fail(c, err)
+			return
+		}
+	}
+	var results []entryResult
+	if b.Type == "batch" {
+		results = s.runBatch(c, b.Entry)
+	} else if results, err = s.runTransaction(c, b.Entry); err != nil {
+		s.fail(c, err)
+		return
+	}
+	out := models.Bundle{Type: models.BundleTypeBatchResponse}
+	if b.Type == "transaction" {
+		out.Type = models.BundleTypeTransactionResponse
+	}
+	id := newID()
+	out.Id = &id
+	for _, r := range results {
+		out.Entry = append(out.Entry, responseEntry(r))
+	}
+	raw, err := fhir.Marshal(out)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.writeJSON(c, http.StatusOK, raw)
+}
+
+func (s *Server) maxEntries() int {
+	if s.cfg.MaxBundleEntries > 0 {
+		return s.cfg.MaxBundleEntries
+	}
+	return DefaultMaxBundleEntries
+}
+
+func checkEntry(i int, e bundleEntry) error {
+	at := "Bundle.entry[" + strconv.Itoa(i) + "]"
+	if e.Request == nil {
+		return fhir.Invalid(at+".request", "every entry of a batch or transaction needs a request")
+	}
+	if _, ok := methodOrder[e.Request.Method]; !ok {
+		return fhir.Invalid(at+".request.method", "unsupported method "+strconv.Quote(e.Request.Method))
+	}
+	if e.Request.URL == "" {
+		return fhir.Invalid(at+".request.url", "the request needs a url")
+	}
+	needsBody := e.Request.Method == "POST" || e.Request.Method == "PUT"
+	if needsBody && e.Resource == nil {
+		return fhir.Invalid(at+".resource", e.Request.Method+" entries need a resource")
+	}
+	return nil
+}
+
+func (s *Server) runBatch(c *gin.Context, entries []bundleEntry) []entryResult {
+	results := make([]entryResult, len(entries))
+	for _, i := range processingOrder(entries) {
+		results[i] = s.dispatch(c, c.Request, entries[i], entries[i].Resource, "")
+	}
+	return results
+}
+
+// runTransaction resolves the entries' new ids and conditional references,
+// rewrites the references, then runs the writes in one store transaction:
+// the first failing entry rolls everything back and becomes the answer.
+// Reads (GET) run after the commit.
+func (s *Server) runTransaction(c *gin.Context, entries []bundleEntry) ([]entryResult, error) {
+	ids, err := s.resolveTransaction(c, s.base(c), entries)
+	if err != nil {
+		return nil, err
+	}
+	results := make([]entryResult, len(entries))
+	order := processingOrder(entries)
+	bodies := make([]json.RawMessage, len(entries))
+	for i, e := range entries {
+		bodies[i] = e.Resource
+		if e.Resource == nil {
+			continue
+		}
+		rewritten, _, err := fhir.RewriteReferences(e.Resource, func(v string) (string, bool) {
+			if to, ok := ids.byFullURL[v]; ok {
+				return to, true
+			}
+			if to, ok := ids.conditional[v]; ok {
+				return to, true
+			}
+			return "", false
+		})
+		if err != nil {
+			return nil, fhir.Invalid("Bundle.entry["+strconv.Itoa(i)+"].resource", err.Error())
+		}
+		bodies[i] = rewritten
+	}
+	err = s.store.Transaction(c, func(tx store.Ops) error {
+		ctx := context.WithValue(c, txKey{}, tx)
+		for _, i := range order {
+			if entries[i].Request.Method == "GET" || entries[i].Request.Method == "HEAD" {
+				continue
+			}
+			r := s.dispatch(ctx, c.Request, entries[i], bodies[i], ids.newID[i])
+			if r.status >= 400 {
+				return entryFailure(i, r)
+			}
+			results[i] = r
+		}
+		return nil
+	})
+	if errors.Is(err, store.ErrNoTransactions) {
+		return nil, fhir.NewError(http.StatusUnprocessableEntity, "not-supported", "Bundle.type",
+			"this server's MongoDB is not a replica set and cannot apply a transaction all or nothing; send a batch, or run MongoDB as a replica set")
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, i := range order {
+		if m := entries[i].Request.Method; m == "GET" || m == "HEAD" {
+			results[i] = s.dispatch(c, c.Request, entries[i], nil, "")
+		}
+	}
+	return results, nil
+}
+
+// entryFailure turns a failed entry's answer into the transaction's error,
+// its locations prefixed with the entry.
+func entryFailure(i int, r entryResult) error {
+	at := "Bundle.entry[" + strconv.Itoa(i) + "]"
+	fe := &fhir.Error{Status: r.status}
+	var oo struct {
+		Issue []struct {
+			Severity    string   `json:"severity"`
+			Code        string   `json:"code"`
+			Diagnostics string   `json:"diagnostics"`
+			Expression  []string `json:"expression"`
+		} `json:"issue"`
+	}
+	json.Unmarshal(r.body, &oo)
+	for _, is := range oo.Issue {
+		expr := at
+		if len(is.Expression) > 0 {
+			expr = at + ".resource." + is.Expression[0]
+		}
+		fe.Issues = append(fe.Issues, fhir.Issue{Severity: is.Severity, Code: is.Code, Expression: expr, Diagnostics: "entry " + strconv.Itoa(i) + ": " + is.Diagnostics})
+	}
+	if len(fe.Issues) == 0 {
+		fe.Issues = []fhir.Issue{{Severity: "error", Code: "processing", Expression: at, Diagnostics: "entry " + strconv.Itoa(i) + " failed with status " + strconv.Itoa(r.status)}}
+	}
+	return fe
+}
+
+// transactionIDs is what a transaction's entries resolve to before any write.
+type transactionIDs struct {
+	byFullURL   map[string]string // fullUrl (urn:uuid:..., or absolute) -> Type/id
+	conditional map[string]string // "Type?criteria" -> Type/id
+	newID       []string          // per entry: the id a POST creates
+}
+
+func (s *Server) resolveTransaction(ctx context.Context, base string, entries []bundleEntry) (*transactionIDs, error) {
+	ids := &transactionIDs{byFullURL: map[string]string{}, conditional: map[string]string{}, newID: make([]string, len(entries))}
+	for i, e := range entries {
+		at := "Bundle.entry[" + strconv.Itoa(i) + "]"
+		typ, id := splitEntryURL(e.Request.URL)
+		switch e.Request.Method {
+		case "POST":
+			if _, ok := fhir.LookupType(typ); !ok || id != "" {
+				return nil, fhir.Invalid(at+".request.url", "a POST entry's url must be a supported resource type, e.g. Observation")
+			}
+			target := newID()
+			if e.Request.IfNoneExist != "" {
+				matched, err := s.matches(ctx, typ, e.Request.IfNoneExist, at+".request.ifNoneExist", base)
+				if err != nil {
+					return nil, err
+				}
+				if len(matched) > 1 {
+					return nil, multipleMatches(at+".request.ifNoneExist", len(matched))
+				}
+				if len(matched) == 1 {
+					target = matched[0]
+				}
+			}
+			ids.newID[i] = target
+			if e.FullURL != "" {
+				ids.byFullURL[e.FullURL] = typ + "/" + target
+			}
+		case "PUT":
+			if id != "" && e.FullURL != "" {
+				ids.byFullURL[e.FullURL] = typ + "/" + id
+			}
+		}
+	}
+	for i, e := range entries {
+		if e.Resource == nil {
+			continue
+		}
+		at := "Bundle.entry[" + strconv.Itoa(i) + "].resource"
+		var failure error
+		fhir.RewriteReferences(e.Resource, func(v string) (string, bool) {
+			if failure != nil || !conditionalRef.MatchString(v) {
+				return "", false
+			}
+			if _, done := ids.conditional[v]; done {
+				return "", false
+			}
+			typ, criteria, _ := strings.Cut(v, "?")
+			if _, ok := fhir.LookupType(typ); !ok {
+				failure = fhir.Invalid(at, "conditional reference "+strconv.Quote(v)+" names an unsupported type")
+				return "", false
+			}
+			matched, err := s.matches(ctx, typ, criteria, "conditional reference "+v, base)
+			switch {
+			case err != nil:
+				failure = err
+			case len(matched) == 0:
+				failure = fhir.NewError(http.StatusPreconditionFailed, "not-found", at, "conditional reference "+strconv.Quote(v)+" matches no resource")
+			case len(matched) > 1:
+				failure = fhir.NewError(http.StatusPreconditionFailed, "multiple-matches", at, "conditional reference "+strconv.Quote(v)+" matches several resources")
+			default:
+				ids.conditional[v] = typ + "/" + matched[0]
+			}
+			return "", false
+		})
+		if failure != nil {
+			return nil, failure
+		}
+	}
+	return ids, nil
+}
+
+// splitEntryURL reads "Type", "Type/id" or "Type?query" (relative URLs).
+func splitEntryURL(u string) (typ, id string) {
+	path, _, _ := strings.Cut(u, "?")
+	path = strings.TrimPrefix(path, "/")
+	typ, id, _ = strings.Cut(path, "/")
+	if i := strings.IndexByte(id, '/'); i >= 0 {
+		id = id[:i]
+	}
+	return typ, id
+}
+
+// processingOrder is the entries' indexes in the order FHIR processes them:
+// DELETE, POST, PUT/PATCH, GET; stable within a method.
+func processingOrder(entries []bundleEntry) []int {
+	order := make([]int, len(entries))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool {
+		return methodOrder[entries[order[a]].Request.Method] < methodOrder[entries[order[b]].Request.Method]
+	})
+	return order
+}
+
+// dispatch runs one entry through the router as an internal request, so it
+// meets exactly the checks of the equivalent single request.
+func (s *Server) dispatch(ctx context.Context, parent *http.Request, e bundleEntry, body []byte, assigned string) entryResult {
+	target := "/fhir/" + strings.TrimPrefix(e.Request.URL, "/")
+	if u, err := url.Parse(e.Request.URL); err == nil && u.IsAbs() {
+		target = u.RequestURI()
+	}
+	if assigned != "" {
+		ctx = context.WithValue(ctx, assignedIDKey{}, assigned)
+	}
+	req, err := http.NewRequestWithContext(ctx, e.Request.Method, target, bytes.NewReader(body))
+	if err != nil {
+		return entryResult{status: http.StatusBadRequest, body: fhir.OperationOutcome(fhir.Issue{Code: "invalid", Diagnostics: "malformed request url " + strconv.Quote(e.Request.URL)})}
+	}
+	req.Host, req.TLS = parent.Host, parent.TLS // links and Location use the client's base
+	if body != nil {
+		req.Header.Set("Content-Type", fhirJSON)
+	}
+	for h, v := range map[string]string{"If-Match": e.Request.IfMatch, "If-None-Match": e.Request.IfNoneMatch, "If-None-Exist": e.Request.IfNoneExist} {
+		if v != "" {
+			req.Header.Set(h, v)
+		}
+	}
+	rec := httptest.NewRecorder()
+	s.engine.ServeHTTP(rec, req)
+	return entryResult{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}
+}
+
+func responseEntry(r entryResult) models.BundleEntry {
+	e := models.BundleEntry{Response: &models.BundleEntryResponse{Status: strconv.Itoa(r.status) + " " + http.StatusText(r.status)}}
+	if v := r.header.Get("Location"); v != "" {
+		e.Response.Location = &v
+	}
+	if v := r.header.Get("ETag"); v != "" {
+		e.Response.Etag = &v
+	}
+	if v := r.header.Get("Last-Modified"); v != "" {
+		e.Response.LastModified = &v
+	}
+	if len(r.body) > 0 {
+		if r.status >= 400 {
+			e.Response.Outcome = r.body
+		} else {
+			e.Resource = r.body
+		}
+	}
+	return e
+}

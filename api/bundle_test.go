@@ -1,0 +1,188 @@
+package api_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const transactionPatientObs = `{"resourceType":"Bundle","type":"transaction","entry":[
+ {"fullUrl":"urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a","resource":{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0"},"effectiveDateTime":"2024-02-01"},"request":{"method":"POST","url":"Observation"}},
+ {"fullUrl":"urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0","resource":{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.10","value":"277076322082910"}],"name":[{"family":"Durand"}]},"request":{"method":"POST","url":"Patient","ifNoneExist":"identifier=urn:oid:1.2.250.1.213.1.4.10|277076322082910"}}
+]}`
+
+func responseStatuses(t *testing.T, r response) []string {
+	t.Helper()
+	var b struct {
+		Type  string `json:"type"`
+		Entry []struct {
+			Response struct {
+				Status   string `json:"status"`
+				Location string `json:"location"`
+			} `json:"response"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(r.body, &b); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range b.Entry {
+		out = append(out, e.Response.Status)
+	}
+	return out
+}
+
+func TestTransactionRewritesReferencesAndIsIdempotentByIdentifier(t *testing.T) {
+	s := newServer(t, engines[0], apiConfig())
+	r := s.do("POST", "", []byte(transactionPatientObs))
+	if r.status != 200 {
+		t.Fatalf("transaction: %d %s", r.status, r.body)
+	}
+	if got := responseStatuses(t, r); strings.Join(got, ",") != "201 Created,201 Created" {
+		t.Fatalf("entry statuses %v", got)
+	}
+	ids, _, _, _ := entries(t, s.do("GET", "/Patient?identifier=urn:oid:1.2.250.1.213.1.4.10|277076322082910", nil))
+	if len(ids) != 1 {
+		t.Fatalf("patients: %v", ids)
+	}
+	obs, _, _, _ := entries(t, s.do("GET", "/Observation?subject="+ids[0], nil))
+	if len(obs) != 1 {
+		t.Fatalf("the urn:uuid reference was not rewritten to %s: %v", ids[0], obs)
+	}
+	// Sent again (a retry after a timeout): the patient is found, not duplicated.
+	r = s.do("POST", "/", []byte(transactionPatientObs))
+	if got := responseStatuses(t, r); r.status != 200 || strings.Join(got, ",") != "201 Created,200 OK" {
+		t.Fatalf("retry: %d %v", r.status, got)
+	}
+	if ids2, _, _, _ := entries(t, s.do("GET", "/Patient", nil)); len(ids2) != 1 {
+		t.Fatalf("the retry duplicated the patient: %v", ids2)
+	}
+	obs, _, _, _ = entries(t, s.do("GET", "/Observation?subject="+ids[0], nil))
+	if len(obs) != 2 {
+		t.Fatalf("the retried observation must point at the existing patient: %v", obs)
+	}
+}
+
+func TestTransactionIsAllOrNothing(t *testing.T) {
+	s := newServer(t, engines[0], apiConfig())
+	bad := strings.Replace(transactionPatientObs, `"name":[{"family":"Durand"}]`, `"birthDate":"1983-02-30x"`, 1)
+	r := s.do("POST", "", []byte(bad))
+	if r.status != 400 {
+		t.Fatalf("invalid transaction: %d %s", r.status, r.body)
+	}
+	if _, expr, _ := outcome(t, r); !strings.HasPrefix(expr, "Bundle.entry[1].resource") {
+		t.Fatalf("expression %q does not name the entry", expr)
+	}
+	// A failure found while writing (a stale If-Match) rolls back the entries before it.
+	failing := `{"resourceType":"Bundle","type":"transaction","entry":[
+	 {"resource":{"resourceType":"Patient","name":[{"family":"A"}]},"request":{"method":"POST","url":"Patient"}},
+	 {"resource":{"resourceType":"Patient","id":"p9","name":[{"family":"B"}]},"request":{"method":"PUT","url":"Patient/p9","ifMatch":"W/\"4\""}}]}`
+	r = s.do("POST", "", []byte(failing))
+	if r.status != 412 {
+		t.Fatalf("transaction with a stale If-Match: %d %s", r.status, r.body)
+	}
+	if _, expr, _ := outcome(t, r); expr != "Bundle.entry[1]" {
+		t.Fatalf("expression %q, want Bundle.entry[1]", expr)
+	}
+	if ids, _, _, _ := entries(t, s.do("GET", "/Patient", nil)); len(ids) != 0 {
+		t.Fatalf("a failed transaction stored %v", ids)
+	}
+	noMatch := strings.Replace(transactionPatientObs, `"reference":"urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0"`, `"reference":"Patient?identifier=urn:x|nobody"`, 1)
+	if r := s.do("POST", "", []byte(noMatch)); r.status != 412 {
+		t.Fatalf("conditional reference without match: %d %s", r.status, r.body)
+	}
+}
+
+func TestBatchEntriesSucceedOrFailOneByOne(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *server) {
+		batch := `{"resourceType":"Bundle","type":"batch","entry":[
+		 {"resource":{"resourceType":"Patient","name":[{"family":"A"}]},"request":{"method":"POST","url":"Patient"}},
+		 {"resource":{"resourceType":"Patient","id":"p1","name":[{"family":"B"}]},"request":{"method":"PUT","url":"Patient/p1","ifMatch":"W/\"3\""}},
+		 {"request":{"method":"GET","url":"Patient/nope"}},
+		 {"resource":{"resourceType":"Patient","id":"p2","name":[{"family":"C"}]},"request":{"method":"PUT","url":"Patient/p2"}},
+		 {"request":{"method":"GET","url":"Patient?family=c"}}]}`
+		r := s.do("POST", "", []byte(batch))
+		if r.status != 200 {
+			t.Fatalf("batch: %d %s", r.status, r.body)
+		}
+		got := strings.Join(responseStatuses(t, r), ",")
+		if got != "201 Created,412 Precondition Failed,404 Not Found,201 Created,200 OK" {
+			t.Fatalf("batch statuses: %s", got)
+		}
+		if !strings.Contains(string(r.body), `"type":"batch-response"`) {
+			t.Fatalf("not a batch-response: %s", r.body)
+		}
+	})
+}
+
+func TestTransactionWithoutEngineTransactionsIsRefused(t *testing.T) {
+	s := newServer(t, engines[1], apiConfig()) // FerretDB: no transactions
+	r := s.do("POST", "", []byte(transactionPatientObs))
+	if code, _, _ := outcome(t, r); r.status != 422 || code != "not-supported" {
+		t.Fatalf("transaction on a server without transactions: %d %s", r.status, r.body)
+	}
+	if ids, _, _, _ := entries(t, s.do("GET", "/Patient", nil)); len(ids) != 0 {
+		t.Fatalf("a refused transaction stored %v", ids)
+	}
+}
+
+// TestSyntheaBundlesLoadAndEveryResourceIsInItsPatientCompartment loads the
+// Synthea transaction Bundles and checks, against a count made from the
+// Bundles themselves, that each patient's compartment search returns every
+// resource that references the patient.
+func TestSyntheaBundlesLoadAndEveryResourceIsInItsPatientCompartment(t *testing.T) {
+	files, _ := filepath.Glob("../testdata/synthea/bundles/*.json")
+	if len(files) != 6 {
+		t.Fatalf("%d Synthea bundles, want 6", len(files))
+	}
+	s := newServer(t, engines[0], apiConfig())
+	for _, f := range files {
+		body, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := s.do("POST", "", body)
+		if r.status != 200 {
+			t.Fatalf("%s: %d %s", filepath.Base(f), r.status, r.body)
+		}
+		var b struct {
+			Entry []struct {
+				FullURL  string          `json:"fullUrl"`
+				Resource json.RawMessage `json:"resource"`
+			} `json:"entry"`
+		}
+		json.Unmarshal(body, &b)
+		patientURL, byType := "", map[string]int{}
+		for _, e := range b.Entry {
+			var head struct {
+				ResourceType string `json:"resourceType"`
+			}
+			json.Unmarshal(e.Resource, &head)
+			if head.ResourceType == "Patient" {
+				patientURL = e.FullURL
+			}
+		}
+		for _, e := range b.Entry {
+			var head struct {
+				ResourceType string `json:"resourceType"`
+			}
+			json.Unmarshal(e.Resource, &head)
+			if head.ResourceType != "Patient" && strings.Contains(string(e.Resource), `"`+patientURL+`"`) {
+				byType[head.ResourceType]++
+			}
+		}
+		pids, _, _, _ := entries(t, s.do("GET", "/Patient?_count=1000&_sort=-_lastUpdated", nil))
+		pid := strings.TrimPrefix(pids[0], "Patient/")
+		for typ, want := range byType {
+			if typ == "Organization" || typ == "Practitioner" {
+				continue
+			}
+			_, _, total, _ := entries(t, s.do("GET", "/Patient/"+pid+"/"+typ+"?_summary=count", nil))
+			if int(total) != want {
+				t.Errorf("%s: Patient/%s/%s has %v resources, want %d", filepath.Base(f), pid, typ, total, want)
+			}
+		}
+	}
+}

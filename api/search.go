@@ -1,0 +1,474 @@
+package api
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/dmp-fhir/dmp-fhir/auth"
+	"github.com/dmp-fhir/dmp-fhir/fhir"
+	"github.com/dmp-fhir/dmp-fhir/store"
+)
+
+const (
+	// cursorLifetime bounds how long a next/prev link stays valid.
+	cursorLifetime = time.Hour
+	// maxPrevPages is how many pages back prev links can go.
+	maxPrevPages = 16
+	// maxIncluded caps the resources _include and _revinclude add to one page.
+	maxIncluded = 1000
+)
+
+// search serves GET /fhir/{type}.
+func (s *Server) search(c *gin.Context) {
+	s.runSearch(c, c.Param("type"), c.Request.URL.Query(), nil)
+}
+
+// searchPost serves POST /fhir/{type}/_search: parameters in the form body
+// and the URL alike.
+func (s *Server) searchPost(c *gin.Context) {
+	ct := c.GetHeader("Content-Type")
+	if ct != "" && !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
+		s.fail(c, fhir.NewError(http.StatusUnsupportedMediaType, "not-supported", "", "POST _search takes an application/x-www-form-urlencoded body"))
+		return
+	}
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
+	if err := c.Request.ParseForm(); err != nil {
+		s.fail(c, fhir.Invalid("", "unreadable form body: "+err.Error()))
+		return
+	}
+	s.runSearch(c, c.Param("type"), c.Request.Form, nil)
+}
+
+// compartmentSearch serves GET /fhir/Patient/{id}/{type}.
+func (s *Server) compartmentSearch(c *gin.Context) {
+	if c.Param("type") != "Patient" {
+		s.fail(c, fhir.NotFound("compartment searches are served for Patient only"))
+		return
+	}
+	target := c.Param("compartmentType")
+	if target == "$access-decision" {
+		s.accessDecision(c)
+		return
+	}
+	if _, ok := fhir.LookupType(target); !ok {
+		s.fail(c, fhir.NotFound("resource type "+strconv.Quote(target)+" is not supported by this server"))
+		return
+	}
+	clause, ok := compartmentClause(target, c.Param("id"))
+	if !ok {
+		s.fail(c, fhir.NotFound(target+" is not in the Patient compartment"))
+		return
+	}
+	s.runSearch(c, target, c.Request.URL.Query(), &clause)
+}
+
+func strictHandling(c *gin.Context) bool {
+	for _, p := range strings.Split(c.GetHeader("Prefer"), ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+		if strings.EqualFold(k, "handling") && strings.EqualFold(strings.Trim(v, `"`), "strict") {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) searcher() (store.Searcher, bool) { return s.store, s.store != nil }
+
+func (s *Server) runSearch(c *gin.Context, typ string, params url.Values, scope *store.Clause) {
+	searcher, ok := s.searcher()
+	if !ok {
+		s.fail(c, fhir.NewError(http.StatusNotImplemented, "not-supported", "", "this store cannot search"))
+		return
+	}
+	base := s.base(c)
+	sr, err := parseSearch(typ, params, base, strictHandling(c))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if scope != nil {
+		sr.Query.Where = append([]store.Clause{*scope}, sr.Query.Where...)
+	}
+	// The path and the parameters but the cursor identify the search a
+	// cursor belongs to.
+	selfParams := cloneValues(params)
+	selfParams.Del("_cursor")
+	fingerprint := c.Request.URL.Path + "?" + selfParams.Encode()
+	var cur pageCursor
+	if sr.Cursor != "" {
+		if cur, err = s.openCursor(sr.Cursor, fingerprint); err != nil {
+			s.fail(c, err)
+			return
+		}
+		sr.Query.After = cur.After
+	}
+	if !s.allow(c, typ, auth.OpSearch, "search-type") {
+		return
+	}
+	named := namedPatients(typ, sr.Query.Where)
+	page, rule, err := s.scopedSearch(c, sr.Query, named)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if page == nil {
+		if len(named) > 0 {
+			s.refuseRead(c, rule) // the patients the search names refuse this caller
+			return
+		}
+		page = &store.Page{Total: 0} // nothing this caller may see
+	}
+	if a := accessOf(c); a != nil {
+		for _, r := range page.Resources {
+			a.resources = append(a.resources, r.Type+"/"+r.ID)
+		}
+	}
+
+	bundle := models.Bundle{Type: models.BundleTypeSearchset}
+	bid := newID()
+	ts := time.Now().UTC().Format(fhir.InstantFormat)
+	bundle.Id, bundle.Timestamp = &bid, &ts
+	switch {
+	case page.Total >= 0 && sr.TotalMode != "none":
+		total := page.Total
+		bundle.Total = &total
+	case page.Next == "" && cur.After == "" && sr.TotalMode != "none":
+		total := len(page.Resources) // the whole result is on this first page
+		bundle.Total = &total
+	}
+	selfURL := base + strings.TrimPrefix(c.Request.URL.Path, "/fhir")
+	link := func(rel string, pc *pageCursor) models.BundleLink {
+		q := cloneValues(selfParams)
+		if pc != nil {
+			q.Set("_cursor", s.sealCursor(*pc, fingerprint))
+		}
+		return models.BundleLink{Relation: rel, Url: selfURL + queryString(q)}
+	}
+	if sr.Cursor != "" {
+		bundle.Link = append(bundle.Link, link("self", &cur))
+	} else {
+		bundle.Link = append(bundle.Link, link("self", nil))
+	}
+	if page.Next != "" {
+		next := pageCursor{After: page.Next, Prev: append(append([]string(nil), cur.Prev...), cur.After), Deep: cur.Deep}
+		if next.Deep || len(next.Prev) > maxPrevPages {
+			next.Deep, next.Prev = true, nil // too deep to go back: no prev links from here on
+		}
+		bundle.Link = append(bundle.Link, link("next", &next))
+	}
+	if n := len(cur.Prev); sr.Cursor != "" && !cur.Deep && n > 0 {
+		if n == 1 && cur.Prev[0] == "" {
+			bundle.Link = append(bundle.Link, link("prev", nil)) // the first page
+		} else {
+			bundle.Link = append(bundle.Link, link("prev", &pageCursor{After: cur.Prev[n-1], Prev: cur.Prev[:n-1]}))
+		}
+	}
+
+	for _, r := range page.Resources {
+		entry, err := s.searchEntry(base, r, "match", sr)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		bundle.Entry = append(bundle.Entry, entry)
+	}
+	included, warning, err := s.includes(c, searcher, sr, page.Resources)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	for _, r := range included {
+		entry, err := s.searchEntry(base, r, "include", sr)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		bundle.Entry = append(bundle.Entry, entry)
+	}
+	var issues []fhir.Issue
+	for _, p := range sr.Ignored {
+		issues = append(issues, fhir.Issue{Severity: "warning", Code: "not-supported", Expression: p, Diagnostics: "unknown or unsupported search parameter " + strconv.Quote(p) + " was ignored"})
+	}
+	if warning != "" {
+		issues = append(issues, fhir.Issue{Severity: "warning", Code: "too-costly", Diagnostics: warning})
+	}
+	if len(issues) > 0 {
+		mode := models.SearchEntryModeOutcome
+		bundle.Entry = append(bundle.Entry, models.BundleEntry{Resource: fhir.OperationOutcome(issues...), Search: &models.BundleEntrySearch{Mode: &mode}})
+	}
+	body, err := fhir.Marshal(bundle)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.writeJSON(c, http.StatusOK, body)
+}
+
+func (s *Server) searchEntry(base string, r *store.Resource, mode string, sr *searchRequest) (models.BundleEntry, error) {
+	full := base + "/" + r.Type + "/" + r.ID
+	body, err := fhir.Summarize(r.Body, sr.Summary, sr.Elements)
+	if err != nil {
+		return models.BundleEntry{}, err
+	}
+	m := models.SearchEntryModeMatch
+	if mode == "include" {
+		m = models.SearchEntryModeInclude
+	}
+	return models.BundleEntry{FullUrl: &full, Resource: body, Search: &models.BundleEntrySearch{Mode: &m}}, nil
+}
+
+// includes resolves _include and _revinclude (with one :iterate round) for
+// the matches of a page, as further store queries: whatever filter the
+// store applies to searches applies to them too.
+func (s *Server) includes(ctx context.Context, searcher store.Searcher, sr *searchRequest, matches []*store.Resource) ([]*store.Resource, string, error) {
+	if len(sr.Includes) == 0 && len(sr.RevIncludes) == 0 {
+		return nil, "", nil
+	}
+	seen := map[string]bool{}
+	for _, r := range matches {
+		seen[r.Type+"/"+r.ID] = true
+	}
+	var out []*store.Resource
+	warning := ""
+	add := func(rs []*store.Resource) []*store.Resource {
+		var added []*store.Resource
+		for _, r := range rs {
+			k := r.Type + "/" + r.ID
+			if seen[k] {
+				continue
+			}
+			if len(out) >= maxIncluded {
+				warning = "more than " + strconv.Itoa(maxIncluded) + " resources to include: the list was cut; ask for a smaller _count"
+				break
+			}
+			seen[k] = true
+			out = append(out, r)
+			added = append(added, r)
+		}
+		return added
+	}
+	round := func(from []*store.Resource, iterate bool) ([]*store.Resource, error) {
+		var added []*store.Resource
+		for _, inc := range sr.Includes {
+			if inc.Iterate != iterate {
+				continue
+			}
+			rs, err := s.forwardInclude(ctx, searcher, inc, from)
+			if err != nil {
+				return nil, err
+			}
+			added = append(added, add(rs)...)
+		}
+		for _, inc := range sr.RevIncludes {
+			if inc.Iterate != iterate {
+				continue
+			}
+			rs, err := s.reverseInclude(ctx, searcher, inc, from)
+			if err != nil {
+				return nil, err
+			}
+			added = append(added, add(rs)...)
+		}
+		return added, nil
+	}
+	first, err := round(matches, false)
+	if err != nil {
+		return nil, "", err
+	}
+	if _, err := round(append(append([]*store.Resource(nil), matches...), first...), true); err != nil {
+		return nil, "", err
+	}
+	return out, warning, nil
+}
+
+// forwardInclude reads the resources that inc's reference parameter of the
+// given resources points to.
+func (s *Server) forwardInclude(ctx context.Context, searcher store.Searcher, inc include, from []*store.Resource) ([]*store.Resource, error) {
+	byType := map[string][]string{}
+	for _, r := range from {
+		if r.Type != inc.SourceType {
+			continue
+		}
+		for _, ref := range fhir.ExtractIndex(r.Body).References {
+			if ref.Param != inc.Param || ref.Type == "" || ref.ID == "" {
+				continue
+			}
+			if inc.TargetType != "" && ref.Type != inc.TargetType {
+				continue
+			}
+			if _, ok := fhir.LookupType(ref.Type); ok {
+				byType[ref.Type] = append(byType[ref.Type], ref.ID)
+			}
+		}
+	}
+	var out []*store.Resource
+	types := make([]string, 0, len(byType))
+	for t := range byType {
+		types = append(types, t)
+	}
+	sort.Strings(types)
+	for _, t := range types {
+		var clause store.Clause
+		for _, id := range dedupe(byType[t]) {
+			clause.Any = append(clause.Any, store.Condition{Param: "_id", Kind: store.KindID, Value: id})
+		}
+		page, _, err := s.scopedSearch(ctx, store.Query{Type: t, Where: []store.Clause{clause}, Count: maxIncluded}, allowedPatients(ctx))
+		if err != nil {
+			return nil, err
+		}
+		if page != nil {
+			out = append(out, page.Resources...)
+		}
+	}
+	return out, nil
+}
+
+// reverseInclude reads the resources of inc.SourceType whose reference
+// parameter points to one of the given resources.
+func (s *Server) reverseInclude(ctx context.Context, searcher store.Searcher, inc include, from []*store.Resource) ([]*store.Resource, error) {
+	var clause store.Clause
+	for _, r := range from {
+		if inc.TargetType != "" && r.Type != inc.TargetType {
+			continue
+		}
+		clause.Any = append(clause.Any, store.Condition{Param: inc.Param, Kind: store.KindReference, RefType: r.Type, RefID: r.ID})
+	}
+	if len(clause.Any) == 0 {
+		return nil, nil
+	}
+	page, _, err := s.scopedSearch(ctx, store.Query{Type: inc.SourceType, Where: []store.Clause{clause}, Count: maxIncluded}, allowedPatients(ctx))
+	if err != nil || page == nil {
+		return nil, err
+	}
+	return page.Resources, nil
+}
+
+func dedupe(ids []string) []string {
+	sort.Strings(ids)
+	out := ids[:0]
+	for i, id := range ids {
+		if i == 0 || id != ids[i-1] {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+func cloneValues(v url.Values) url.Values {
+	out := make(url.Values, len(v))
+	for k, vs := range v {
+		out[k] = append([]string(nil), vs...)
+	}
+	return out
+}
+
+// pageCursor is what a next or previous link carries: the engine's keyset
+// position and the positions of the pages before it (for previous links).
+type pageCursor struct {
+	After string   `json:"a,omitempty"`
+	Prev  []string `json:"p,omitempty"`
+	Deep  bool     `json:"d,omitempty"` // past maxPrevPages: no previous links
+	Query string   `json:"q"`           // fingerprint of the search it belongs to
+	Exp   int64    `json:"x"`           // expiry, Unix seconds
+}
+
+// sealCursor signs a cursor for one search so that a client can neither
+// forge a position nor reuse it for another search.
+func (s *Server) sealCursor(pc pageCursor, fingerprint string) string {
+	sum := sha256.Sum256([]byte(fingerprint))
+	pc.Query = base64.RawURLEncoding.EncodeToString(sum[:12])
+	pc.Exp = time.Now().Add(cursorLifetime).Unix()
+	payload, _ := json.Marshal(pc)
+	p := base64.RawURLEncoding.EncodeToString(payload)
+	return p + "." + s.mac(p)
+}
+
+func (s *Server) mac(p string) string {
+	h := hmac.New(sha256.New, s.cursorKey)
+	h.Write([]byte(p))
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:18])
+}
+
+func (s *Server) openCursor(token, fingerprint string) (pageCursor, error) {
+	bad := func(msg string) (pageCursor, error) {
+		return pageCursor{}, fhir.NewError(http.StatusBadRequest, "invalid", "_cursor", msg)
+	}
+	p, sig, ok := strings.Cut(token, ".")
+	if !ok || !hmac.Equal([]byte(sig), []byte(s.mac(p))) {
+		return bad("the paging cursor is not valid; start the search again")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(p)
+	if err != nil {
+		return bad("the paging cursor is not valid; start the search again")
+	}
+	var pc pageCursor
+	if err := json.Unmarshal(payload, &pc); err != nil {
+		return bad("the paging cursor is not valid; start the search again")
+	}
+	sum := sha256.Sum256([]byte(fingerprint))
+	if pc.Query != base64.RawURLEncoding.EncodeToString(sum[:12]) {
+		return bad("the paging cursor belongs to another search")
+	}
+	if time.Now().Unix() > pc.Exp {
+		return bad("the paging cursor has expired; start the search again")
+	}
+	return pc, nil
+}
+
+// searchParamsByType lists, for the CapabilityStatement, the search
+// parameters served for each type.
+func searchParamsByType() map[string]map[string]string {
+	out := map[string]map[string]string{}
+	for _, typ := range fhir.TypeNames() {
+		m := map[string]string{"_id": "token", "_lastUpdated": "date"}
+		for _, sp := range fhir.SearchParams(typ) {
+			if sp.Type != "composite" && sp.Type != "special" {
+				m[sp.Name] = sp.Type
+			}
+		}
+		out[typ] = m
+	}
+	return out
+}
+
+// scopedSearch runs q restricted to what the caller may see (the
+// restriction is part of the store query). A nil page means the caller may
+// see nothing of it, for the reason rule.
+func (s *Server) scopedSearch(ctx context.Context, q store.Query, named []string) (*store.Page, string, error) {
+	clauses, none, rule, err := s.searchScope(ctx, q.Type, named)
+	if err != nil || none {
+		return nil, rule, err
+	}
+	q.Where = append(append([]store.Clause(nil), q.Where...), clauses...)
+	page, err := s.store.Search(ctx, q)
+	return page, "", err
+}
+
+// allowedPatients are the patients whose records this request was already
+// allowed to read: included resources are looked for in them.
+func allowedPatients(ctx context.Context) []string {
+	a := accessOf(ctx)
+	if a == nil {
+		return nil
+	}
+	var out []string
+	for p, v := range a.verdict {
+		if v.Allow {
+			out = append(out, p)
+		}
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,74 @@
+package fhir
+
+import (
+	"bytes"
+	"encoding/json"
+)
+
+// RewriteReferences returns body with every `reference` and `url` string
+// (Reference.reference, Attachment.url, ...) for which replace answers true
+// replaced, at any depth, everything else kept as written. It serves the
+// urn:uuid and conditional references of transaction Bundles.
+func RewriteReferences(body []byte, replace func(value string) (string, bool)) ([]byte, bool, error) {
+	changed := false
+	out, err := rewrite(body, "", replace, &changed)
+	if err != nil || !changed {
+		return body, false, err
+	}
+	return out, true, nil
+}
+
+func rewrite(raw json.RawMessage, key string, replace func(string) (string, bool), changed *bool) (json.RawMessage, error) {
+	trimmed := bytes.TrimLeft(raw, " \t\r\n")
+	if len(trimmed) == 0 {
+		return raw, nil
+	}
+	switch trimmed[0] {
+	case '{':
+		obj, err := ParseObject(raw)
+		if err != nil {
+			return nil, err
+		}
+		for i, f := range obj {
+			v, err := rewrite(f.Value, f.Key, replace, changed)
+			if err != nil {
+				return nil, err
+			}
+			obj[i].Value = v
+		}
+		return obj.MarshalJSON()
+	case '[':
+		var items []json.RawMessage
+		if err := json.Unmarshal(raw, &items); err != nil {
+			return nil, err
+		}
+		var buf bytes.Buffer
+		buf.WriteByte('[')
+		for i, it := range items {
+			v, err := rewrite(it, key, replace, changed)
+			if err != nil {
+				return nil, err
+			}
+			if i > 0 {
+				buf.WriteByte(',')
+			}
+			buf.Write(v)
+		}
+		buf.WriteByte(']')
+		return buf.Bytes(), nil
+	case '"':
+		if key != "reference" && key != "url" {
+			return raw, nil
+		}
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return nil, err
+		}
+		if repl, ok := replace(s); ok {
+			*changed = true
+			b, _ := json.Marshal(repl)
+			return b, nil
+		}
+	}
+	return raw, nil
+}

@@ -1,0 +1,181 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+
+	"github.com/dmp-fhir/dmp-fhir/fhir"
+)
+
+// indexTables are the tables holding the search values of current versions.
+var indexTables = []string{"tok_idx", "str_idx", "ref_idx", "date_idx", "num_idx", "uri_idx"}
+
+// clearIndex removes every index row of resource rid.
+func clearIndex(ctx context.Context, q querier, rid int64) error {
+	for _, t := range indexTables {
+		if _, err := q.ExecContext(ctx, `DELETE FROM `+t+` WHERE rid = ?`, rid); err != nil {
+			return fmt.Errorf("sqlite: clear index: %w", err)
+		}
+	}
+	return nil
+}
+
+// rowsPerInsert bounds the rows of one multi-row INSERT (6 variables each at
+// most, far below SQLite's variable limit).
+const rowsPerInsert = 100
+
+// insertRows writes rows (each of len(cols) values) into table, several rows
+// per statement. Duplicate values (same primary key) are kept once.
+func insertRows(ctx context.Context, q querier, table, cols string, n int, rows [][]any) error {
+	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", n), ", ") + ")"
+	for len(rows) > 0 {
+		chunk := rows
+		if len(chunk) > rowsPerInsert {
+			chunk = chunk[:rowsPerInsert]
+		}
+		rows = rows[len(chunk):]
+		var b strings.Builder
+		b.WriteString("INSERT OR IGNORE INTO " + table + "(" + cols + ") VALUES ")
+		args := make([]any, 0, n*len(chunk))
+		for i, r := range chunk {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(one)
+			args = append(args, r...)
+		}
+		if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
+			return fmt.Errorf("sqlite: write index %s: %w", table, err)
+		}
+	}
+	return nil
+}
+
+// writeIndex stores the index values ix of resource typ/id (rid).
+func writeIndex(ctx context.Context, q querier, rid int64, typ, id string, ix *fhir.Index) error {
+	if len(ix.Tokens) > 0 {
+		rows := make([][]any, len(ix.Tokens))
+		for i, v := range ix.Tokens {
+			rows[i] = []any{rid, typ, v.Param, v.System, v.Code, id}
+		}
+		if err := insertRows(ctx, q, "tok_idx", "rid, type, param, system, code, id", 6, rows); err != nil {
+			return err
+		}
+	}
+	if len(ix.Strings) > 0 {
+		rows := make([][]any, len(ix.Strings))
+		for i, v := range ix.Strings {
+			rows[i] = []any{rid, typ, v.Param, v.Norm, v.Exact}
+		}
+		if err := insertRows(ctx, q, "str_idx", "rid, type, param, norm, exact", 5, rows); err != nil {
+			return err
+		}
+	}
+	if len(ix.References) > 0 {
+		rows := make([][]any, len(ix.References))
+		for i, v := range ix.References {
+			rows[i] = []any{rid, typ, v.Param, v.Type, v.ID, v.URL}
+		}
+		if err := insertRows(ctx, q, "ref_idx", "rid, type, param, ref_type, ref_id, url", 6, rows); err != nil {
+			return err
+		}
+	}
+	if len(ix.Dates) > 0 {
+		rows := make([][]any, len(ix.Dates))
+		for i, v := range ix.Dates {
+			rows[i] = []any{rid, typ, v.Param, v.Low, v.High}
+		}
+		if err := insertRows(ctx, q, "date_idx", "rid, type, param, low, high", 5, rows); err != nil {
+			return err
+		}
+	}
+	if len(ix.Numbers) > 0 {
+		rows := make([][]any, len(ix.Numbers))
+		for i, v := range ix.Numbers {
+			rows[i] = []any{rid, typ, v.Param, v.Value, v.System, v.Code}
+		}
+		if err := insertRows(ctx, q, "num_idx", "rid, type, param, value, system, code", 6, rows); err != nil {
+			return err
+		}
+	}
+	if len(ix.URIs) > 0 {
+		rows := make([][]any, len(ix.URIs))
+		for i, v := range ix.URIs {
+			rows[i] = []any{rid, typ, v.Param, v.Value}
+		}
+		if err := insertRows(ctx, q, "uri_idx", "rid, type, param, value", 4, rows); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reindexBatch is how many resources one Reindex transaction handles.
+const reindexBatch = 1000
+
+// Reindex extracts the index values of every current resource again, one
+// write transaction per batch of resources (so writers interleave), in rid
+// order. Deleted resources get no index rows.
+func (s *Store) Reindex(ctx context.Context, progress func(done int)) error {
+	var last int64
+	done := 0
+	for {
+		n := 0
+		err := s.inTx(ctx, func(tx *sql.Tx) error {
+			rows, err := tx.QueryContext(ctx, `SELECT r.rid, r.type, r.id, r.deleted, h.body
+				FROM resources r JOIN history h ON h.vid = r.vid
+				WHERE r.rid > ? ORDER BY r.rid LIMIT ?`, last, reindexBatch)
+			if err != nil {
+				return fmt.Errorf("sqlite: reindex: %w", err)
+			}
+			type row struct {
+				rid     int64
+				typ, id string
+				deleted bool
+				body    []byte
+			}
+			var batch []row
+			for rows.Next() {
+				var r row
+				if err := rows.Scan(&r.rid, &r.typ, &r.id, &r.deleted, &r.body); err != nil {
+					rows.Close()
+					return fmt.Errorf("sqlite: reindex: %w", err)
+				}
+				batch = append(batch, r)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("sqlite: reindex: %w", err)
+			}
+			for _, r := range batch {
+				if err := clearIndex(ctx, tx, r.rid); err != nil {
+					return err
+				}
+				if r.deleted {
+					continue
+				}
+				ix := fhir.ExtractIndex(r.body)
+				if err := writeIndex(ctx, tx, r.rid, r.typ, r.id, &ix); err != nil {
+					return err
+				}
+			}
+			n = len(batch)
+			if n > 0 {
+				last = batch[n-1].rid
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		done += n
+		if progress != nil && n > 0 {
+			progress(done)
+		}
+		if n < reindexBatch {
+			return nil
+		}
+	}
+}

@@ -1,0 +1,167 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/dmp-fhir/dmp-fhir/store"
+)
+
+// TestSearchPlans checks, with EXPLAIN QUERY PLAN on a store of 6,000
+// resources, that every search shape reads index ranges only: no SCAN of a
+// table or a whole index (SCAN p, the page of at most Count+1 rows, is the
+// only scan), and that the benchmark shapes get the plan meant for them.
+func TestSearchPlans(t *testing.T) {
+	f := fillSearch(t, t.TempDir(), 6000)
+	ctx := context.Background()
+	p := f.patients[5]
+	ref := func(param, typ, id string) store.Condition {
+		return store.Condition{Param: param, Kind: store.KindReference, RefType: typ, RefID: id}
+	}
+	tok := func(param, system, code string) store.Condition {
+		return store.Condition{Param: param, Kind: store.KindToken, System: system, Code: code, AnySystem: system == ""}
+	}
+	one := func(c store.Condition) store.Clause { return store.Clause{Any: []store.Condition{c}} }
+	yes, no := true, false
+	code := tok("code", "http://loinc.org", "8867-4")
+	ge := store.Condition{Param: "date", Kind: store.KindDate, Range: store.Interval{HighAtLeast: ge2020()}}
+	nir := one(tok("identifier", "urn:oid:1.2.250.1.213.1.4.8", "nir-"+p))
+	cases := []struct {
+		name string
+		q    store.Query
+		want string // "drive", "ordered", "stream" or "" (any)
+	}{
+		{"patient sort -date", benchShapes[0].query(p), "drive"},
+		{"patient and status", benchShapes[1].query(p), "drive"},
+		{"code and date", benchShapes[2].query(p), "ordered"},
+		{"code and date after a cursor", store.Query{Type: "Observation", Where: benchShapes[2].query(p).Where, After: encodeCursor([]sortKey{{expr: frag{sql: "r.id"}, sig: "id"}}, []any{"o1234"})}, "ordered"},
+		{"every observation", store.Query{Type: "Observation"}, "stream"},
+		{"-_lastUpdated", store.Query{Type: "Observation", Sort: []store.Sort{{Kind: store.KindLastUpdated, Desc: true}}}, "stream"},
+		{"date and _lastUpdated", store.Query{Type: "Observation", Where: []store.Clause{one(ge)}, Sort: []store.Sort{{Kind: store.KindLastUpdated}}}, "stream"},
+		{"status:not", store.Query{Type: "Observation", Where: []store.Clause{one(store.Condition{Param: "status", Kind: store.KindToken, Code: "final", AnySystem: true, Not: true})}}, "stream"},
+		{"date:missing", store.Query{Type: "Observation", Where: []store.Clause{one(store.Condition{Param: "date", Kind: store.KindDate, Missing: &yes})}}, "stream"},
+		{"value-quantity:missing=false sort -date", store.Query{Type: "Observation", Where: []store.Clause{one(store.Condition{Param: "value-quantity", Kind: store.KindNumber, Missing: &no}), one(ref("patient", "Patient", p))}, Sort: []store.Sort{{Param: "date", Kind: store.KindDate, Desc: true}}}, "drive"},
+		{"quantity range and patient", store.Query{Type: "Observation", Where: []store.Clause{one(store.Condition{Param: "value-quantity", Kind: store.KindNumber, Range: store.Interval{LowAtLeast: ge2020()}}), one(ref("patient", "Patient", p))}}, ""},
+		{"code OR code sort date", store.Query{Type: "Observation", Where: []store.Clause{{Any: []store.Condition{code, tok("code", "http://loinc.org", "8310-5")}}, one(ref("subject", "", p))}, Sort: []store.Sort{{Param: "date", Kind: store.KindDate}}}, "drive"},
+		{"code:text", store.Query{Type: "Observation", Where: []store.Clause{one(store.Condition{Param: "code:text", Kind: store.KindString, Value: "heart"})}}, ""},
+		{"_id", store.Query{Type: "Observation", Where: []store.Clause{{Any: []store.Condition{{Kind: store.KindID, Value: "o1"}, {Kind: store.KindID, Value: "o2"}}}}}, "drive"},
+		{"_lastUpdated range", store.Query{Type: "MedicationRequest", Where: []store.Clause{one(store.Condition{Kind: store.KindLastUpdated, Range: store.Interval{HighAtLeast: ge2020()}})}}, ""},
+		{"patient identifier", store.Query{Type: "Patient", Where: []store.Clause{nir}}, ""},
+		{"patient name sort family", store.Query{Type: "Patient", Where: []store.Clause{one(store.Condition{Param: "name", Kind: store.KindString, Value: "nom-p1"})}, Sort: []store.Sort{{Param: "family", Kind: store.KindString}}}, "drive"},
+		{"chain subject:Patient.identifier", store.Query{Type: "Observation", Where: []store.Clause{one(store.Condition{Param: "subject", Kind: store.KindReference, Chain: &store.Query{Type: "Patient", Where: []store.Clause{nir}}})}, Sort: []store.Sort{{Param: "date", Kind: store.KindDate, Desc: true}}}, "drive"},
+		{"chain beside a code", store.Query{Type: "Observation", Where: []store.Clause{one(code), one(store.Condition{Param: "subject", Kind: store.KindReference, Chain: &store.Query{Type: "Patient", Where: []store.Clause{nir}}})}}, ""},
+		{"_has", store.Query{Type: "Patient", Where: []store.Clause{one(store.Condition{Has: &store.HasQuery{Type: "Observation", Param: "patient", Where: []store.Clause{one(code), one(ge)}}})}}, ""},
+		{"_has beside an identifier", store.Query{Type: "Patient", Where: []store.Clause{nir, one(store.Condition{Has: &store.HasQuery{Type: "MedicationRequest", Param: "patient", Where: []store.Clause{one(tok("status", "", "active"))}}})}}, ""},
+	}
+	for _, c := range cases {
+		c.q.Count = 20
+		pl, lines, err := f.s.explain(ctx, c.q)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		got := "scan"
+		switch {
+		case pl.drive != nil:
+			got = "drive"
+		case pl.ordered != nil:
+			got = "ordered"
+		case pl.index != "":
+			got = "stream"
+		}
+		plan := strings.Join(lines, "\n    ")
+		if c.want != "" && got != c.want {
+			t.Errorf("%s: plan %s, want %s:\n    %s", c.name, got, c.want, plan)
+		}
+		for _, l := range lines {
+			if strings.HasPrefix(l, "SCAN ") && l != "SCAN p" {
+				t.Errorf("%s: %s in\n    %s", c.name, l, plan)
+			}
+		}
+		// Read in order: only the page itself is sorted.
+		if got != "drive" && strings.Count(plan, "USE TEMP B-TREE FOR ORDER BY") > 1 {
+			t.Errorf("%s: read in order but sorted:\n    %s", c.name, plan)
+		}
+		if testing.Verbose() {
+			t.Logf("%s (%s):\n    %s", c.name, got, plan)
+		}
+	}
+}
+
+// TestReindex: Reindex rebuilds the index rows from the current bodies (here
+// after they were lost), in batches, reporting progress; deleted resources
+// stay out.
+func TestReindex(t *testing.T) {
+	f := fillSearch(t, t.TempDir(), 2500)
+	ctx := context.Background()
+	if _, _, err := f.s.Delete(ctx, "Observation", "o1", 0); err != nil {
+		t.Fatal(err)
+	}
+	q := store.Query{Type: "Observation", Count: 5000, Total: true,
+		Where: []store.Clause{{Any: []store.Condition{{Param: "status", Kind: store.KindToken, Code: "final", AnySystem: true}}}}}
+	before, err := f.s.Search(ctx, q)
+	if err != nil || before.Total < 2000 {
+		t.Fatalf("before: %v %v", before.Total, err)
+	}
+	for _, tbl := range indexTables {
+		if _, err := f.s.write.Exec("DELETE FROM " + tbl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p, _ := f.s.Search(ctx, q); p.Total != 0 {
+		t.Fatalf("index rows left: %d", p.Total)
+	}
+	var calls []int
+	if err := f.s.Reindex(ctx, func(done int) { calls = append(calls, done) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != 3 || calls[2] != 2500 {
+		t.Fatalf("progress %v, want three batches ending at 2500", calls)
+	}
+	after, err := f.s.Search(ctx, q)
+	if err != nil || after.Total != before.Total {
+		t.Fatalf("after reindex: %d (%v), want %d", after.Total, err, before.Total)
+	}
+	var n int
+	f.s.read.QueryRow(`SELECT count(*) FROM tok_idx t JOIN resources r ON r.rid = t.rid WHERE r.deleted = 1`).Scan(&n)
+	if n != 0 {
+		t.Fatalf("%d index rows of deleted resources", n)
+	}
+}
+
+// TestOpenUpgradesOldDatabase: a database of an older schema version is
+// reindexed and its type statistics rebuilt at Open.
+func TestOpenUpgradesOldDatabase(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		if _, err := s.Create(ctx, "Patient", fmt.Sprint("p", i), benchPatient(fmt.Sprint("p", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, stmt := range []string{"DELETE FROM tok_idx", "DELETE FROM str_idx", "DELETE FROM type_stats", "PRAGMA user_version = 0"} {
+		if _, err := s.write.Exec(stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	if s, err = Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	p, err := s.Search(ctx, store.Query{Type: "Patient", Count: 10, Total: true,
+		Where: []store.Clause{{Any: []store.Condition{{Param: "identifier", Kind: store.KindToken, System: "urn:oid:1.2.250.1.213.1.4.8", Code: "nir-p1"}}}}})
+	if err != nil || p.Total != 1 || len(p.Resources) != 1 || p.Resources[0].ID != "p1" {
+		t.Fatalf("after upgrade: %+v %v", p, err)
+	}
+	var live int
+	s.read.QueryRow("SELECT live FROM type_stats WHERE type = 'Patient'").Scan(&live)
+	if live != 3 {
+		t.Fatalf("type_stats: %d live patients, want 3", live)
+	}
+}
