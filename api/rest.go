@@ -87,6 +87,9 @@ func (s *Server) knownType(c *gin.Context) {
 	c.Next()
 }
 
+// opDefinition is the canonical of one of dmp-fhir's own operations.
+func opDefinition(name string) string { return "https://dmp-fhir.fr/OperationDefinition/" + name }
+
 func (s *Server) capabilities(c *gin.Context) {
 	s.writeJSON(c, http.StatusOK, fhir.CapabilityStatement(fhir.Capabilities{
 		Software:           "dmp-fhir",
@@ -99,6 +102,19 @@ func (s *Server) capabilities(c *gin.Context) {
 		ConditionalUpdate:  true,
 		ConditionalRead:    "not-match",
 		SearchParams:       searchParamsByType(),
+		TypeSpecificOperations: map[string][]fhir.Operation{"Patient": {
+			{Name: "authorize", Definition: opDefinition("authorize")}, {Name: "revoke", Definition: opDefinition("revoke")},
+			{Name: "block", Definition: opDefinition("block")}, {Name: "unblock", Definition: opDefinition("unblock")},
+			{Name: "set-treating-doctor", Definition: opDefinition("set-treating-doctor")},
+			{Name: "emergency-preferences", Definition: opDefinition("emergency-preferences")},
+			{Name: "declare-consent", Definition: opDefinition("declare-consent")},
+			{Name: "access-decision", Definition: opDefinition("access-decision")},
+		}, "DocumentReference": {
+			{Name: "mask", Definition: opDefinition("mask")}, {Name: "unmask", Definition: opDefinition("unmask")},
+			{Name: "hide-from-patient", Definition: opDefinition("hide-from-patient")}, {Name: "show-to-patient", Definition: opDefinition("show-to-patient")},
+		}},
+		SMART:         true,
+		TokenEndpoint: strings.TrimSuffix(s.base(c), "/fhir") + "/auth/token",
 	}, time.Now()))
 }
 

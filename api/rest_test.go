@@ -21,6 +21,11 @@ func TestMetadataListsEveryTypeAndInteraction(t *testing.T) {
 	if r.status != 200 || !strings.HasPrefix(r.header.Get("Content-Type"), "application/fhir+json") {
 		t.Fatalf("metadata: %d %s", r.status, r.header.Get("Content-Type"))
 	}
+	// The validator takes our stored types at the top level: a collection
+	// Bundle carries the CapabilityStatement to it.
+	if err := validator(t).Validate([]byte(`{"resourceType":"Bundle","type":"collection","entry":[{"resource":` + string(r.body) + `}]}`)); err != nil {
+		t.Fatalf("the CapabilityStatement is not valid R4: %v", err)
+	}
 	cs := r.json(t)
 	if cs["resourceType"] != "CapabilityStatement" || cs["fhirVersion"] != "4.0.1" || cs["kind"] != "instance" {
 		t.Fatalf("not an R4 instance CapabilityStatement: %s", r.body)

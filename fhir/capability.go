@@ -24,9 +24,16 @@ type Capabilities struct {
 	TypeInteractions   []string // TypeRestfulInteraction codes: read, vread, update, ...
 	SystemInteractions []string // SystemRestfulInteraction codes: history-system, ...
 	TypeOperations     []Operation
-	ConditionalCreate  bool
-	ConditionalUpdate  bool
-	ConditionalRead    string // not-supported | modified-since | not-match | full-support
+	// TypeSpecificOperations are operations of one type only (Patient's
+	// consent operations).
+	TypeSpecificOperations map[string][]Operation
+	// SMART says the REST API is protected by SMART on FHIR tokens, with
+	// its token endpoint.
+	SMART             bool
+	TokenEndpoint     string
+	ConditionalCreate bool
+	ConditionalUpdate bool
+	ConditionalRead   string // not-supported | modified-since | not-match | full-support
 	// SearchParams lists, per type, the search parameters served (name -> type).
 	SearchParams map[string]map[string]string
 }
@@ -77,16 +84,31 @@ func CapabilityStatement(c Capabilities, now time.Time) []byte {
 		for _, pname := range pnames {
 			r.SearchParam = append(r.SearchParam, models.CapabilityStatementRestResourceSearchParam{Name: pname, Type: enum[models.SearchParamType](params[pname])})
 		}
-		for _, op := range c.TypeOperations {
+		for _, op := range append(append([]Operation(nil), c.TypeOperations...), c.TypeSpecificOperations[name]...) {
 			r.Operation = append(r.Operation, models.CapabilityStatementRestResourceOperation{Name: op.Name, Definition: op.Definition})
 		}
 		rest.Resource = append(rest.Resource, r)
+	}
+	if c.SMART {
+		cors := true
+		desc := "Bearer JWTs (SMART App Launch v2 scopes); the patient's consent decides every read (DMP rules)."
+		smart := models.CodeableConcept{Coding: []models.Coding{{System: ptr("http://terminology.hl7.org/CodeSystem/restful-security-service"), Code: ptr("SMART-on-FHIR")}}}
+		rest.Security = &models.CapabilityStatementRestSecurity{Cors: &cors, Service: []models.CodeableConcept{smart}, Description: &desc}
+		if c.TokenEndpoint != "" {
+			rest.Security.Extension = []models.Extension{{
+				Url:       "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+				Extension: []models.Extension{{Url: "token", ValueUri: ptr(c.TokenEndpoint)}},
+			}}
+		}
 	}
 	for _, code := range c.SystemInteractions {
 		rest.Interaction = append(rest.Interaction, models.CapabilityStatementRestInteraction{Code: enum[models.SystemRestfulInteraction](code)})
 	}
 	name, title := "DmpFhirServer", "dmp-fhir: FHIR R4 server of the Dossier Médical Partagé"
 	version := c.Version
+	if version == "" {
+		version = "dev"
+	}
 	cs := models.CapabilityStatement{
 		Url:            nil,
 		Name:           &name,
@@ -107,3 +129,5 @@ func CapabilityStatement(c Capabilities, now time.Time) []byte {
 	}
 	return b
 }
+
+func ptr(s string) *string { return &s }

@@ -36,10 +36,12 @@ type String struct {
 	Exact string
 }
 
-// Reference is a reference value. A relative reference "Patient/123" (or an
-// absolute one whose base is this server, or one resolved to a contained or
-// Bundle entry) gives Type "Patient" and ID "123"; any other URL or
-// canonical is kept whole in URL with Type and ID empty.
+// Reference is a reference value. A relative reference "Patient/123" (or
+// "Patient/123/_history/2") gives Type "Patient" and ID "123". An absolute
+// URL ending in Type/id gives Type and ID and, as the server's own base is
+// not known when values are extracted, the URL too, so that a search by
+// either form finds it. Any other URL, urn:uuid, "#contained" or canonical
+// is kept whole in URL with Type and ID empty.
 type Reference struct {
 	Param string
 	Type  string

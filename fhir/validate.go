@@ -380,7 +380,8 @@ func isLower(b byte) bool { return b >= 'a' && b <= 'z' }
 //   - integer, positiveInt and unsignedInt are integers in their R4 range
 //     (the schema types them "number" and their pattern never applies to
 //     numbers, so 1.5 and -1 passed);
-//   - xhtml must be a string.
+//   - xhtml must be a string;
+//   - the FHIR version enums accept 4.0.1 (the schema stops at 4.0.0).
 func rewriteSchema(root, defs map[string]any) {
 	delete(root, "oneOf")
 	delete(root, "discriminator")
@@ -412,6 +413,11 @@ func rewriteSchema(root, defs map[string]any) {
 				}
 			}
 			delete(x, "description")
+			// The published schema predates the 4.0.1 technical
+			// correction: its FHIR version enums stop at 4.0.0.
+			if enum, ok := x["enum"].([]any); ok && len(enum) > 0 && enum[len(enum)-1] == "4.0.0" {
+				x["enum"] = append(enum, "4.0.1")
+			}
 			for k, v := range x {
 				if k == "properties" {
 					props, _ := v.(map[string]any)
