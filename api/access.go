@@ -29,6 +29,9 @@ type Auth struct {
 	TokenTTL time.Duration
 	// Issuer and Audience go into the tokens the server issues.
 	Issuer, Audience string
+	// Habilitations is the profession x document type matrix; nil: the
+	// embedded default (auth/data/habilitations.json).
+	Habilitations *auth.Habilitations
 	// Unrestricted turns the consent decision and the audit off, leaving
 	// authentication and scopes on. For benchmarks that measure their cost
 	// and for tests of the REST mechanics only: no configuration of the
@@ -260,6 +263,11 @@ var patientOnlyTypes = map[string]bool{"Consent": true, "AuditEvent": true}
 // the Patient itself, or the targets of its patient compartment
 // parameters. known is false for a type outside the compartment.
 func patientsOf(r *store.Resource) (patients []string, inCompartment bool) {
+	return patientsIn(r, fhir.ExtractIndex(r.Body))
+}
+
+// patientsIn is patientsOf with the resource's index values already extracted.
+func patientsIn(r *store.Resource, ix fhir.Index) (patients []string, inCompartment bool) {
 	if r.Type == "Patient" {
 		return []string{r.ID}, true
 	}
@@ -267,7 +275,7 @@ func patientsOf(r *store.Resource) (patients []string, inCompartment bool) {
 	if len(rt.PatientCompartment) == 0 {
 		return nil, false
 	}
-	for _, ref := range fhir.ExtractIndex(r.Body).References {
+	for _, ref := range ix.References {
 		if ref.Type == "Patient" && ref.ID != "" && contains(rt.PatientCompartment, ref.Param) && !contains(patients, ref.ID) {
 			patients = append(patients, ref.ID)
 		}
@@ -286,7 +294,55 @@ func (s *Server) verdict(ctx context.Context, a *access, patient string) (auth.V
 	}
 	v := auth.Decide(auth.Request{Caller: a.caller, Mode: a.mode, Reason: a.reason, Now: time.Now()}, policy, active)
 	a.verdict[patient] = v
+	if v.Allow && a.caller.Kind == auth.KindPractitioner {
+		s.notifyAccess(ctx, a, patient, v)
+	}
 	return v, nil
+}
+
+// notifyAccess tells the patient of every emergency access and of a
+// professional's first access to their record. A failed notification is
+// logged, not fatal: the access itself is in the audit trail.
+func (s *Server) notifyAccess(ctx context.Context, a *access, patient string, v auth.Verdict) {
+	if s.auth.Notifier == nil {
+		return
+	}
+	who := a.caller.ID
+	if a.caller.Name != "" {
+		who = a.caller.Name + " (" + a.caller.ID + ")"
+	}
+	var n *auth.Notification
+	switch {
+	case v.Emergency:
+		n = &auth.Notification{Kind: auth.NotifyEmergencyAccess, Subject: "Accès d'urgence à votre DMP",
+			Body: "Le professionnel " + who + " a consulté votre DMP en mode " + a.mode + "."}
+	case s.firstAccess(ctx, patient, a.caller.ID):
+		n = &auth.Notification{Kind: auth.NotifyFirstAccess, Subject: "Premier accès d'un professionnel à votre DMP",
+			Body: "Le professionnel " + who + " a consulté votre DMP pour la première fois."}
+	default:
+		return
+	}
+	n.To, n.Time = patient, time.Now().UTC()
+	if err := s.auth.Notifier.Notify(ctx, *n); err != nil {
+		s.log.Error("notifying a patient", "kind", n.Kind, "err", err)
+	}
+}
+
+// firstAccess reports whether this is the professional's first allowed
+// consultation of the patient's record: nothing in this process's memory
+// and no successful read in the audit trail (feeding does not count).
+func (s *Server) firstAccess(ctx context.Context, patient, idnps string) bool {
+	key := patient + "|" + idnps
+	if _, seen := s.seenAccess.LoadOrStore(key, true); seen {
+		return false
+	}
+	page, err := s.store.Search(ctx, store.Query{Type: "AuditEvent", Count: 0, Total: true, Where: []store.Clause{
+		{Any: []store.Condition{{Param: "patient", Kind: store.KindReference, RefType: "Patient", RefID: patient}}},
+		{Any: []store.Condition{{Param: "altid", Kind: store.KindToken, Code: idnps, AnySystem: true}}},
+		{Any: []store.Condition{{Param: "outcome", Kind: store.KindToken, Code: auth.AuditSuccess, AnySystem: true}}},
+		{Any: []store.Condition{{Param: "action", Kind: store.KindToken, Code: "R", AnySystem: true}}},
+	}})
+	return err == nil && page.Total == 0
 }
 
 // policy reads a patient's policy and whether their DMP is active (a
@@ -319,9 +375,9 @@ func compact(b []byte) []byte {
 
 // securityCodes returns the resource's meta.security codes of the DMP
 // visibility system.
-func securityCodes(r *store.Resource) []string {
+func securityCodes(ix fhir.Index) []string {
 	var codes []string
-	for _, t := range fhir.ExtractIndex(r.Body).Tokens {
+	for _, t := range ix.Tokens {
 		if t.Param == "_security" && t.System == auth.LabelSystem {
 			codes = append(codes, t.Code)
 		}
@@ -340,7 +396,8 @@ func (s *Server) mayRead(ctx context.Context, r *store.Resource) (bool, string, 
 	if r.Type == "Binary" {
 		return s.mayReadBinary(ctx, r)
 	}
-	patients, inCompartment := patientsOf(r)
+	ix := fhir.ExtractIndex(r.Body)
+	patients, inCompartment := patientsIn(r, ix)
 	a.touch(patients, r.Type+"/"+r.ID)
 	if patientOnlyTypes[r.Type] && a.caller.Kind != auth.KindPatient {
 		return false, auth.RulePatientOnlyType, nil
@@ -364,12 +421,21 @@ func (s *Server) mayRead(ctx context.Context, r *store.Resource) (bool, string, 
 		if !v.Allow {
 			return false, v.Rule, nil
 		}
-		if ok, rule := v.VisibleLabels(securityCodes(r)); !ok {
+		if ok, rule := v.VisibleLabels(securityCodes(ix)); !ok {
 			return false, rule, nil
+		}
+	}
+	if a.caller.Kind == auth.KindPractitioner && r.Type == "DocumentReference" {
+		for _, t := range ix.Tokens {
+			if t.Param == "type" && !s.habilitations().Allows(a.caller.Profession, t.Code) {
+				return false, auth.RuleHabilitation, nil
+			}
 		}
 	}
 	return true, "", nil
 }
+
+func (s *Server) habilitations() *auth.Habilitations { return s.auth.Habilitations }
 
 // mayReadBinary follows a Binary's securityContext to the resource it
 // belongs to; a Binary with no securityContext is readable by its writers only.
@@ -465,6 +531,11 @@ func (s *Server) searchScope(ctx context.Context, typ string, named []string) (c
 		scope.Any = append(scope.Any, clause.Any...)
 	}
 	clauses = append(clauses, scope)
+	if a.caller.Kind == auth.KindPractitioner && typ == "DocumentReference" {
+		for _, code := range s.habilitations().Denied(a.caller.Profession) {
+			clauses = append(clauses, store.Clause{Any: []store.Condition{{Param: "type", Kind: store.KindToken, Code: code, AnySystem: true, Not: true}}})
+		}
+	}
 	for code, hide := range map[string]bool{auth.LabelMasked: hideMasked, auth.LabelInvisiblePatient: hideFromPatient} {
 		if hide {
 			clauses = append(clauses, store.Clause{Any: []store.Condition{{Param: "_security", Kind: store.KindToken, System: auth.LabelSystem, Code: code, Not: true}}})

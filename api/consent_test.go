@@ -33,7 +33,13 @@ func newConsentServer(t *testing.T, e engine) *server {
 	}
 	auditor := auth.NewAuditor(st, auth.AuditorOptions{})
 	t.Cleanup(func() { auditor.Close() })
-	s := newServerOn(t, st, api.Config{Auth: &api.Auth{Verifier: v, Key: key, Auditor: auditor}})
+	outbox, err := auth.NewOutbox(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { outbox.Close() })
+	s := newServerOn(t, st, api.Config{Auth: &api.Auth{Verifier: v, Key: key, Auditor: auditor, Notifier: outbox}})
+	s.outbox = outbox
 	return s
 }
 
@@ -360,9 +366,57 @@ func TestEveryAccessIsAuditedAndThePatientReadsTheirTrace(t *testing.T) {
 	if r := s.do("DELETE", "/AuditEvent/x", nil, "Authorization", pat); r.status != 403 {
 		t.Fatalf("delete of an AuditEvent: %d", r.status)
 	}
+	// The patient was told of the first access and of the emergency access.
+	notes, err := s.outbox.List(rec.patient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	for _, n := range notes {
+		kinds[n.Kind]++
+	}
+	if kinds[auth.NotifyFirstAccess] < 1 || kinds[auth.NotifyEmergencyAccess] != 1 {
+		t.Fatalf("notifications: %v", kinds)
+	}
+	s.do("GET", "/DocumentReference/"+rec.plain, nil, "Authorization", "Bearer "+s.practitioner(psAuthorized, false))
+	if again, _ := s.outbox.List(rec.patient); len(again) != len(notes) {
+		t.Fatalf("a second access by the same professional notified the patient again")
+	}
 	// The access decision explains itself.
 	r = s.do("GET", "/Patient/"+rec.patient+"/$access-decision?practitioner="+psBlocked+"&mode=normal", nil, "Authorization", pat)
 	if r.status != 200 || !strings.Contains(string(r.body), `"valueCode":"blocked"`) || !strings.Contains(string(r.body), "INTERDIT") {
 		t.Fatalf("$access-decision: %d %s", r.status, r.body)
+	}
+}
+
+// TestHabilitationMatrixHidesDocumentTypesFromProfessions: an infirmier the
+// patient authorized reads the consultation report but not the certificat
+// médical, by read and by search.
+func TestHabilitationMatrixHidesDocumentTypesFromProfessions(t *testing.T) {
+	s := newConsentServer(t, engines[0])
+	rec := s.seedRecord(t)
+	const nurse = "810000000077"
+	if r := s.do("POST", "/Patient/"+rec.patient+"/$authorize", params("practitioner", nurse), "Authorization", "Bearer "+s.patient(rec.patient)); r.status != 200 {
+		t.Fatalf("$authorize: %d %s", r.status, r.body)
+	}
+	cert := s.do("POST", "/DocumentReference", []byte(`{"resourceType":"DocumentReference","status":"current","type":{"coding":[{"system":"http://loinc.org","code":"89601-9"}]},"subject":{"reference":"Patient/`+rec.patient+`"},"content":[{"attachment":{"contentType":"text/plain","data":"Y2VydGlmaWNhdA=="}}]}`), "Authorization", "Bearer "+s.practitioner(psAuthorized, false)).json(t)["id"].(string)
+	tok := "Bearer " + s.tokenFor(auth.Claims{Kind: auth.KindPractitioner, IDNatPs: nurse, Profession: "60", Scope: "user/*.rs"})
+	if r := s.do("GET", "/DocumentReference/"+rec.plain, nil, "Authorization", tok); r.status != 200 {
+		t.Fatalf("nurse reads a consultation report: %d", r.status)
+	}
+	if r := s.do("GET", "/DocumentReference/"+cert, nil, "Authorization", tok); r.status != 403 || !strings.Contains(string(r.body), auth.RuleHabilitation) {
+		t.Fatalf("nurse reads a certificat médical: %d %s", r.status, r.body)
+	}
+	ids, _, _, _ := entries(t, s.do("GET", "/DocumentReference?patient="+rec.patient, nil, "Authorization", tok))
+	for _, id := range ids {
+		if strings.HasSuffix(id, cert) {
+			t.Fatalf("the nurse's search returned the certificat médical")
+		}
+	}
+	if len(ids) == 0 {
+		t.Fatalf("the nurse's search returned nothing")
+	}
+	if r := s.do("GET", "/DocumentReference/"+cert, nil, "Authorization", "Bearer "+s.practitioner(psTreating, false)); r.status != 200 {
+		t.Fatalf("the médecin traitant reads the certificat: %d", r.status)
 	}
 }

@@ -65,7 +65,8 @@ type server struct {
 	store store.Store
 	// token is sent when a request names no Authorization header: a
 	// médecin with every scope.
-	token string
+	token  string
+	outbox *auth.Outbox // the notifier of a consent server
 }
 
 var sharedKey *auth.SigningKey

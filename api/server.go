@@ -10,9 +10,11 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/dmp-fhir/dmp-fhir/auth"
 	"github.com/dmp-fhir/dmp-fhir/fhir"
 	"github.com/dmp-fhir/dmp-fhir/store"
 )
@@ -52,6 +54,8 @@ type Server struct {
 	engine    *gin.Engine
 	cursorKey []byte
 	auth      *Auth
+	// seenAccess remembers patient|idNatPs pairs already notified of.
+	seenAccess sync.Map
 }
 
 // DefaultMaxBodyBytes is the default request body limit: 10 MiB.
@@ -71,6 +75,9 @@ func New(cfg Config, st store.Store, v Validator) *Server {
 	s := &Server{cfg: cfg, store: st, validator: v, log: cfg.Logger, cursorKey: cfg.CursorKey, auth: cfg.Auth}
 	if s.auth == nil {
 		s.auth = &Auth{}
+	}
+	if s.auth.Habilitations == nil {
+		s.auth.Habilitations = auth.DefaultHabilitations()
 	}
 	if len(s.cursorKey) == 0 {
 		s.cursorKey = make([]byte, 32)

@@ -140,3 +140,25 @@ func TestPolicyRoundTripsThroughAValidConsent(t *testing.T) {
 		t.Fatalf("Consent?dmp-actor=Practitioner/%s would not find the policy: %+v", doctor, ix.References)
 	}
 }
+
+func TestHabilitationsFollowTheMatrix(t *testing.T) {
+	h := DefaultHabilitations()
+	cases := []struct {
+		profession, code string
+		allowed          bool
+	}{
+		{"10", "89601-9", true},  // a médecin reads a certificat médical
+		{"60", "89601-9", false}, // an infirmier does not
+		{"60", "11502-2", true},  // but reads lab reports
+		{"40", "11488-4", true},
+		{"99", "11488-4", true}, // a profession not in the data follows the default
+	}
+	for _, c := range cases {
+		if got := h.Allows(c.profession, c.code); got != c.allowed {
+			t.Errorf("profession %s, type %s: %v, want %v", c.profession, c.code, got, c.allowed)
+		}
+	}
+	if _, err := ParseHabilitations([]byte(`{"default":"maybe"}`)); err == nil {
+		t.Fatal("a matrix with an unknown default was accepted")
+	}
+}

@@ -1,0 +1,105 @@
+package api_test
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dmp-fhir/dmp-fhir/api"
+	"github.com/dmp-fhir/dmp-fhir/auth"
+	"github.com/dmp-fhir/dmp-fhir/store/sqlite"
+)
+
+// BenchmarkConsentAndAuditCost measures read-by-id and a patient search as
+// an authorized professional, with the consent decision and the audit on,
+// and with them off (Auth.Unrestricted: tokens and scopes still checked),
+// on the embedded engine, through the HTTP handler without a network.
+//
+//	go test -run x -bench ConsentAndAuditCost -benchtime 2000x ./api/
+//
+// c=1 is one client (each request waits for its own audit commit); c=16
+// are 16 concurrent clients, whose audit events share commits.
+func BenchmarkConsentAndAuditCost(b *testing.B) {
+	st, err := sqlite.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	t := &testing.T{}
+	key := signingKey(t)
+	v, _ := auth.NewVerifier(auth.VerifierConfig{Key: key})
+	auditor := auth.NewAuditor(st, auth.AuditorOptions{})
+	b.Cleanup(func() { auditor.Close() })
+	val := validator(t)
+	on := api.New(api.Config{Auth: &api.Auth{Verifier: v, Key: key, Auditor: auditor}}, st, val)
+	off := api.New(api.Config{Auth: &api.Auth{Verifier: v, Key: key, Unrestricted: true}}, st, val)
+
+	doctor, _ := key.Issue(auth.Claims{Kind: auth.KindPractitioner, IDNatPs: psAuthorized, Profession: "10", Scope: "user/*.cruds"}, time.Hour)
+	call := func(h http.Handler, method, path, token, body string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+token)
+		if body != "" {
+			req.Header.Set("Content-Type", "application/fhir+json")
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	idOf := func(rec *httptest.ResponseRecorder) string {
+		loc := rec.Header().Get("Location")
+		parts := strings.Split(loc, "/")
+		return parts[len(parts)-3]
+	}
+	rec := call(on, "POST", "/fhir/Patient", doctor, `{"resourceType":"Patient","name":[{"family":"Bench"}]}`)
+	if rec.Code != 201 {
+		b.Fatalf("patient: %d %s", rec.Code, rec.Body)
+	}
+	patient := idOf(rec)
+	patTok, _ := key.Issue(auth.Claims{Kind: auth.KindPatient, Patient: patient, Scope: "patient/*.cruds"}, time.Hour)
+	if rec := call(on, "POST", "/fhir/Patient/"+patient+"/$authorize", patTok, `{"resourceType":"Parameters","parameter":[{"name":"practitioner","valueString":"`+psAuthorized+`"}]}`); rec.Code != 200 {
+		b.Fatalf("authorize: %d %s", rec.Code, rec.Body)
+	}
+	var obs string
+	for i := 0; i < 200; i++ {
+		rec := call(off, "POST", "/fhir/Observation", doctor, fmt.Sprintf(`{"resourceType":"Observation","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/%s"},"effectiveDateTime":"2024-01-%02dT08:00:00Z","valueQuantity":{"value":%d,"unit":"/min"}}`, patient, i%28+1, 60+i%40))
+		if rec.Code != 201 {
+			b.Fatalf("observation: %d %s", rec.Code, rec.Body)
+		}
+		obs = idOf(rec)
+	}
+	for _, path := range []struct{ name, path string }{
+		{"ReadByID", "/fhir/Observation/" + obs},
+		{"PatientSearch", "/fhir/Observation?patient=" + patient + "&_sort=-date&_count=20"},
+	} {
+		for _, mode := range []struct {
+			name string
+			h    http.Handler
+		}{{"consent+audit", on}, {"unrestricted", off}} {
+			b.Run(path.name+"/"+mode.name+"/c=1", func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if rec := call(mode.h, "GET", path.path, doctor, ""); rec.Code != 200 {
+						b.Fatalf("%d %s", rec.Code, rec.Body)
+					}
+				}
+			})
+			// 16 concurrent clients, as practice software and hospital
+			// systems are: the audit's group commit shares writes.
+			b.Run(path.name+"/"+mode.name+"/c=16", func(b *testing.B) {
+				b.ReportAllocs()
+				b.SetParallelism(8) // 8 x GOMAXPROCS(2) = 16 goroutines
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if rec := call(mode.h, "GET", path.path, doctor, ""); rec.Code != 200 {
+							b.Errorf("%d %s", rec.Code, rec.Body)
+							return
+						}
+					}
+				})
+			})
+		}
+	}
+}
