@@ -33,6 +33,7 @@ func (s *Server) routes() *gin.Engine {
 	e.RedirectTrailingSlash = false
 	e.RemoveExtraSlash = false
 	e.ContextWithFallback = true // c carries the request's context (deadline, cancellation) to the store
+	e.Use(s.requestLog)
 	e.Use(gin.CustomRecovery(func(c *gin.Context, rec any) {
 		s.log.Error("panic", "method", c.Request.Method, "route", c.FullPath(), "panic", rec)
 		s.abortOutcome(c, http.StatusInternalServerError, "exception", "", "internal error")
@@ -66,6 +67,8 @@ func (s *Server) routes() *gin.Engine {
 	t.GET("/:id/_history/:vid", s.vread)
 	t.POST("/:id/:operation", s.instanceOperation)
 
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
 	e.GET("/.well-known/smart-configuration", s.smartConfiguration)
 	e.POST("/auth/token", s.token)
 	e.GET("/auth/jwks", s.jwks)
