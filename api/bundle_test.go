@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -184,5 +185,40 @@ func TestSyntheaBundlesLoadAndEveryResourceIsInItsPatientCompartment(t *testing.
 				t.Errorf("%s: Patient/%s/%s has %v resources, want %d", filepath.Base(f), pid, typ, total, want)
 			}
 		}
+	}
+}
+
+// TestConcurrentConditionalCreatesMakeOneResource: 16 clients send the same
+// conditional create at once (a hospital system retrying); exactly one
+// resource exists afterwards. On the embedded engine the lookup and the
+// write share the one write lock; the MongoDB engine needs a replica set
+// for this (docs/MONGODB.md).
+func TestConcurrentConditionalCreatesMakeOneResource(t *testing.T) {
+	s := newServer(t, engines[0], apiConfig())
+	body := []byte(`{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.10","value":"163117512345696"}],"name":[{"family":"Roux"}]}`)
+	var wg sync.WaitGroup
+	statuses := make(chan int, 16)
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			statuses <- s.do("POST", "/Patient", body, "If-None-Exist", "identifier=urn:oid:1.2.250.1.213.1.4.10|163117512345696").status
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	created := 0
+	for st := range statuses {
+		switch st {
+		case 201:
+			created++
+		case 200:
+		default:
+			t.Errorf("status %d", st)
+		}
+	}
+	ids, _, _, _ := entries(t, s.do("GET", "/Patient?identifier=urn:oid:1.2.250.1.213.1.4.10|163117512345696", nil))
+	if created != 1 || len(ids) != 1 {
+		t.Fatalf("%d creates answered 201 and %d patients exist, want 1 and 1", created, len(ids))
 	}
 }
