@@ -51,6 +51,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return outboxCmd(args, stdout, stderr)
 	case "reindex":
 		return reindex(args, stdout, stderr)
+	case "import":
+		return importCmd(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "dmp-fhir", version)
 		return nil
@@ -71,6 +73,7 @@ commands:
   token     print a token signed with the local key: token practitioner|system|patient ...
   client    register a system client: client add --name ... --finess ... --scope ...; client list
   outbox    list the notifications sent to patients: outbox [--to PATIENT]
+  import    load transaction/batch Bundles (.json) and NDJSON files: import PATH...
   reindex   extract the search values of every stored resource again
   version   print the version
   help      this text

@@ -52,6 +52,14 @@ type access struct {
 	refused     string // the rule that refused the request
 	patients    []string
 	resources   []string
+
+	// parent is the access of the Bundle an entry belongs to; the entry's
+	// AuditEvent waits in the parent's deferred list and is recorded with
+	// the Bundle's once the Bundle is processed (an entry of a transaction
+	// cannot wait for the audit writer while its transaction holds the
+	// store's write lock).
+	parent   *access
+	deferred []auth.Access
 }
 
 type accessKey struct{}
@@ -111,9 +119,12 @@ func (w *bufferedWriter) Written() bool { return w.status != 0 || w.buf.Len() > 
 // go. Entries of a Bundle come with their Bundle's access already set.
 func (s *Server) authenticate(c *gin.Context) {
 	if parent := accessOf(c.Request.Context()); parent != nil {
-		a := &access{caller: parent.caller, mode: parent.mode, reason: parent.reason, verdict: parent.verdict}
+		a := &access{caller: parent.caller, mode: parent.mode, reason: parent.reason, verdict: parent.verdict, parent: parent}
 		c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), accessKey{}, a))
-		s.audited(c, a)
+		c.Next()
+		if !s.auth.Unrestricted && s.auth.Auditor != nil {
+			parent.deferred = append(parent.deferred, s.auditEvent(c, a, c.Writer.Status()))
+		}
 		return
 	}
 	a := &access{}
@@ -178,7 +189,7 @@ func (s *Server) audited(c *gin.Context, a *access, refusal ...func()) {
 	}
 	c.Writer = orig
 	status := bw.Status()
-	if err := s.auth.Auditor.Record(c, s.auditEvent(c, a, status)); err != nil {
+	if err := s.recordAll(c, append(a.deferred, s.auditEvent(c, a, status))); err != nil {
 		s.log.Error("audit failed: answer withheld", "route", c.FullPath(), "err", err)
 		for k := range orig.Header() {
 			orig.Header().Del(k)
@@ -188,6 +199,25 @@ func (s *Server) audited(c *gin.Context, a *access, refusal ...func()) {
 	}
 	orig.WriteHeader(status)
 	orig.Write(bw.buf.Bytes())
+}
+
+// recordAll records the events of a request (a Bundle's with its entries')
+// at once, so that the audit writer's group commit takes them together.
+func (s *Server) recordAll(ctx context.Context, events []auth.Access) error {
+	if len(events) == 1 {
+		return s.auth.Auditor.Record(ctx, events[0])
+	}
+	errs := make(chan error, len(events))
+	for _, ev := range events {
+		go func(ev auth.Access) { errs <- s.auth.Auditor.Record(ctx, ev) }(ev)
+	}
+	var first error
+	for range events {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 func (s *Server) auditEvent(c *gin.Context, a *access, status int) auth.Access {

@@ -379,6 +379,11 @@ func responseEntry(r entryResult) models.BundleEntry {
 	if v := r.header.Get("Last-Modified"); v != "" {
 		e.Response.LastModified = &v
 	}
+	if wo := r.header.Get("X-Write-Outcome"); wo != "" {
+		// The entry's outcome says whether an update made a version, as the
+		// header does for a single request.
+		e.Response.Outcome = fhir.OperationOutcome(fhir.Issue{Severity: "information", Code: "informational", Diagnostics: wo})
+	}
 	if len(r.body) > 0 {
 		if r.status >= 400 {
 			e.Response.Outcome = r.body

@@ -263,7 +263,7 @@ func (s *Server) updatePolicy(ctx context.Context, patient string, change func(*
 	for attempt := 0; attempt < 10; attempt++ {
 		var p *auth.Policy
 		var version int64
-		cur, err := s.store.Read(ctx, "Consent", auth.PolicyID(patient))
+		cur, err := s.ops(ctx).Read(ctx, "Consent", auth.PolicyID(patient))
 		switch {
 		case err == nil:
 			if p, err = auth.ParsePolicy(cur.Body); err != nil {
@@ -280,12 +280,12 @@ func (s *Server) updatePolicy(ctx context.Context, patient string, change func(*
 		}
 		var r *store.Resource
 		if version == 0 {
-			r, err = s.store.Create(ctx, "Consent", auth.PolicyID(patient), p.Resource())
+			r, err = s.ops(ctx).Create(ctx, "Consent", auth.PolicyID(patient), p.Resource())
 			if errors.Is(err, store.ErrExists) {
 				continue
 			}
 		} else {
-			r, _, err = s.store.Put(ctx, "Consent", auth.PolicyID(patient), p.Resource(), version)
+			r, _, err = s.ops(ctx).Put(ctx, "Consent", auth.PolicyID(patient), p.Resource(), version)
 			if errors.Is(err, store.ErrVersionMismatch) || errors.Is(err, store.ErrConflict) {
 				continue
 			}
@@ -304,7 +304,7 @@ func (s *Server) updatePolicy(ctx context.Context, patient string, change func(*
 // pending an announcement consultation).
 func (s *Server) labelOperation(c *gin.Context, op, typ, id string) {
 	a := accessOf(c)
-	r, err := s.store.Read(c, typ, id)
+	r, err := s.ops(c).Read(c, typ, id)
 	if err != nil {
 		s.failRead(c, r, err)
 		return
@@ -344,7 +344,7 @@ func (s *Server) labelOperation(c *gin.Context, op, typ, id string) {
 		return
 	}
 	if changed {
-		if r, _, err = s.store.Put(c, typ, id, body, r.Version); err != nil {
+		if r, _, err = s.ops(c).Put(c, typ, id, body, r.Version); err != nil {
 			s.fail(c, err)
 			return
 		}

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/dmp-fhir/dmp-fhir/api"
 	"github.com/dmp-fhir/dmp-fhir/auth"
+	"github.com/dmp-fhir/dmp-fhir/store"
 )
 
 // Professionals of the consent matrix, by what the patient decided.
@@ -418,5 +420,25 @@ func TestHabilitationMatrixHidesDocumentTypesFromProfessions(t *testing.T) {
 	}
 	if r := s.do("GET", "/DocumentReference/"+cert, nil, "Authorization", "Bearer "+s.practitioner(psTreating, false)); r.status != 200 {
 		t.Fatalf("the médecin traitant reads the certificat: %d", r.status)
+	}
+}
+
+// TestTransactionWithAuditOn: a transaction's entries are audited after its
+// store transaction commits (they cannot wait for the audit writer while the
+// transaction holds the write lock), each entry with its own AuditEvent.
+func TestTransactionWithAuditOn(t *testing.T) {
+	s := newConsentServer(t, engines[0])
+	// Were an entry's audit to wait inside the transaction, the audit
+	// writer's timeout would fail the entry, and the transaction with it.
+	r := s.do("POST", "", []byte(transactionPatientObs))
+	if r.status != 200 {
+		t.Fatalf("transaction: %d %s", r.status, r.body)
+	}
+	page, err := s.store.Search(context.Background(), store.Query{Type: "AuditEvent", Count: 0, Total: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page.Total < 3 { // the Bundle and its two entries
+		t.Fatalf("%d AuditEvents, want the Bundle's and one per entry", page.Total)
 	}
 }

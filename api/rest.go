@@ -90,6 +90,20 @@ func (s *Server) knownType(c *gin.Context) {
 	c.Next()
 }
 
+// writeOutcomeHeader tells a client (the import command, a hospital system
+// reconciling) whether an update made a new version: X-Write-Outcome is
+// created, updated or unchanged.
+func writeOutcomeHeader(c *gin.Context, out store.Outcome) {
+	switch out {
+	case store.Created:
+		c.Header("X-Write-Outcome", "created")
+	case store.Updated:
+		c.Header("X-Write-Outcome", "updated")
+	case store.Unchanged:
+		c.Header("X-Write-Outcome", "unchanged")
+	}
+}
+
 // opDefinition is the canonical of one of dmp-fhir's own operations.
 func opDefinition(name string) string { return "https://dmp-fhir.fr/OperationDefinition/" + name }
 
@@ -240,6 +254,7 @@ func (s *Server) update(c *gin.Context) {
 	if out == store.Created {
 		status = http.StatusCreated
 	}
+	writeOutcomeHeader(c, out)
 	s.answerWrite(c, status, r)
 }
 
@@ -302,6 +317,7 @@ func (s *Server) conditionalUpdate(c *gin.Context) {
 	if out == store.Created {
 		status = http.StatusCreated
 	}
+	writeOutcomeHeader(c, out)
 	s.answerWrite(c, status, r)
 }
 

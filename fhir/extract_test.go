@@ -326,6 +326,19 @@ func TestExtractIndexOfficialExamples(t *testing.T) {
 			"ingredient-code": {"http://www.nlm.nih.gov/research/umls/rxnorm|66955"},
 			"ingredient":      nil,
 		}},
+		{name: "Device (inline)", body: inline(`{"resourceType":"Device","status":"active","patient":{"reference":"Patient/pat1"},
+			"deviceName":[{"name":"Lecteur de glycémie","type":"user-friendly-name"}],"udiCarrier":[{"deviceIdentifier":"96702913868313"}]}`), want: map[string][]string{
+			"patient":     {"Patient/pat1"},
+			"device-name": {"lecteur de glycemie"},
+			"status":      {"|active"},
+		}},
+		{name: "Location (inline)", body: inline(`{"resourceType":"Location","status":"active","name":"Hôpital Européen",
+			"address":{"city":"Marseille","postalCode":"13003"},"identifier":[{"system":"https://finess.esante.gouv.fr","value":"130043664"}]}`), want: map[string][]string{
+			"name":               {"hopital europeen"},
+			"address-city":       {"marseille"},
+			"address-postalcode": {"13003"},
+			"identifier":         {"https://finess.esante.gouv.fr|130043664"},
+		}},
 		{name: "MedicationDispense (inline)", body: inline(`{"resourceType":"MedicationDispense","status":"completed",
 			"medicationReference":{"reference":"Medication/med0306"},"subject":{"reference":"Patient/pat1"},
 			"performer":[{"actor":{"reference":"Practitioner/f006"}}],"authorizingPrescription":[{"reference":"MedicationRequest/medrx0312"}],
@@ -693,7 +706,7 @@ func TestExtractIndexMetaAndTokens(t *testing.T) {
 
 func TestExtractIndexUnknownOrBrokenInput(t *testing.T) {
 	for _, body := range []string{
-		``, `null`, `[]`, `"Patient"`, `{}`, `{"resourceType":"Location","name":"x"}`, `{"resourceType":42}`,
+		``, `null`, `[]`, `"Patient"`, `{}`, `{"resourceType":"Endpoint","name":"x"}`, `{"resourceType":42}`,
 		`{"resourceType":"Patient","name":"not an array of objects"}`, `{"resourceType":"Patient"`,
 	} {
 		ix := ExtractIndex([]byte(body))

@@ -45,6 +45,12 @@ func init() {
 	register("Claim", "patient", "payee")
 	register("CarePlan", "patient", "performer")
 	register("Goal", "patient")
+	// Location and Device arrive with hospital and Synthea data (an
+	// encounter's place, a patient's implant). R4 puts Device in no patient
+	// compartment; dmp-fhir files it under its patient, so that the consent
+	// decision covers a patient's implants.
+	register("Location")
+	register("Device", "patient")
 	register("Consent", "patient")
 	register("AuditEvent", "patient")
 }

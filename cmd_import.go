@@ -1,0 +1,439 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dmp-fhir/dmp-fhir/api"
+	"github.com/dmp-fhir/dmp-fhir/auth"
+	"github.com/dmp-fhir/dmp-fhir/fhir"
+)
+
+// importOrder loads the resources others point to first, so that the
+// conditional references of the later files (Practitioner?identifier=...)
+// find them.
+var importOrder = map[string]int{"Organization": 0, "Location": 1, "Practitioner": 2, "PractitionerRole": 3, "Patient": 4, "Device": 5, "Medication": 6, "Encounter": 7}
+
+// importSummary counts what an import did.
+type importSummary struct {
+	created, updated, unchanged, failed int
+	reasons                             map[string]int
+}
+
+func (s *importSummary) add(status int, outcome string, reason string) {
+	switch {
+	case status == http.StatusCreated:
+		s.created++
+	case status == http.StatusOK && outcome == "unchanged":
+		s.unchanged++
+	case status == http.StatusOK:
+		s.updated++
+	default:
+		s.failed++
+		if s.reasons == nil {
+			s.reasons = map[string]int{}
+		}
+		s.reasons[reason]++
+	}
+}
+
+// importCmd loads transaction or batch Bundles (.json) and NDJSON files
+// (.ndjson, one resource a line) through the server's own handlers: the same
+// validation, index extraction, conditional references and audit as over
+// HTTP. It can run again on the same files: NDJSON resources keep their ids
+// and a Bundle's urn:uuid entries become updates of ids derived from them,
+// so a second run finds everything unchanged.
+func importCmd(args []string, stdout, stderr io.Writer) error {
+	c, paths, err := loadImportConfig(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	files, err := importFiles(paths)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	st, err := openStore(ctx, c.config)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	validator, err := fhir.NewValidator()
+	if err != nil {
+		return err
+	}
+	access, closeAccess, err := openAccess(ctx, c.config, st, log)
+	if err != nil {
+		return err
+	}
+	defer closeAccess()
+	server := api.New(api.Config{MaxBodyBytes: 1 << 30, MaxBundleEntries: 1 << 20, Logger: log, Auth: access}, st, validator)
+	token, err := access.Key.Issue(auth.Claims{Kind: auth.KindSystem, ClientID: "dmp-fhir-import", Name: "import", Scope: "system/*.cruds",
+		Issuer: c.AuthIssuer, Audience: c.AuthAudience}, 24*time.Hour)
+	if err != nil {
+		return err
+	}
+	imp := &importer{server: server, token: token, batch: c.batch, progress: newProgress(stdout, files)}
+	started := time.Now()
+	for _, f := range files {
+		if ctx.Err() != nil {
+			break
+		}
+		if err := imp.file(ctx, f); err != nil {
+			imp.progress.done()
+			return fmt.Errorf("%s: %w", f, err)
+		}
+	}
+	imp.progress.done()
+	sum := imp.sum
+	total := sum.created + sum.updated + sum.unchanged + sum.failed
+	elapsed := time.Since(started)
+	fmt.Fprintf(stdout, "imported %d resources in %s (%.0f resources/s): %d created, %d updated, %d unchanged, %d failed\n",
+		total, elapsed.Round(time.Millisecond), float64(total)/elapsed.Seconds(), sum.created, sum.updated, sum.unchanged, sum.failed)
+	reasons := make([]string, 0, len(sum.reasons))
+	for r := range sum.reasons {
+		reasons = append(reasons, r)
+	}
+	sort.Strings(reasons)
+	for _, r := range reasons {
+		fmt.Fprintf(stdout, "  %d failed: %s\n", sum.reasons[r], r)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return nil
+}
+
+type importConfig struct {
+	config
+	batch int
+}
+
+func loadImportConfig(args []string, stderr io.Writer) (importConfig, []string, error) {
+	var flags, paths []string
+	for i := 0; i < len(args); i++ {
+		if strings.HasPrefix(args[i], "-") {
+			flags = append(flags, args[i])
+			if !strings.Contains(args[i], "=") && i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") && args[i] != "-h" && args[i] != "--help" {
+				flags = append(flags, args[i+1])
+				i++
+			}
+			continue
+		}
+		paths = append(paths, args[i])
+	}
+	var ic importConfig
+	ic.batch = 500
+	var batchFlag []string
+	for i := 0; i < len(flags); i++ {
+		if f := strings.TrimLeft(flags[i], "-"); f == "batch" && i+1 < len(flags) {
+			batchFlag = []string{flags[i+1]}
+			flags = append(flags[:i], flags[i+2:]...)
+			i--
+		}
+	}
+	if len(batchFlag) == 1 {
+		if _, err := fmt.Sscan(batchFlag[0], &ic.batch); err != nil || ic.batch < 1 {
+			return ic, nil, fmt.Errorf("-batch: %q is not a positive number", batchFlag[0])
+		}
+	}
+	c, err := loadConfig("import", flags, stderr)
+	if err != nil {
+		return ic, nil, err
+	}
+	ic.config = c
+	if len(paths) == 0 {
+		return ic, nil, errors.New("usage: dmp-fhir import [-batch N] [serve flags] PATH... (.json Bundles, .ndjson files, or folders of them)")
+	}
+	return ic, paths, nil
+}
+
+// importFiles expands folders and orders the files: Bundles first (each
+// carries its own references), then NDJSON by importOrder.
+func importFiles(paths []string) ([]string, error) {
+	var files []string
+	for _, p := range paths {
+		info, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if !info.IsDir() {
+			files = append(files, p)
+			continue
+		}
+		err = filepath.WalkDir(p, func(path string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && (strings.HasSuffix(path, ".json") || strings.HasSuffix(path, ".ndjson")) {
+				files = append(files, path)
+			}
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	rank := func(f string) (int, string) {
+		if strings.HasSuffix(f, ".json") {
+			return -1, f
+		}
+		typ := strings.SplitN(filepath.Base(f), ".", 2)[0]
+		if r, ok := importOrder[typ]; ok {
+			return r, f
+		}
+		return len(importOrder), f
+	}
+	sort.SliceStable(files, func(i, j int) bool {
+		ri, fi := rank(files[i])
+		rj, fj := rank(files[j])
+		if ri != rj {
+			return ri < rj
+		}
+		return fi < fj
+	})
+	return files, nil
+}
+
+type importer struct {
+	server   http.Handler
+	token    string
+	batch    int
+	sum      importSummary
+	progress *progress
+}
+
+type entry struct {
+	FullURL  string          `json:"fullUrl,omitempty"`
+	Resource json.RawMessage `json:"resource,omitempty"`
+	Request  struct {
+		Method      string `json:"method"`
+		URL         string `json:"url"`
+		IfNoneExist string `json:"ifNoneExist,omitempty"`
+		IfMatch     string `json:"ifMatch,omitempty"`
+	} `json:"request"`
+}
+
+func (imp *importer) file(ctx context.Context, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if strings.HasSuffix(path, ".json") {
+		var b struct {
+			ResourceType string  `json:"resourceType"`
+			Type         string  `json:"type"`
+			Entry        []entry `json:"entry"`
+		}
+		if err := json.NewDecoder(f).Decode(&b); err != nil || b.ResourceType != "Bundle" || (b.Type != "transaction" && b.Type != "batch") {
+			return errors.New("not a transaction or batch Bundle")
+		}
+		for i := range b.Entry {
+			idempotent(&b.Entry[i])
+		}
+		imp.send(ctx, b.Type, b.Entry)
+		imp.progress.advance(path, 1)
+		return nil
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	var pending []entry
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		var head struct {
+			ResourceType string `json:"resourceType"`
+			ID           string `json:"id"`
+		}
+		if err := json.Unmarshal(line, &head); err != nil || head.ResourceType == "" {
+			imp.sum.add(0, "", "a line that is not a FHIR resource")
+			continue
+		}
+		var e entry
+		e.Resource = append(json.RawMessage(nil), line...)
+		e.Request.Method, e.Request.URL = "POST", head.ResourceType
+		if head.ID != "" {
+			e.Request.Method, e.Request.URL = "PUT", head.ResourceType+"/"+head.ID
+		}
+		pending = append(pending, e)
+		if len(pending) == imp.batch {
+			imp.send(ctx, "transaction", pending)
+			imp.progress.advance(path, len(pending))
+			pending = nil
+		}
+	}
+	if len(pending) > 0 {
+		imp.send(ctx, "transaction", pending)
+		imp.progress.advance(path, len(pending))
+	}
+	return sc.Err()
+}
+
+// idempotent turns a Bundle's create of a urn:uuid entry into an update of
+// the id the uuid gives, so that importing the Bundle again changes
+// nothing; references to the urn:uuid are rewritten to that id by the
+// transaction as usual.
+func idempotent(e *entry) {
+	uuid, ok := strings.CutPrefix(e.FullURL, "urn:uuid:")
+	if !ok || e.Request.Method != "POST" || e.Request.IfNoneExist != "" || !fhir.ValidID(uuid) {
+		return
+	}
+	res, err := fhir.ParseResource(e.Resource)
+	if err != nil {
+		return
+	}
+	idRaw, _ := json.Marshal(uuid)
+	body, err := res.Fields.Set("id", idRaw).MarshalJSON()
+	if err != nil {
+		return
+	}
+	e.Resource = body
+	e.Request.Method, e.Request.URL = "PUT", res.Type+"/"+uuid
+}
+
+// send posts one Bundle; a failed transaction is retried entry by entry so
+// that each failure gets its own reason.
+func (imp *importer) send(ctx context.Context, typ string, entries []entry) {
+	status, body := imp.post(ctx, typ, entries)
+	if status == http.StatusOK {
+		imp.count(body)
+		return
+	}
+	if len(entries) == 1 {
+		imp.sum.add(status, "", reasonOf(body))
+		return
+	}
+	for _, e := range entries {
+		imp.send(ctx, typ, []entry{e})
+	}
+}
+
+func (imp *importer) post(ctx context.Context, typ string, entries []entry) (int, []byte) {
+	bundle, _ := json.Marshal(map[string]any{"resourceType": "Bundle", "type": typ, "entry": entries})
+	req := httptest.NewRequest("POST", "/fhir", bytes.NewReader(bundle)).WithContext(ctx)
+	req.Header.Set("Content-Type", "application/fhir+json")
+	req.Header.Set("Authorization", "Bearer "+imp.token)
+	req.Header.Set("Prefer", "return=minimal")
+	rec := httptest.NewRecorder()
+	imp.server.ServeHTTP(rec, req)
+	return rec.Code, rec.Body.Bytes()
+}
+
+func (imp *importer) count(body []byte) {
+	var b struct {
+		Entry []struct {
+			Response struct {
+				Status  string          `json:"status"`
+				Outcome json.RawMessage `json:"outcome"`
+			} `json:"response"`
+		} `json:"entry"`
+	}
+	json.Unmarshal(body, &b)
+	for _, e := range b.Entry {
+		var status int
+		fmt.Sscan(e.Response.Status, &status)
+		imp.sum.add(status, reasonOf(e.Response.Outcome), reasonOf(e.Response.Outcome))
+	}
+}
+
+// reasonOf is an OperationOutcome's first diagnostics, without ids.
+func reasonOf(body []byte) string {
+	var oo struct {
+		Issue []struct {
+			Diagnostics string   `json:"diagnostics"`
+			Expression  []string `json:"expression"`
+		} `json:"issue"`
+	}
+	if json.Unmarshal(body, &oo) != nil || len(oo.Issue) == 0 {
+		return "unknown"
+	}
+	return oo.Issue[0].Diagnostics
+}
+
+// progress shows what an import has done: a line redrawn in place on a
+// terminal (resources, rate, ETA by bytes), plain log lines every few
+// seconds otherwise.
+type progress struct {
+	w         io.Writer
+	tty       bool
+	total     int64 // bytes of all files
+	doneBytes int64
+	count     int
+	started   time.Time
+	last      time.Time
+	sizes     map[string]int64
+	seen      map[string]bool
+}
+
+func newProgress(w io.Writer, files []string) *progress {
+	p := &progress{w: w, started: time.Now(), sizes: map[string]int64{}, seen: map[string]bool{}}
+	if f, ok := w.(*os.File); ok {
+		if info, err := f.Stat(); err == nil && info.Mode()&os.ModeCharDevice != 0 {
+			p.tty = true
+		}
+	}
+	for _, f := range files {
+		if info, err := os.Stat(f); err == nil {
+			p.sizes[f] = info.Size()
+			p.total += info.Size()
+		}
+	}
+	return p
+}
+
+func (p *progress) advance(file string, n int) {
+	p.count += n
+	if !p.seen[file] {
+		p.seen[file] = true
+	}
+	// Bytes are credited per finished file; within a file, by its share of
+	// resources is unknown, so the ETA moves file by file.
+	var done int64
+	for f := range p.seen {
+		done += p.sizes[f]
+	}
+	p.doneBytes = done
+	now := time.Now()
+	if !p.tty && now.Sub(p.last) < 5*time.Second {
+		return
+	}
+	p.last = now
+	elapsed := now.Sub(p.started).Seconds()
+	rate := float64(p.count) / elapsed
+	eta := "?"
+	if p.doneBytes > 0 && p.total > 0 {
+		eta = (time.Duration(elapsed*float64(p.total-p.doneBytes)/float64(p.doneBytes)) * time.Second).Round(time.Second).String()
+	}
+	if p.tty {
+		fmt.Fprintf(p.w, "\r%d resources  %.0f/s  ETA %s   ", p.count, rate, eta)
+	} else {
+		fmt.Fprintf(p.w, "import: %d resources, %.0f/s, %s\n", p.count, rate, filepath.Base(file))
+	}
+}
+
+func (p *progress) done() {
+	if p.tty {
+		fmt.Fprintln(p.w)
+	}
+}
