@@ -63,7 +63,7 @@ func parseSearch(typ string, params url.Values, base string, strict bool) (*sear
 	sort.Strings(keys) // deterministic clause order and messages
 	for _, key := range keys {
 		values := params[key]
-		if resultParams[key] {
+		if key == "_include:iterate" || key == "_revinclude:iterate" || resultParams[key] {
 			if err := sr.resultParam(typ, key, values); err != nil {
 				return nil, err
 			}
@@ -130,13 +130,13 @@ func (sr *searchRequest) resultParam(typ, key string, values []string) error {
 				}
 			}
 		}
-	case "_include", "_revinclude":
+	case "_include", "_revinclude", "_include:iterate", "_revinclude:iterate":
 		for _, v := range values {
 			inc, err := parseInclude(key, v)
 			if err != nil {
 				return err
 			}
-			if key == "_include" {
+			if strings.HasPrefix(key, "_include") {
 				if inc.SourceType != typ && !inc.Iterate {
 					return searchError(key, "_include must name the searched type ("+typ+"), or use :iterate")
 				}

@@ -202,3 +202,19 @@ func TestSearchIncludesCompartmentsAndSummaries(t *testing.T) {
 		}
 	})
 }
+
+func TestIncludeIterateFollowsOneMoreLevel(t *testing.T) {
+	s := newServer(t, engines[0], apiConfig())
+	gp := s.do("POST", "/Practitioner", []byte(`{"resourceType":"Practitioner","name":[{"family":"Généraliste"}]}`)).json(t)["id"].(string)
+	pat := s.do("POST", "/Patient", []byte(`{"resourceType":"Patient","generalPractitioner":[{"reference":"Practitioner/`+gp+`"}]}`)).json(t)["id"].(string)
+	s.do("POST", "/Observation", []byte(`{"resourceType":"Observation","status":"final","code":{"text":"poids"},"subject":{"reference":"Patient/`+pat+`"}}`))
+	ids, modes, _, _ := entries(t, s.do("GET", "/Observation?patient="+pat+"&_include=Observation:patient&_include:iterate=Patient:general-practitioner", nil))
+	want := []string{"match", "include", "include"}
+	if fmt.Sprint(modes) != fmt.Sprint(want) || ids[1] != "Patient/"+pat || ids[2] != "Practitioner/"+gp {
+		t.Fatalf("entries %v %v, want the observation, its patient, and the patient's practitioner", ids, modes)
+	}
+	ids, _, _, _ = entries(t, s.do("GET", "/Observation?patient="+pat+"&_include=Observation:patient", nil))
+	if len(ids) != 2 {
+		t.Fatalf("without :iterate the practitioner came too: %v", ids)
+	}
+}
