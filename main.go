@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -215,7 +216,13 @@ func openAccess(ctx context.Context, c config, st store.Store, log *slog.Logger)
 	if err != nil {
 		return nil, nil, err
 	}
-	auditor := auth.NewAuditor(st, auth.AuditorOptions{Logger: log})
+	// The audit journal makes an access's record durable with one shared
+	// fsync; AuditEvent resources are written from it in the background.
+	auditor, err := auth.OpenAuditor(st, auth.AuditorOptions{Logger: log, JournalDir: filepath.Join(c.DataDir, "audit")})
+	if err != nil {
+		outbox.Close()
+		return nil, nil, err
+	}
 	closeAll := func() {
 		if err := auditor.Close(); err != nil {
 			log.Error("closing the audit writer", "err", err)

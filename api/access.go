@@ -366,6 +366,9 @@ func (s *Server) firstAccess(ctx context.Context, patient, idnps string) bool {
 	if _, seen := s.seenAccess.LoadOrStore(key, true); seen {
 		return false
 	}
+	if s.auth.Auditor != nil && s.auth.Auditor.Materialize(ctx) != nil {
+		return false // unsure: no notification rather than a wrong one
+	}
 	page, err := s.store.Search(ctx, store.Query{Type: "AuditEvent", Count: 0, Total: true, Where: []store.Clause{
 		{Any: []store.Condition{{Param: "patient", Kind: store.KindReference, RefType: "Patient", RefID: patient}}},
 		{Any: []store.Condition{{Param: "altid", Kind: store.KindToken, Code: idnps, AnySystem: true}}},
@@ -628,4 +631,15 @@ func namedPatients(typ string, where []store.Clause) []string {
 		}
 	}
 	return nil
+}
+
+// auditVisible makes every access recorded so far visible as AuditEvent
+// resources before the trace is read, so that a patient always sees their
+// previous requests (the journal writes them to the store in the
+// background).
+func (s *Server) auditVisible(ctx context.Context, typ string) error {
+	if typ != "AuditEvent" || s.auth.Auditor == nil || s.auth.Unrestricted {
+		return nil
+	}
+	return s.auth.Auditor.Materialize(ctx)
 }

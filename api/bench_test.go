@@ -2,6 +2,8 @@ package api_test
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -31,11 +33,12 @@ func BenchmarkConsentAndAuditCost(b *testing.B) {
 	t := &testing.T{}
 	key := signingKey(t)
 	v, _ := auth.NewVerifier(auth.VerifierConfig{Key: key})
-	auditor := auth.NewAuditor(st, auth.AuditorOptions{})
+	auditor := auth.NewAuditor(st, auth.AuditorOptions{JournalDir: b.TempDir()}) // as the server runs
 	b.Cleanup(func() { auditor.Close() })
 	val := validator(t)
-	on := api.New(api.Config{Auth: &api.Auth{Verifier: v, Key: key, Auditor: auditor}}, st, val)
-	off := api.New(api.Config{Auth: &api.Auth{Verifier: v, Key: key, Unrestricted: true}}, st, val)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	on := api.New(api.Config{Logger: quiet, Auth: &api.Auth{Verifier: v, Key: key, Auditor: auditor}}, st, val)
+	off := api.New(api.Config{Logger: quiet, Auth: &api.Auth{Verifier: v, Key: key, Unrestricted: true}}, st, val)
 
 	doctor, _ := key.Issue(auth.Claims{Kind: auth.KindPractitioner, IDNatPs: psAuthorized, Profession: "10", Scope: "user/*.cruds"}, time.Hour)
 	call := func(h http.Handler, method, path, token, body string) *httptest.ResponseRecorder {

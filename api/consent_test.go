@@ -33,15 +33,15 @@ func newConsentServer(t *testing.T, e engine) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	auditor := auth.NewAuditor(st, auth.AuditorOptions{})
-	t.Cleanup(func() { auditor.Close() })
+	auditor := auth.NewAuditor(st, auth.AuditorOptions{JournalDir: t.TempDir()})
 	outbox, err := auth.NewOutbox(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { outbox.Close() })
 	s := newServerOn(t, st, api.Config{Auth: &api.Auth{Verifier: v, Key: key, Auditor: auditor, Notifier: outbox}})
-	s.outbox = outbox
+	t.Cleanup(func() { auditor.Close() }) // before the store closes (cleanups run last first)
+	s.outbox, s.auditor = outbox, auditor
 	return s
 }
 
@@ -433,6 +433,9 @@ func TestTransactionWithAuditOn(t *testing.T) {
 	r := s.do("POST", "", []byte(transactionPatientObs))
 	if r.status != 200 {
 		t.Fatalf("transaction: %d %s", r.status, r.body)
+	}
+	if err := s.auditor.Materialize(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 	page, err := s.store.Search(context.Background(), store.Query{Type: "AuditEvent", Count: 0, Total: true})
 	if err != nil {

@@ -65,8 +65,9 @@ type server struct {
 	store store.Store
 	// token is sent when a request names no Authorization header: a
 	// médecin with every scope.
-	token  string
-	outbox *auth.Outbox // the notifier of a consent server
+	token   string
+	outbox  *auth.Outbox  // the notifier of a consent server
+	auditor *auth.Auditor // the audit writer of a consent server
 }
 
 var sharedKey *auth.SigningKey

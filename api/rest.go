@@ -401,6 +401,10 @@ func (s *Server) read(c *gin.Context) {
 	if !s.allow(c, c.Param("type"), auth.OpRead, "read") {
 		return
 	}
+	if err := s.auditVisible(c, c.Param("type")); err != nil {
+		s.fail(c, err)
+		return
+	}
 	r, err := s.ops(c).Read(c, c.Param("type"), c.Param("id"))
 	if err != nil {
 		s.failRead(c, r, err)

@@ -117,6 +117,10 @@ func (s *Server) runSearch(c *gin.Context, typ string, params url.Values, scope 
 	if !s.allow(c, typ, auth.OpSearch, "search-type") {
 		return
 	}
+	if err := s.auditVisible(c, typ); err != nil {
+		s.fail(c, err)
+		return
+	}
 	named := namedPatients(typ, sr.Query.Where)
 	page, rule, err := s.scopedSearch(c, sr.Query, named)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,8 +80,15 @@ var ErrAuditorClosed = errors.New("audit: auditor closed")
 
 // AuditorOptions tune the group commit.
 type AuditorOptions struct {
+	// JournalDir, when set, puts the append-only audit journal in that
+	// directory (see journal.go): Record returns once the AuditEvent is
+	// fsynced in the journal, and a background materializer copies the
+	// journal into the store. "" writes each batch straight to the store
+	// and Record waits for that store transaction.
+	JournalDir string
 	// MaxBatch is the most events written in one store transaction
-	// (default 256).
+	// (default 256). With a journal, it only ends MaxDelay's wait early:
+	// a journal write takes every waiting event.
 	MaxBatch int
 	// MaxDelay is how long the writer waits, once an event is queued, for
 	// more events to join its batch. 0 writes as soon as the writer is free:
@@ -88,25 +96,53 @@ type AuditorOptions struct {
 	// which is already group commit under load without adding latency when
 	// idle.
 	MaxDelay time.Duration
-	// Timeout bounds each store write (default 30 s).
+	// Timeout bounds each store write (default 30 s). With a journal it
+	// also bounds how long NewAuditor waits for the previous run's journal
+	// to be copied into the store (the copy goes on in the background).
 	Timeout time.Duration
+	// SegmentSize is the size past which the journal starts a new segment
+	// file (default 64 MiB).
+	SegmentSize int64
+	// MaterializeBatch is the most journaled events copied into the store
+	// in one transaction (default 1000).
+	MaterializeBatch int
+	// MaterializeDelay is how long the materializer lets events accumulate
+	// when fewer than MaterializeBatch wait (default 50 ms; negative: no
+	// wait). Materialize does not wait for it.
+	MaterializeDelay time.Duration
+	// CloseTimeout bounds how long Close copies the journal into the store
+	// (default 10 s); what remains is copied at the next start.
+	CloseTimeout time.Duration
 	// MaxResources is how many resources one AuditEvent lists as entities
 	// (default 100); the others are counted.
 	MaxResources int
 	// Logger receives batch failures; slog.Default() when nil. It never
 	// receives event contents.
 	Logger *slog.Logger
+
+	testSync func(*os.File) error // the journal's fsync, for the tests
 }
 
-// AuditStats describe the Auditor's work so far, for metrics.
+// AuditStats describe the Auditor's work so far, for metrics. With a
+// journal, Batches, Events, Failed, LastBatch, MaxBatch and QueueDepth
+// describe the journal's group commit (an event is durable once journaled),
+// and the Journal* and Materialize* fields its copy into the store.
 type AuditStats struct {
-	Batches    int64 // store transactions written (each one-by-one run counts as one batch)
-	Events     int64 // events durably stored
+	Batches    int64 // store transactions written (each one-by-one run counts as one batch); journal writes
+	Events     int64 // events durably stored (journaled)
 	Failed     int64 // events that could not be stored (their Record got an error)
 	LastBatch  int   // size of the last batch
 	MaxBatch   int   // largest batch so far
 	QueueDepth int   // events waiting for the writer now
 	OneByOne   bool  // the store has no transactions: events are written one by one
+
+	Journal            bool  // events go through the journal
+	JournalFsyncs      int64 // fsyncs of journal files and of the directory
+	JournalBacklog     int64 // events journaled and not yet copied into the store
+	JournalSkipped     int64 // unreadable journal lines skipped (each one logged)
+	Materialized       int64 // events copied into the store by this process
+	MaterializeBatches int64 // store transactions of the copy
+	MaterializeErrors  int64 // failed copy attempts (retried)
 }
 
 // Auditor records Accesses as AuditEvents, durably, with group commit: one
@@ -130,6 +166,9 @@ type Auditor struct {
 
 	batches, events, failed atomic.Int64
 	lastBatch, maxBatch     atomic.Int64
+
+	j      *journal // nil: events go straight to the store
+	broken error    // the journal could not be opened: every Record fails
 }
 
 type auditPending struct {
@@ -140,8 +179,32 @@ type auditPending struct {
 
 const auditResourceType = "AuditEvent"
 
-// NewAuditor starts the writer goroutine; Close stops it.
+// NewAuditor starts the writer goroutine; Close stops it. With
+// opts.JournalDir it opens the journal, copies what a previous run left in
+// it into the store (waiting up to opts.Timeout), and starts the
+// materializer. When the journal cannot be opened, the error is logged and
+// the Auditor refuses every Record with it: nothing is answered unaudited.
+// OpenAuditor returns that error instead.
 func NewAuditor(st store.Store, opts AuditorOptions) *Auditor {
+	a := newAuditor(st, opts)
+	if err := a.start(); err != nil {
+		a.log.Error("audit: the journal cannot be opened: every access will be refused", "dir", opts.JournalDir, "err", err)
+	}
+	return a
+}
+
+// OpenAuditor is NewAuditor, returning the error of a journal that cannot
+// be opened (a directory that cannot be written, another server holding
+// it).
+func OpenAuditor(st store.Store, opts AuditorOptions) (*Auditor, error) {
+	a := newAuditor(st, opts)
+	if err := a.start(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func newAuditor(st store.Store, opts AuditorOptions) *Auditor {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 256
 	}
@@ -153,6 +216,21 @@ func NewAuditor(st store.Store, opts AuditorOptions) *Auditor {
 	}
 	if opts.MaxResources <= 0 {
 		opts.MaxResources = 100
+	}
+	if opts.SegmentSize <= 0 {
+		opts.SegmentSize = defaultSegmentSize
+	}
+	if opts.MaterializeBatch <= 0 {
+		opts.MaterializeBatch = defaultMaterializeBatch
+	}
+	switch {
+	case opts.MaterializeDelay == 0:
+		opts.MaterializeDelay = defaultMaterializeDelay
+	case opts.MaterializeDelay < 0:
+		opts.MaterializeDelay = 0
+	}
+	if opts.CloseTimeout <= 0 {
+		opts.CloseTimeout = defaultCloseTimeout
 	}
 	log := opts.Logger
 	if log == nil {
@@ -168,20 +246,42 @@ func NewAuditor(st store.Store, opts AuditorOptions) *Auditor {
 	if !st.Info().Transactions {
 		a.noTx.Store(true)
 	}
-	go a.run()
 	return a
 }
 
-// Record writes ev as an AuditEvent and returns once it is durably stored,
-// or with the store's error, or with ctx's error when ctx is done first (the
-// event is then still written: an attempt is traced even when its client
-// went away). An Access that cannot be turned into a valid AuditEvent (an
-// unknown action, outcome or caller kind, a malformed reference) is refused
-// with an error before anything is queued.
+// start opens the journal, or starts the direct writer.
+func (a *Auditor) start() error {
+	if a.opts.JournalDir == "" {
+		go a.run()
+		return nil
+	}
+	close(a.done) // no direct writer
+	j, err := openJournal(a.st, a.opts, a.log)
+	if err != nil {
+		a.broken = fmt.Errorf("audit: journal %s: %w", a.opts.JournalDir, err)
+		return a.broken
+	}
+	a.j = j
+	return nil
+}
+
+// Record writes ev as an AuditEvent and returns once it is durably stored
+// (with a journal: fsynced in the journal, and in the store later), or with
+// the store's (the journal's) error, or with ctx's error when ctx is done
+// first (the event is then still written: an attempt is traced even when
+// its client went away). An Access that cannot be turned into a valid
+// AuditEvent (an unknown action, outcome or caller kind, a malformed
+// reference) is refused with an error before anything is queued.
 func (a *Auditor) Record(ctx context.Context, ev Access) error {
+	if a.broken != nil {
+		return a.broken
+	}
 	body, err := buildAuditEvent(ev, a.opts.MaxResources)
 	if err != nil {
 		return err
+	}
+	if a.j != nil {
+		return a.j.record(ctx, auditNewID(), body)
 	}
 	p := &auditPending{id: auditNewID(), body: body, done: make(chan error, 1)}
 	a.mu.Lock()
@@ -200,9 +300,30 @@ func (a *Auditor) Record(ctx context.Context, ev Access) error {
 	}
 }
 
+// Materialize returns once every event recorded before the call is in the
+// store, so that a search of AuditEvent finds it; call it before answering
+// such a search or read. Without a journal it returns at once (a recorded
+// event is already stored). It returns ctx's error, or the store's when
+// copying fails meanwhile.
+func (a *Auditor) Materialize(ctx context.Context) error {
+	if a.broken != nil {
+		return a.broken
+	}
+	if a.j == nil {
+		return nil
+	}
+	return a.j.materialize(ctx, false)
+}
+
 // Close writes what is queued, stops the writer and waits for it. Records
-// after Close get ErrAuditorClosed. It does not close the store.
+// after Close get ErrAuditorClosed. With a journal, it then copies the
+// journal into the store for up to CloseTimeout; what is left stays in the
+// journal for the next start. It does not close the store.
 func (a *Auditor) Close() error {
+	if a.j != nil {
+		a.j.close()
+		return nil
+	}
 	a.closeOnce.Do(func() {
 		a.mu.Lock()
 		a.closed = true
@@ -215,6 +336,11 @@ func (a *Auditor) Close() error {
 
 // Stats returns counters for metrics.
 func (a *Auditor) Stats() AuditStats {
+	if a.j != nil {
+		var s AuditStats
+		a.j.stats(&s)
+		return s
+	}
 	a.mu.Lock()
 	depth := len(a.queue)
 	a.mu.Unlock()
