@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -474,17 +475,24 @@ func (s *Server) habilitations() *auth.Habilitations { return s.auth.Habilitatio
 // belongs to; a Binary with no securityContext is readable by its writers only.
 func (s *Server) mayReadBinary(ctx context.Context, r *store.Resource) (bool, string, error) {
 	a := accessOf(ctx)
-	refs := fhir.ExtractIndex(r.Body).References
-	for _, ref := range refs {
-		if ref.Type == "" || ref.ID == "" {
-			continue
+	var bin struct {
+		SecurityContext *struct {
+			Reference string `json:"reference"`
+		} `json:"securityContext"`
+	}
+	json.Unmarshal(r.Body, &bin)
+	if bin.SecurityContext != nil {
+		typ, id, ok := strings.Cut(bin.SecurityContext.Reference, "/")
+		if !ok || strings.Contains(id, "/") {
+			return false, auth.RuleNotAuthorized, nil // a context we cannot follow: deny
 		}
-		owner, err := s.store.Read(ctx, ref.Type, ref.ID)
+		owner, err := s.store.Read(ctx, typ, id)
 		if err != nil {
 			return false, auth.RuleNotAuthorized, nil
 		}
 		return s.mayRead(ctx, owner)
 	}
+	// No securityContext: not tied to a record; its writers may read it.
 	if a.caller.Kind == auth.KindPatient {
 		return false, auth.RuleNotInRecord, nil
 	}
@@ -510,7 +518,9 @@ func (s *Server) searchScope(ctx context.Context, typ string, named []string) (c
 	if patientOnlyTypes[typ] && a.caller.Kind != auth.KindPatient {
 		return nil, true, auth.RulePatientOnlyType, nil
 	}
-	if typ == "Binary" && a.caller.Kind != auth.KindSystem {
+	if typ == "Binary" {
+		// A Binary is a patient's document reached through its
+		// DocumentReference: read by id, decided on its securityContext.
 		return nil, true, "binary-by-reference-only", nil
 	}
 	rt, _ := fhir.LookupType(typ)

@@ -445,3 +445,30 @@ func TestTransactionWithAuditOn(t *testing.T) {
 		t.Fatalf("%d AuditEvents, want the Bundle's and one per entry", page.Total)
 	}
 }
+
+// TestBinariesAreReachedOnlyThroughTheirDocument: nobody lists Binaries by
+// search (a Binary is a patient's document); a read follows its
+// securityContext to the document's patient and their consent.
+func TestBinariesAreReachedOnlyThroughTheirDocument(t *testing.T) {
+	s := newConsentServer(t, engines[0])
+	rec := s.seedRecord(t)
+	sys := "Bearer " + s.system()
+	r := s.do("POST", "/Binary", []byte(`{"resourceType":"Binary","contentType":"text/plain","securityContext":{"reference":"DocumentReference/`+rec.plain+`"},"data":"Y29tcHRlIHJlbmR1"}`), "Authorization", sys)
+	if r.status != 201 {
+		t.Fatalf("create Binary: %d %s", r.status, r.body)
+	}
+	id := r.json(t)["id"].(string)
+	for _, tok := range []string{sys, "Bearer " + s.practitioner(psTreating, false)} {
+		if ids, _, _, _ := entries(t, s.do("GET", "/Binary", nil, "Authorization", tok)); len(ids) != 0 {
+			t.Fatalf("a search listed Binaries: %v", ids)
+		}
+	}
+	for tok, want := range map[string]int{
+		sys: 403, "Bearer " + s.practitioner(psStranger, false): 403,
+		"Bearer " + s.practitioner(psAuthorized, false): 200, "Bearer " + s.patient(rec.patient): 200,
+	} {
+		if r := s.do("GET", "/Binary/"+id, nil, "Authorization", tok); r.status != want {
+			t.Errorf("read Binary: %d, want %d", r.status, want)
+		}
+	}
+}
