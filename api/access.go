@@ -400,11 +400,13 @@ func (s *Server) policy(ctx context.Context, patient string) (*auth.Policy, bool
 	if err != nil {
 		return nil, false, err
 	}
-	return p, !strings.Contains(string(compact(pr.Body)), `"active":false`), nil
-}
-
-func compact(b []byte) []byte {
-	return bytes.Join(bytes.Fields(b), nil)
+	var patientActive struct {
+		Active *bool `json:"active"`
+	}
+	if err := json.Unmarshal(pr.Body, &patientActive); err != nil {
+		return nil, false, err
+	}
+	return p, patientActive.Active == nil || *patientActive.Active, nil
 }
 
 // securityCodes returns the resource's meta.security codes of the DMP

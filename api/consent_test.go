@@ -472,3 +472,29 @@ func TestBinariesAreReachedOnlyThroughTheirDocument(t *testing.T) {
 		}
 	}
 }
+
+// TestClosedDMPIsRefusedToProfessionals: a Patient with active=false is a
+// closed DMP: professionals are refused, the patient still reads it; an
+// "active": false deeper in the resource does not close it.
+func TestClosedDMPIsRefusedToProfessionals(t *testing.T) {
+	s := newConsentServer(t, engines[0])
+	rec := s.seedRecord(t)
+	doc := "Bearer " + s.practitioner(psAuthorized, false)
+	put := func(body string) {
+		t.Helper()
+		if r := s.do("PUT", "/Patient/"+rec.patient, []byte(body), "Authorization", doc); r.status != 200 {
+			t.Fatalf("update patient: %d %s", r.status, r.body)
+		}
+	}
+	put(`{"resourceType":"Patient","id":"` + rec.patient + `","contained":[{"resourceType":"Practitioner","id":"gp","active":false}],"active":true,"generalPractitioner":[{"reference":"#gp"}]}`)
+	if r := s.do("GET", "/DocumentReference/"+rec.plain, nil, "Authorization", doc); r.status != 200 {
+		t.Fatalf("open DMP: %d %s", r.status, r.body)
+	}
+	put(`{"resourceType":"Patient","id":"` + rec.patient + `","active":false}`)
+	if r := s.do("GET", "/DocumentReference/"+rec.plain, nil, "Authorization", doc); r.status != 403 || !strings.Contains(string(r.body), auth.RuleClosed) {
+		t.Fatalf("closed DMP, professional: %d %s", r.status, r.body)
+	}
+	if r := s.do("GET", "/DocumentReference/"+rec.plain, nil, "Authorization", "Bearer "+s.patient(rec.patient)); r.status != 200 {
+		t.Fatalf("closed DMP, patient: %d", r.status)
+	}
+}
