@@ -501,10 +501,15 @@ func (s *Server) mayReadBinary(ctx context.Context, r *store.Resource) (bool, st
 	return true, "", nil
 }
 
-// refuseRead answers a refused read: 403 naming the rule.
+// refuseRead answers a refused read: 403 naming the rule (409 on a closed DMP).
 func (s *Server) refuseRead(c *gin.Context, rule string) {
 	if a := accessOf(c); a != nil {
 		a.refused = rule
+	}
+	if rule == auth.RuleClosed {
+		// A closed DMP is a state of the record, not a refusal of this caller.
+		s.writeOutcome(c, http.StatusConflict, fhir.Issue{Code: "conflict", Diagnostics: "the patient's DMP is closed: it cannot be consulted until its holder reopens it (" + rule + ")"})
+		return
 	}
 	s.writeOutcome(c, http.StatusForbidden, fhir.Issue{Code: "forbidden", Diagnostics: "access refused by the patient's consent rules: " + rule})
 }

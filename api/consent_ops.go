@@ -45,11 +45,14 @@ func (s *Server) mayWrite(c *gin.Context, typ string, body []byte) error {
 			return forbidden(auth.RuleOtherPatient, "a patient may add documents to their own record only")
 		}
 	}
-	return nil
+	if typ == "Patient" {
+		return s.checkPatientUpdate(c, c.Param("id"), body)
+	}
+	return s.checkFeeding(c, a, typ, &store.Resource{Type: typ, ID: c.Param("id"), Body: body})
 }
 
-// mayDelete keeps the policy and the audit trail out of reach of DELETE, and
-// a patient to their own record.
+// mayDelete keeps the policy and the audit trail out of reach of DELETE,
+// and lets only a resource's author delete it.
 func (s *Server) mayDelete(c *gin.Context, typ, id string) error {
 	a := accessOf(c)
 	if a == nil || s.auth.Unrestricted {
@@ -58,16 +61,7 @@ func (s *Server) mayDelete(c *gin.Context, typ, id string) error {
 	if typ == "Consent" || typ == "AuditEvent" {
 		return forbidden("not-deletable", typ+" resources are not deleted through the API")
 	}
-	if a.caller.Kind == auth.KindPatient {
-		r, err := s.store.Read(c, typ, id)
-		if err != nil {
-			return nil // the delete itself answers
-		}
-		if patients, _ := patientsOf(r); len(patients) != 1 || patients[0] != a.caller.ID {
-			return forbidden(auth.RuleOtherPatient, "a patient may delete in their own record only")
-		}
-	}
-	return nil
+	return s.mayDeleteAuthored(c, a, typ, id)
 }
 
 func (s *Server) refuseOrFail(c *gin.Context, rule string, err error) {
@@ -102,6 +96,11 @@ func parameters(body []byte) (map[string]string, error) {
 			var str string
 			if json.Unmarshal(v, &str) == nil {
 				out[name] = str
+				continue
+			}
+			var b bool
+			if json.Unmarshal(v, &b) == nil {
+				out[name] = strconv.FormatBool(b)
 				continue
 			}
 			var id struct {
@@ -141,6 +140,16 @@ func (s *Server) instanceOperation(c *gin.Context) {
 			return
 		}
 		s.consentOperation(c, op, id, params)
+	case "$dmp-close", "$dmp-reopen", "$change-password":
+		if typ != "Patient" {
+			s.fail(c, fhir.NotFound(op+" is an operation on Patient"))
+			return
+		}
+		if op == "$change-password" {
+			s.changePassword(c, id, params)
+		} else {
+			s.dmpStatusOperation(c, op, id, params)
+		}
 	case "$mask", "$unmask", "$hide-from-patient", "$show-to-patient":
 		s.labelOperation(c, op, typ, id)
 	default:
@@ -251,8 +260,7 @@ func (s *Server) consentOperation(c *gin.Context, op, patient string, params map
 
 // updatePolicy applies change to a patient's policy with optimistic
 // concurrency (If-Match on the Consent's version, retried on a race). A
-// patient without a policy gets the default one first (interim, until DMP
-// creation lands: a DMP is its Patient and its policy).
+// patient without a policy has no DMP: 404.
 func (s *Server) updatePolicy(ctx context.Context, patient string, change func(*auth.Policy) error) ([]byte, error) {
 	if _, err := s.store.Read(ctx, "Patient", patient); err != nil {
 		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrDeleted) {
@@ -271,24 +279,16 @@ func (s *Server) updatePolicy(ctx context.Context, patient string, change func(*
 			}
 			version = cur.Version
 		case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrDeleted):
-			p = auth.DefaultPolicy(patient)
+			return nil, fhir.NotFound("Patient/" + patient + " has no DMP: it is created with $dmp-create")
 		default:
 			return nil, err
 		}
 		if err := change(p); err != nil {
 			return nil, err
 		}
-		var r *store.Resource
-		if version == 0 {
-			r, err = s.ops(ctx).Create(ctx, "Consent", auth.PolicyID(patient), p.Resource())
-			if errors.Is(err, store.ErrExists) {
-				continue
-			}
-		} else {
-			r, _, err = s.ops(ctx).Put(ctx, "Consent", auth.PolicyID(patient), p.Resource(), version)
-			if errors.Is(err, store.ErrVersionMismatch) || errors.Is(err, store.ErrConflict) {
-				continue
-			}
+		r, _, err := s.ops(ctx).Put(ctx, "Consent", auth.PolicyID(patient), p.Resource(), version)
+		if errors.Is(err, store.ErrVersionMismatch) || errors.Is(err, store.ErrConflict) {
+			continue
 		}
 		if err != nil {
 			return nil, err

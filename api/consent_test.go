@@ -83,7 +83,7 @@ func (s *server) seedRecord(t *testing.T) record {
 		return r.json(t)["id"].(string)
 	}
 	var rec record
-	rec.patient = create(`{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2.250.1.213.1.4.10","value":"283052A123456"}],"name":[{"family":"Dupré"}]}`)
+	rec.patient, _, _ = s.createDMP(t, feeder, "283052A12345681", "Dupré")
 	pat := "Bearer " + s.patient(rec.patient)
 	past, future := time.Now().Add(-48*time.Hour).Format(time.RFC3339), time.Now().Add(-24*time.Hour).Format(time.RFC3339)
 	for _, op := range []struct {
@@ -430,7 +430,9 @@ func TestTransactionWithAuditOn(t *testing.T) {
 	s := newConsentServer(t, engines[0])
 	// Were an entry's audit to wait inside the transaction, the audit
 	// writer's timeout would fail the entry, and the transaction with it.
-	r := s.do("POST", "", []byte(transactionPatientObs))
+	// A hospital system's feed (a professional could not feed a patient
+	// who has no DMP yet).
+	r := s.do("POST", "", []byte(transactionPatientObs), "Authorization", "Bearer "+s.system())
 	if r.status != 200 {
 		t.Fatalf("transaction: %d %s", r.status, r.body)
 	}
@@ -480,18 +482,21 @@ func TestClosedDMPIsRefusedToProfessionals(t *testing.T) {
 	s := newConsentServer(t, engines[0])
 	rec := s.seedRecord(t)
 	doc := "Bearer " + s.practitioner(psAuthorized, false)
-	put := func(body string) {
-		t.Helper()
-		if r := s.do("PUT", "/Patient/"+rec.patient, []byte(body), "Authorization", doc); r.status != 200 {
-			t.Fatalf("update patient: %d %s", r.status, r.body)
-		}
+	// A contained resource's active:false does not close the DMP.
+	cur := s.do("GET", "/Patient/"+rec.patient, nil, "Authorization", doc).json(t)
+	cur["contained"] = []any{map[string]any{"resourceType": "Practitioner", "id": "gp", "active": false}}
+	cur["generalPractitioner"] = []any{map[string]any{"reference": "#gp"}}
+	body, _ := json.Marshal(cur)
+	if r := s.do("PUT", "/Patient/"+rec.patient, body, "Authorization", doc); r.status != 200 {
+		t.Fatalf("update patient: %d %s", r.status, r.body)
 	}
-	put(`{"resourceType":"Patient","id":"` + rec.patient + `","contained":[{"resourceType":"Practitioner","id":"gp","active":false}],"active":true,"generalPractitioner":[{"reference":"#gp"}]}`)
 	if r := s.do("GET", "/DocumentReference/"+rec.plain, nil, "Authorization", doc); r.status != 200 {
 		t.Fatalf("open DMP: %d %s", r.status, r.body)
 	}
-	put(`{"resourceType":"Patient","id":"` + rec.patient + `","active":false}`)
-	if r := s.do("GET", "/DocumentReference/"+rec.plain, nil, "Authorization", doc); r.status != 403 || !strings.Contains(string(r.body), auth.RuleClosed) {
+	if r := s.do("POST", "/Patient/"+rec.patient+"/$dmp-close", params("reason", "je déménage"), "Authorization", "Bearer "+s.patient(rec.patient)); r.status != 200 {
+		t.Fatalf("$dmp-close: %d %s", r.status, r.body)
+	}
+	if r := s.do("GET", "/DocumentReference/"+rec.plain, nil, "Authorization", doc); r.status != 409 || !strings.Contains(string(r.body), auth.RuleClosed) {
 		t.Fatalf("closed DMP, professional: %d %s", r.status, r.body)
 	}
 	if r := s.do("GET", "/DocumentReference/"+rec.plain, nil, "Authorization", "Bearer "+s.patient(rec.patient)); r.status != 200 {

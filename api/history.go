@@ -84,6 +84,9 @@ func (s *Server) history(c *gin.Context) {
 		bundle.Link = append(bundle.Link, models.BundleLink{Relation: "next", Url: self + queryString(q)})
 	}
 	for _, r := range versions {
+		if _, ok := fhir.LookupType(r.Type); !ok {
+			continue // the DMP's own records (accounts, codes) are no FHIR resources
+		}
 		bundle.Entry = append(bundle.Entry, historyEntry(base, r))
 	}
 	body, err := fhir.Marshal(bundle)

@@ -47,6 +47,8 @@ func (s *Server) routes() *gin.Engine {
 
 	g := e.Group("/fhir", s.negotiate)
 	g.GET("/metadata", s.capabilities)
+	g.POST("/Patient/$dmp-request-code", s.anonymous, s.dmpRequestCode)
+	g.POST("/Patient/$dmp-create", s.optionalAuthenticate, s.dmpCreate)
 	a := g.Group("", s.authenticate)
 	a.GET("/_history", s.history)
 	a.POST("", s.bundle)
@@ -126,6 +128,9 @@ func (s *Server) capabilities(c *gin.Context) {
 			{Name: "emergency-preferences", Definition: opDefinition("emergency-preferences")},
 			{Name: "declare-consent", Definition: opDefinition("declare-consent")},
 			{Name: "access-decision", Definition: opDefinition("access-decision")},
+			{Name: "dmp-request-code", Definition: opDefinition("dmp-request-code")}, {Name: "dmp-create", Definition: opDefinition("dmp-create")},
+			{Name: "dmp-close", Definition: opDefinition("dmp-close")}, {Name: "dmp-reopen", Definition: opDefinition("dmp-reopen")},
+			{Name: "change-password", Definition: opDefinition("change-password")},
 		}, "DocumentReference": {
 			{Name: "mask", Definition: opDefinition("mask")}, {Name: "unmask", Definition: opDefinition("unmask")},
 			{Name: "hide-from-patient", Definition: opDefinition("hide-from-patient")}, {Name: "show-to-patient", Definition: opDefinition("show-to-patient")},
@@ -170,7 +175,21 @@ func (s *Server) create(c *gin.Context) {
 	typ := res.Type
 	criteria := c.GetHeader("If-None-Exist")
 	if criteria == "" {
-		r, err := s.ops(c).Create(c, typ, s.assignedID(c), body)
+		id := s.assignedID(c)
+		var r *store.Resource
+		err := s.writing(c, typ, body, func(ops store.Ops) error {
+			stamped, err := s.stampAuthor(c, ops, typ, "", body)
+			if err == nil {
+				err = s.supersede(c, ops, id, typ, stamped, false)
+			}
+			if err == nil {
+				r, err = ops.Create(c, typ, id, stamped)
+			}
+			if err == nil {
+				err = s.supersede(c, ops, id, typ, stamped, true)
+			}
+			return err
+		})
 		if err != nil {
 			s.fail(c, err)
 			return
@@ -188,7 +207,17 @@ func (s *Server) create(c *gin.Context) {
 		switch len(ids) {
 		case 0:
 			created = true
-			r, err = ops.Create(c, typ, s.assignedID(c), body)
+			id := s.assignedID(c)
+			stamped, err := s.stampAuthor(c, ops, typ, "", body)
+			if err == nil {
+				err = s.supersede(c, ops, id, typ, stamped, false)
+			}
+			if err == nil {
+				r, err = ops.Create(c, typ, id, stamped)
+			}
+			if err == nil {
+				err = s.supersede(c, ops, id, typ, stamped, true)
+			}
 			return err
 		case 1:
 			created = false
@@ -245,7 +274,21 @@ func (s *Server) update(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	r, out, err := s.ops(c).Put(c, res.Type, id, body, ifMatch)
+	var r *store.Resource
+	var out store.Outcome
+	err = s.writing(c, res.Type, body, func(ops store.Ops) error {
+		stamped, err := s.stampAuthor(c, ops, res.Type, id, body)
+		if err == nil {
+			err = s.supersede(c, ops, id, res.Type, stamped, false)
+		}
+		if err == nil {
+			r, out, err = ops.Put(c, res.Type, id, stamped, ifMatch)
+		}
+		if err == nil && out != store.Unchanged {
+			err = s.supersede(c, ops, id, res.Type, stamped, true)
+		}
+		return err
+	})
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -306,7 +349,21 @@ func (s *Server) conditionalUpdate(c *gin.Context) {
 		default:
 			return multipleMatches("the search criteria", len(ids))
 		}
-		r, out, err = ops.Put(c, res.Type, id, body, ifMatch)
+		if res.Type == "Patient" {
+			if err := s.checkPatientUpdate(c, id, body); err != nil {
+				return err
+			}
+		}
+		stamped, err := s.stampAuthor(c, ops, res.Type, id, body)
+		if err == nil {
+			err = s.supersede(c, ops, id, res.Type, stamped, false)
+		}
+		if err != nil {
+			return err
+		}
+		if r, out, err = ops.Put(c, res.Type, id, stamped, ifMatch); err == nil && out != store.Unchanged {
+			err = s.supersede(c, ops, id, res.Type, stamped, true)
+		}
 		return err
 	})
 	if err != nil {
@@ -334,6 +391,15 @@ func (s *Server) atomically(ctx context.Context, fn func(store.Ops) error) error
 		return fn(s.store)
 	}
 	return err
+}
+
+// writing runs a write: in one transaction when it also supersedes the
+// documents it replaces, else directly.
+func (s *Server) writing(ctx context.Context, typ string, body []byte, fn func(store.Ops) error) error {
+	if typ == "DocumentReference" && len(replaced(body)) > 0 {
+		return s.atomically(ctx, fn)
+	}
+	return fn(s.ops(ctx))
 }
 
 // txKey carries the store transaction of a transaction Bundle to the

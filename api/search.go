@@ -32,6 +32,9 @@ const (
 
 // search serves GET /fhir/{type}.
 func (s *Server) search(c *gin.Context) {
+	if c.Param("type") == "Patient" && s.dmpLookup(c, c.Request.URL.Query()) {
+		return
+	}
 	s.runSearch(c, c.Param("type"), c.Request.URL.Query(), nil)
 }
 
@@ -46,6 +49,9 @@ func (s *Server) searchPost(c *gin.Context) {
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
 	if err := c.Request.ParseForm(); err != nil {
 		s.fail(c, fhir.Invalid("", "unreadable form body: "+err.Error()))
+		return
+	}
+	if c.Param("type") == "Patient" && s.dmpLookup(c, c.Request.Form) {
 		return
 	}
 	s.runSearch(c, c.Param("type"), c.Request.Form, nil)
@@ -100,6 +106,11 @@ func (s *Server) runSearch(c *gin.Context, typ string, params url.Values, scope 
 	}
 	if scope != nil {
 		sr.Query.Where = append([]store.Clause{*scope}, sr.Query.Where...)
+	}
+	if (typ == "DocumentReference" || typ == "List") && !mentions(params, "archived") {
+		// Archived documents leave the default searches (PDSm's
+		// isArchived); archived=true or archived=false asks for them.
+		sr.Query.Where = append(sr.Query.Where, store.Clause{Any: []store.Condition{{Param: "archived", Kind: store.KindToken, Code: "true", AnySystem: true, Not: true}}})
 	}
 	// The path and the parameters but the cursor identify the search a
 	// cursor belongs to.
@@ -475,4 +486,15 @@ func allowedPatients(ctx context.Context) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// mentions says whether params has the search parameter name, with or
+// without a modifier.
+func mentions(params url.Values, name string) bool {
+	for k := range params {
+		if k == name || strings.HasPrefix(k, name+":") {
+			return true
+		}
+	}
+	return false
 }
