@@ -500,3 +500,37 @@ func entryIDs(t *testing.T, r response) map[string]bool {
 	}
 	return ids
 }
+
+// TestOneDMPPerINSUnderConcurrentCreations: sixteen desks creating the same
+// person's DMP at once end with one DMP, the others told it exists.
+func TestOneDMPPerINSUnderConcurrentCreations(t *testing.T) {
+	s := newConsentServer(t, engines[0])
+	desk := params("system", testINS, "nir", nirC, "family", "Durand", "given", "Paul", "birthDate", "1955-08-14", "gender", "male", "patientConsent", "true")
+	tok := "Bearer " + s.practitioner(psAuthorized, false)
+	statuses := make(chan int, 16)
+	for range 16 {
+		go func() {
+			req, _ := http.NewRequest("POST", s.url+"/Patient/$dmp-create", strings.NewReader(string(desk)))
+			req.Header.Set("Authorization", tok)
+			req.Header.Set("Content-Type", "application/fhir+json")
+			res, err := http.DefaultClient.Do(req)
+			if err != nil {
+				statuses <- 0
+				return
+			}
+			res.Body.Close()
+			statuses <- res.StatusCode
+		}()
+	}
+	count := map[int]int{}
+	for range 16 {
+		count[<-statuses]++
+	}
+	if count[201] != 1 || count[409] != 15 {
+		t.Fatalf("statuses %v, want one 201 and fifteen 409", count)
+	}
+	page, err := s.store.Search(context.Background(), store.Query{Type: "Consent", Count: 100, Total: true})
+	if err != nil || page.Total != 1 {
+		t.Fatalf("%v policies (%v), want 1", page, err)
+	}
+}
