@@ -20,7 +20,7 @@ import (
 // and with them off (Auth.Unrestricted: tokens and scopes still checked),
 // on the embedded engine, through the HTTP handler without a network.
 //
-//	go test -run x -bench ConsentAndAuditCost -benchtime 2000x ./api/
+//	go test -run '^$' -bench ConsentAndAuditCost -benchtime 2000x ./api/
 //
 // c=1 is one client (each request waits for its own audit commit); c=16
 // are 16 concurrent clients, whose audit events share commits.
@@ -56,9 +56,10 @@ func BenchmarkConsentAndAuditCost(b *testing.B) {
 		parts := strings.Split(loc, "/")
 		return parts[len(parts)-3]
 	}
-	rec := call(on, "POST", "/fhir/Patient", doctor, `{"resourceType":"Patient","name":[{"family":"Bench"}]}`)
+	rec := call(on, "POST", "/fhir/Patient/$dmp-create", doctor, string(params("system", "urn:oid:1.2.250.1.213.1.4.10", "nir", "255081416802538",
+		"family", "Bench", "given", "Paul", "birthDate", "1955-08-14", "gender", "male", "patientConsent", "true")))
 	if rec.Code != 201 {
-		b.Fatalf("patient: %d %s", rec.Code, rec.Body)
+		b.Fatalf("DMP: %d %s", rec.Code, rec.Body)
 	}
 	patient := idOf(rec)
 	patTok, _ := key.Issue(auth.Claims{Kind: auth.KindPatient, Patient: patient, Scope: "patient/*.cruds"}, time.Hour)

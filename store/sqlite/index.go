@@ -12,41 +12,79 @@ import (
 // indexTables are the tables holding the search values of current versions.
 var indexTables = []string{"tok_idx", "str_idx", "ref_idx", "date_idx", "num_idx", "uri_idx"}
 
+// clearTexts are the DELETEs of clearIndex, by table.
+var clearTexts = func() map[string]string {
+	m := map[string]string{}
+	for _, t := range indexTables {
+		m[t] = `DELETE FROM ` + t + ` WHERE rid = ?`
+	}
+	return m
+}()
+
 // clearIndex removes every index row of resource rid.
 func clearIndex(ctx context.Context, q querier, rid int64) error {
 	for _, t := range indexTables {
-		if _, err := q.ExecContext(ctx, `DELETE FROM `+t+` WHERE rid = ?`, rid); err != nil {
+		if _, err := q.ExecContext(ctx, clearTexts[t], rid); err != nil {
 			return fmt.Errorf("sqlite: clear index: %w", err)
 		}
 	}
 	return nil
 }
 
-// rowsPerInsert bounds the rows of one multi-row INSERT (6 variables each at
-// most, far below SQLite's variable limit).
-const rowsPerInsert = 100
+// chunkSizes are the row counts of the multi-row INSERTs: the rows of one
+// resource are written in chunks of these sizes (largest first), so that a
+// handful of statement texts, prepared once, serve every write.
+var chunkSizes = []int{32, 8, 1}
 
-// insertRows writes rows (each of len(cols) values) into table, several rows
-// per statement. Duplicate values (same primary key) are kept once.
-func insertRows(ctx context.Context, q querier, table, cols string, n int, rows [][]any) error {
-	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", n), ", ") + ")"
-	for len(rows) > 0 {
-		chunk := rows
-		if len(chunk) > rowsPerInsert {
-			chunk = chunk[:rowsPerInsert]
+// insertSQL is the INSERT of n rows of cols (ncols values each) into table.
+func insertSQL(table, cols string, ncols, n int) string {
+	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", ncols), ", ") + ")"
+	return "INSERT OR IGNORE INTO " + table + "(" + cols + ") VALUES " + strings.TrimSuffix(strings.Repeat(one+", ", n), ", ")
+}
+
+// indexColumns are the columns of each index table.
+var indexColumns = []struct {
+	table, cols string
+	n           int
+}{
+	{"tok_idx", "rid, type, param, system, code, id", 6},
+	{"str_idx", "rid, type, param, norm, exact", 5},
+	{"ref_idx", "rid, type, param, ref_type, ref_id, url", 6},
+	{"date_idx", "rid, type, param, low, high", 5},
+	{"num_idx", "rid, type, param, value, system, code", 6},
+	{"uri_idx", "rid, type, param, value", 4},
+}
+
+// insertTexts holds the INSERT of each table and chunk size.
+var insertTexts = func() map[string]map[int]string {
+	m := map[string]map[int]string{}
+	for _, t := range indexColumns {
+		m[t.table] = map[int]string{}
+		for _, size := range chunkSizes {
+			m[t.table][size] = insertSQL(t.table, t.cols, t.n, size)
 		}
-		rows = rows[len(chunk):]
-		var b strings.Builder
-		b.WriteString("INSERT OR IGNORE INTO " + table + "(" + cols + ") VALUES ")
-		args := make([]any, 0, n*len(chunk))
-		for i, r := range chunk {
-			if i > 0 {
-				b.WriteString(", ")
+	}
+	return m
+}()
+
+// insertRows writes rows (each of n values) into table. Duplicate values
+// (same primary key) are kept once.
+func insertRows(ctx context.Context, q querier, table, cols string, n int, rows [][]any) error {
+	for len(rows) > 0 {
+		size := 1
+		for _, c := range chunkSizes {
+			if len(rows) >= c {
+				size = c
+				break
 			}
-			b.WriteString(one)
+		}
+		chunk := rows[:size]
+		rows = rows[size:]
+		args := make([]any, 0, n*len(chunk))
+		for _, r := range chunk {
 			args = append(args, r...)
 		}
-		if _, err := q.ExecContext(ctx, b.String(), args...); err != nil {
+		if _, err := q.ExecContext(ctx, insertTexts[table][size], args...); err != nil {
 			return fmt.Errorf("sqlite: write index %s: %w", table, err)
 		}
 	}
@@ -150,14 +188,14 @@ func (s *Store) Reindex(ctx context.Context, progress func(done int)) error {
 				return fmt.Errorf("sqlite: reindex: %w", err)
 			}
 			for _, r := range batch {
-				if err := clearIndex(ctx, tx, r.rid); err != nil {
+				if err := clearIndex(ctx, s.txOps(tx).q, r.rid); err != nil {
 					return err
 				}
 				if r.deleted {
 					continue
 				}
 				ix := fhir.ExtractIndex(r.body)
-				if err := writeIndex(ctx, tx, r.rid, r.typ, r.id, &ix); err != nil {
+				if err := writeIndex(ctx, s.txOps(tx).q, r.rid, r.typ, r.id, &ix); err != nil {
 					return err
 				}
 			}
