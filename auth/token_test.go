@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -611,4 +612,32 @@ func TestParseJWKSSkipsUnusableKeys(t *testing.T) {
 	if _, err := parseJWKS(dup); err == nil {
 		t.Error("two keys with one kid were accepted")
 	}
+}
+
+// TestVerifiedTokenIsRememberedButNotShared: a token checked once is
+// answered again from memory, each time with its own copy of the caller.
+func TestVerifiedTokenIsRememberedButNotShared(t *testing.T) {
+	e := newTokTestEnv(t)
+	tok, err := e.local.Issue(Claims{Kind: KindPractitioner, IDNatPs: "810001234567", Profession: "10", Scope: "user/*.rs"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := e.v.Verify(context.Background(), tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.ID = "changed by a caller"
+	second, err := e.v.Verify(context.Background(), tok)
+	if err != nil || second.ID != "810001234567" {
+		t.Fatalf("second verification: %+v, %v", second, err)
+	}
+	if _, ok := e.v.verified.get(sha256.Sum256([]byte(tok)), time.Now()); !ok {
+		t.Fatal("the verified token is not remembered")
+	}
+	// A token whose signature is broken is not helped by its sibling's entry.
+	broken := tok[:len(tok)-4] + "AAAA"
+	if broken == tok {
+		broken = tok[:len(tok)-4] + "BBBB"
+	}
+	tokTestWantUnauthenticated(t, e.v, broken, "")
 }
