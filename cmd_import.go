@@ -83,7 +83,7 @@ func importCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	access, closeAccess, err := openAccess(ctx, c.config, st, log)
+	access, closeAccess, err := openAccess(ctx, c.config, st, log, nil)
 	if err != nil {
 		return err
 	}

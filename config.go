@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"os"
 	"strconv"
@@ -27,6 +28,17 @@ type config struct {
 	MaxBundleEntries int
 	CursorKey        string
 	ShutdownTimeout  time.Duration
+
+	LogFormat    string // json | text ("" : json, text when stderr is a terminal)
+	LogLevel     slog.Level
+	MetricsToken string
+
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	RequestTimeout    time.Duration
+	MaxInFlight       int
 
 	AuthIssuer       string
 	AuthAudience     string
@@ -61,6 +73,22 @@ func loadConfig(name string, args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.PSCAudience, "psc-audience", env("DMP_PSC_AUDIENCE", ""), "aud of Pro Santé Connect tokens; empty: -auth-audience (DMP_PSC_AUDIENCE)")
 	fs.StringVar(&c.PSCDefaultScopes, "psc-default-scopes", env("DMP_PSC_DEFAULT_SCOPES", ""), "scopes granted to PSC tokens that carry no SMART scope, e.g. user/*.cruds (DMP_PSC_DEFAULT_SCOPES)")
 	shutdown := fs.String("shutdown-timeout", env("DMP_SHUTDOWN_TIMEOUT", "30s"), "how long in-flight requests may drain at shutdown (DMP_SHUTDOWN_TIMEOUT)")
+	fs.StringVar(&c.LogFormat, "log-format", env("DMP_LOG_FORMAT", ""), "log format: json or text; empty: json, text when stderr is a terminal (DMP_LOG_FORMAT)")
+	logLevel := fs.String("log-level", env("DMP_LOG_LEVEL", "info"), "least level logged: debug, info, warn or error (DMP_LOG_LEVEL)")
+	fs.StringVar(&c.MetricsToken, "metrics-token", env("DMP_METRICS_TOKEN", ""), "bearer token GET /metrics needs, at least 16 characters; empty: none (DMP_METRICS_TOKEN; prefer the variable: flags show in ps)")
+	durations := []struct {
+		dst       *time.Duration
+		raw       *string
+		env, flag string
+		zeroOK    bool
+	}{
+		{&c.ReadHeaderTimeout, fs.String("read-header-timeout", env("DMP_READ_HEADER_TIMEOUT", "10s"), "longest time to read a request's headers (DMP_READ_HEADER_TIMEOUT)"), "DMP_READ_HEADER_TIMEOUT", "read-header-timeout", false},
+		{&c.ReadTimeout, fs.String("read-timeout", env("DMP_READ_TIMEOUT", "60s"), "longest time to read a whole request, body included (DMP_READ_TIMEOUT)"), "DMP_READ_TIMEOUT", "read-timeout", false},
+		{&c.WriteTimeout, fs.String("write-timeout", env("DMP_WRITE_TIMEOUT", "120s"), "longest time from the end of a request's headers to the end of its response (DMP_WRITE_TIMEOUT)"), "DMP_WRITE_TIMEOUT", "write-timeout", false},
+		{&c.IdleTimeout, fs.String("idle-timeout", env("DMP_IDLE_TIMEOUT", "120s"), "how long an idle keep-alive connection stays open (DMP_IDLE_TIMEOUT)"), "DMP_IDLE_TIMEOUT", "idle-timeout", false},
+		{&c.RequestTimeout, fs.String("request-timeout", env("DMP_REQUEST_TIMEOUT", "60s"), "deadline of each FHIR request, store included (503 beyond); 0: none (DMP_REQUEST_TIMEOUT)"), "DMP_REQUEST_TIMEOUT", "request-timeout", true},
+	}
+	maxInFlight := fs.String("max-in-flight", env("DMP_MAX_IN_FLIGHT", "256"), "most FHIR requests served at once (503 + Retry-After beyond); 0: no cap (DMP_MAX_IN_FLIGHT)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -80,6 +108,30 @@ func loadConfig(name string, args []string, stderr io.Writer) (config, error) {
 	}
 	if c.ShutdownTimeout, err = time.ParseDuration(*shutdown); err != nil || c.ShutdownTimeout < 0 {
 		return c, fmt.Errorf("DMP_SHUTDOWN_TIMEOUT / -shutdown-timeout: %q is not a duration such as 30s", *shutdown)
+	}
+	for _, d := range durations {
+		v, err := time.ParseDuration(*d.raw)
+		if err != nil || v < 0 || v == 0 && !d.zeroOK {
+			return c, fmt.Errorf("%s / -%s: %q is not a positive duration such as 30s", d.env, d.flag, *d.raw)
+		}
+		*d.dst = v
+	}
+	if c.RequestTimeout > 0 && c.RequestTimeout >= c.WriteTimeout {
+		return c, fmt.Errorf("DMP_REQUEST_TIMEOUT / -request-timeout: %s must be shorter than DMP_WRITE_TIMEOUT (%s), or the 503 could not be written", c.RequestTimeout, c.WriteTimeout)
+	}
+	if c.MaxInFlight, err = strconv.Atoi(*maxInFlight); err != nil || c.MaxInFlight < 0 {
+		return c, fmt.Errorf("DMP_MAX_IN_FLIGHT / -max-in-flight: %q is not a number of requests (0: no cap)", *maxInFlight)
+	}
+	switch c.LogFormat {
+	case "", "json", "text":
+	default:
+		return c, fmt.Errorf("DMP_LOG_FORMAT / -log-format: %q is neither json nor text", c.LogFormat)
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(*logLevel)); err != nil {
+		return c, fmt.Errorf("DMP_LOG_LEVEL / -log-level: %q is not one of debug, info, warn, error", *logLevel)
+	}
+	if c.MetricsToken != "" && len(c.MetricsToken) < 16 {
+		return c, errors.New("DMP_METRICS_TOKEN / -metrics-token: must be at least 16 characters")
 	}
 	if c.BaseURL != "" {
 		if u, err := parseAbsoluteURL(c.BaseURL); err != nil {

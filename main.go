@@ -21,6 +21,7 @@ import (
 	"github.com/dmp-fhir/dmp-fhir/api"
 	"github.com/dmp-fhir/dmp-fhir/auth"
 	"github.com/dmp-fhir/dmp-fhir/fhir"
+	"github.com/dmp-fhir/dmp-fhir/internal/metrics"
 	"github.com/dmp-fhir/dmp-fhir/store"
 	"github.com/dmp-fhir/dmp-fhir/store/mongo"
 	"github.com/dmp-fhir/dmp-fhir/store/sqlite"
@@ -97,17 +98,20 @@ func serve(args []string, stderr io.Writer) error {
 		}
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	logHandler := newLogHandler(stderr, c.LogFormat, c.LogLevel)
+	log := slog.New(logHandler)
+	m := metrics.New(version)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
 	started := time.Now()
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	st, err := openStore(openCtx, c)
+	raw, err := openStore(openCtx, c)
 	cancel()
 	if err != nil {
 		return err
 	}
+	st := m.Store(raw) // every storage operation timed for /metrics
 	defer func() {
 		if err := st.Close(); err != nil {
 			log.Error("closing the store", "err", err)
@@ -117,7 +121,7 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	access, closeAccess, err := openAccess(ctx, c, st, log)
+	access, closeAccess, err := openAccess(ctx, c, st, log, m)
 	if err != nil {
 		return err
 	}
@@ -125,6 +129,7 @@ func serve(args []string, stderr io.Writer) error {
 	handler := api.New(api.Config{
 		BaseURL: c.BaseURL, MaxBodyBytes: c.MaxBodyBytes, MaxBundleEntries: c.MaxBundleEntries,
 		CursorKey: []byte(c.CursorKey), Version: version, Logger: log, Auth: access,
+		Metrics: m, MetricsToken: c.MetricsToken, RequestTimeout: c.RequestTimeout, MaxInFlight: c.MaxInFlight,
 	}, st, validator)
 
 	ln, err := net.Listen("tcp", c.Addr)
@@ -133,10 +138,11 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	srv := &http.Server{
 		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      120 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: c.ReadHeaderTimeout,
+		ReadTimeout:       c.ReadTimeout,
+		WriteTimeout:      c.WriteTimeout,
+		IdleTimeout:       c.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(logHandler, slog.LevelWarn),
 	}
 	log.Info("dmp-fhir listening", "addr", ln.Addr().String(), "engine", st.Info().Engine, "version", version, "startup_ms", time.Since(started).Milliseconds())
 
@@ -154,6 +160,24 @@ func serve(args []string, stderr io.Writer) error {
 		log.Error("shutdown", "err", err)
 	}
 	return nil
+}
+
+// newLogHandler is the server's log handler: JSON lines, or text when format
+// says so or, with no format set, when w is a terminal.
+func newLogHandler(w io.Writer, format string, level slog.Level) slog.Handler {
+	if format == "" {
+		format = "json"
+		if f, ok := w.(*os.File); ok {
+			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+				format = "text"
+			}
+		}
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "text" {
+		return slog.NewTextHandler(w, opts)
+	}
+	return slog.NewJSONHandler(w, opts)
 }
 
 // reindex re-extracts the search index values of every current resource,
@@ -189,7 +213,7 @@ func reindex(args []string, stdout, stderr io.Writer) error {
 // openAccess builds the access machinery: the signing key and the token
 // verifier (own tokens, and Pro Santé Connect's when configured), the
 // registered clients, the audit writer and the patients' notifier.
-func openAccess(ctx context.Context, c config, st store.Store, log *slog.Logger) (*api.Auth, func(), error) {
+func openAccess(ctx context.Context, c config, st store.Store, log *slog.Logger, m *metrics.Metrics) (*api.Auth, func(), error) {
 	key, err := auth.LoadOrCreateSigningKey(c.DataDir)
 	if err != nil {
 		return nil, nil, err
@@ -218,7 +242,7 @@ func openAccess(ctx context.Context, c config, st store.Store, log *slog.Logger)
 	}
 	// The audit journal makes an access's record durable with one shared
 	// fsync; AuditEvent resources are written from it in the background.
-	auditor, err := auth.OpenAuditor(st, auth.AuditorOptions{Logger: log, JournalDir: filepath.Join(c.DataDir, "audit")})
+	auditor, err := auth.OpenAuditor(st, auth.AuditorOptions{Logger: log, JournalDir: filepath.Join(c.DataDir, "audit"), OnBatch: m.AuditBatch})
 	if err != nil {
 		outbox.Close()
 		return nil, nil, err

@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -41,12 +43,12 @@ func freeAddr(t *testing.T) string {
 
 // startServer starts the server as a subprocess on dataDir and waits until
 // it answers /fhir/metadata.
-func startServer(t *testing.T, dataDir string) (*exec.Cmd, string, *bytes.Buffer) {
+func startServer(t *testing.T, dataDir string, env ...string) (*exec.Cmd, string, *syncBuffer) {
 	t.Helper()
 	addr := freeAddr(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "DMP_TEST_SERVE=1", "DMP_ADDR="+addr, "DMP_DATA_DIR="+dataDir, "MONGODB_URI=")
-	var logs bytes.Buffer
+	cmd.Env = append(append(os.Environ(), "DMP_TEST_SERVE=1", "DMP_ADDR="+addr, "DMP_DATA_DIR="+dataDir, "MONGODB_URI="), env...)
+	var logs syncBuffer
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -143,7 +145,7 @@ func TestGracefulShutdownOnSIGTERM(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("server did not stop after SIGTERM")
 	}
-	sc := bufio.NewScanner(bytes.NewReader(logs.Bytes()))
+	sc := bufio.NewScanner(strings.NewReader(logs.String()))
 	sawDrain := false
 	for sc.Scan() {
 		sawDrain = sawDrain || strings.Contains(sc.Text(), "draining")
@@ -162,9 +164,20 @@ func TestInvalidConfigurationNamesTheSetting(t *testing.T) {
 		{"DMP_SHUTDOWN_TIMEOUT", "soon", "DMP_SHUTDOWN_TIMEOUT"},
 		{"DMP_MAX_BUNDLE_ENTRIES", "0", "DMP_MAX_BUNDLE_ENTRIES"},
 		{"DMP_CURSOR_KEY", "short", "DMP_CURSOR_KEY"},
+		{"DMP_LOG_FORMAT", "xml", "DMP_LOG_FORMAT"},
+		{"DMP_LOG_LEVEL", "loud", "DMP_LOG_LEVEL"},
+		{"DMP_METRICS_TOKEN", "short", "DMP_METRICS_TOKEN"},
+		{"DMP_READ_HEADER_TIMEOUT", "0", "DMP_READ_HEADER_TIMEOUT"},
+		{"DMP_READ_TIMEOUT", "-1s", "DMP_READ_TIMEOUT"},
+		{"DMP_WRITE_TIMEOUT", "2 minutes", "DMP_WRITE_TIMEOUT"},
+		{"DMP_IDLE_TIMEOUT", "x", "DMP_IDLE_TIMEOUT"},
+		{"DMP_REQUEST_TIMEOUT", "soon", "DMP_REQUEST_TIMEOUT"},
+		{"DMP_REQUEST_TIMEOUT", "10m", "DMP_WRITE_TIMEOUT"}, // longer than the write timeout: the 503 could not be sent
+		{"DMP_MAX_IN_FLIGHT", "-1", "DMP_MAX_IN_FLIGHT"},
+		{"DMP_MAX_IN_FLIGHT", "many", "DMP_MAX_IN_FLIGHT"},
 	}
 	for _, c := range cases {
-		t.Run(c.env, func(t *testing.T) {
+		t.Run(c.env+"="+c.value, func(t *testing.T) {
 			t.Setenv(c.env, c.value)
 			_, err := loadConfig("serve", nil, io.Discard)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
@@ -175,11 +188,116 @@ func TestInvalidConfigurationNamesTheSetting(t *testing.T) {
 }
 
 func TestFlagsWinOverEnvironment(t *testing.T) {
-	t.Setenv("DMP_ADDR", "127.0.0.1:1")
-	c, err := loadConfig("serve", []string{"-addr", "127.0.0.1:2"}, io.Discard)
-	if err != nil || c.Addr != "127.0.0.1:2" {
-		t.Fatalf("addr %q (%v), want the flag's", c.Addr, err)
+	for k, v := range map[string]string{"DMP_ADDR": "127.0.0.1:1", "DMP_REQUEST_TIMEOUT": "5s", "DMP_MAX_IN_FLIGHT": "9", "DMP_LOG_LEVEL": "error", "DMP_METRICS_TOKEN": "from-the-environment-0"} {
+		t.Setenv(k, v)
 	}
+	c, err := loadConfig("serve", []string{"-addr", "127.0.0.1:2", "-request-timeout", "7s", "-max-in-flight", "3", "-log-level", "debug", "-metrics-token", "from-the-command-line"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:2" || c.RequestTimeout != 7*time.Second || c.MaxInFlight != 3 || c.LogLevel != slog.LevelDebug || c.MetricsToken != "from-the-command-line" {
+		t.Fatalf("%+v, want the flags' values", c)
+	}
+	t.Setenv("DMP_REQUEST_TIMEOUT", "0")
+	t.Setenv("DMP_MAX_IN_FLIGHT", "0")
+	if c, err := loadConfig("serve", nil, io.Discard); err != nil || c.RequestTimeout != 0 || c.MaxInFlight != 0 {
+		t.Fatalf("0 turns the deadline and the cap off: %+v %v", c, err)
+	}
+}
+
+// TestLogFormat: JSON unless asked for text (a terminal is detected only
+// on a real one); the level filters.
+func TestLogFormat(t *testing.T) {
+	f, err := os.Create(t.TempDir() + "/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var buf bytes.Buffer
+	for _, c := range []struct {
+		name    string
+		w       io.Writer
+		format  string
+		level   slog.Level
+		want    string
+		debugOK bool
+	}{
+		{"default to a file", f, "", slog.LevelInfo, `{"time":`, false},
+		{"default to a buffer", &buf, "", slog.LevelInfo, `{"time":`, false},
+		{"text", &buf, "text", slog.LevelInfo, `time=`, false},
+		{"json at debug", &buf, "json", slog.LevelDebug, `{"time":`, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			buf.Reset()
+			f.Truncate(0)
+			f.Seek(0, 0)
+			log := slog.New(newLogHandler(c.w, c.format, c.level))
+			log.Debug("d")
+			log.Info("i")
+			out := buf.String()
+			if c.w == f {
+				b, _ := os.ReadFile(f.Name())
+				out = string(b)
+			}
+			debug := strings.Contains(out, `"msg":"d"`) || strings.Contains(out, "msg=d")
+			if !strings.HasPrefix(out, c.want) || debug != c.debugOK {
+				t.Fatalf("format %q level %v wrote %q", c.format, c.level, out)
+			}
+		})
+	}
+}
+
+// TestServeExposesMetricsBehindItsToken starts the real server with
+// DMP_METRICS_TOKEN: /metrics needs it, and shows what main wires (the
+// timed store, the audit journal's group commits) after one create.
+func TestServeExposesMetricsBehindItsToken(t *testing.T) {
+	dir := t.TempDir()
+	const metricsToken = "scrape-me-with-this-0123"
+	_, base, logs := startServer(t, dir, "DMP_METRICS_TOKEN="+metricsToken, "DMP_LOG_FORMAT=json")
+	token := practitionerToken(t, dir)
+	if res, b := do(t, "POST", base+"/Observation", token, `{"resourceType":"Observation","status":"final","code":{"text":"x"}}`); res.StatusCode != 201 || res.Header.Get("X-Request-Id") == "" {
+		t.Fatalf("create: %d %s", res.StatusCode, b)
+	}
+	root := strings.TrimSuffix(base, "/fhir")
+	if res, _ := do(t, "GET", root+"/metrics", "", ""); res.StatusCode != 401 {
+		t.Fatalf("/metrics without its token: %d", res.StatusCode)
+	}
+	res, b := do(t, "GET", root+"/metrics", metricsToken, "")
+	if res.StatusCode != 200 {
+		t.Fatalf("/metrics: %d %s", res.StatusCode, b)
+	}
+	for _, want := range []string{
+		`dmp_http_requests_total{method="POST",route="/fhir/:type",status="201"} 1`,
+		`dmp_store_operation_duration_seconds_count{engine="sqlite",operation="create",outcome="ok"}`,
+		`dmp_audit_batch_size_count`,
+		`dmp_audit_queue_depth`,
+		`dmp_build_info{version="dev"} 1`,
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if !strings.Contains(logs.String(), `"msg":"request"`) {
+		t.Errorf("no JSON request line in the log:\n%s", logs.String())
+	}
+}
+
+// syncBuffer is a log sink safe for the process's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // TestImportLoadsSyntheaAndIsIdempotent imports the Synthea transaction

@@ -190,7 +190,9 @@ func (s *Server) audited(c *gin.Context, a *access, refusal ...func()) {
 	}
 	c.Writer = orig
 	status := bw.Status()
-	if err := s.recordAll(c, append(a.deferred, s.auditEvent(c, a, status))); err != nil {
+	actx, cancel := auditContext(c)
+	defer cancel()
+	if err := s.recordAll(actx, append(a.deferred, s.auditEvent(c, a, status))); err != nil {
 		s.log.Error("audit failed: answer withheld", "route", c.FullPath(), "err", err)
 		for k := range orig.Header() {
 			orig.Header().Del(k)
@@ -325,6 +327,7 @@ func (s *Server) verdict(ctx context.Context, a *access, patient string) (auth.V
 	}
 	v := auth.Decide(auth.Request{Caller: a.caller, Mode: a.mode, Reason: a.reason, Now: time.Now()}, policy, active)
 	a.verdict[patient] = v
+	s.metrics.Consent(v.Allow, v.Rule)
 	if v.Allow && a.caller.Kind == auth.KindPractitioner {
 		s.notifyAccess(ctx, a, patient, v)
 	}

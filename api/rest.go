@@ -7,8 +7,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"github.com/dmp-fhir/dmp-fhir/auth"
+	"io"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -34,8 +36,8 @@ func (s *Server) routes() *gin.Engine {
 	e.RemoveExtraSlash = false
 	e.ContextWithFallback = true // c carries the request's context (deadline, cancellation) to the store
 	e.Use(s.requestLog)
-	e.Use(gin.CustomRecovery(func(c *gin.Context, rec any) {
-		s.log.Error("panic", "method", c.Request.Method, "route", c.FullPath(), "panic", rec)
+	e.Use(gin.CustomRecoveryWithWriter(io.Discard, func(c *gin.Context, rec any) { // gin's own report would dump the headers
+		s.log.Error("panic", "method", c.Request.Method, "route", c.FullPath(), "panic", rec, "stack", string(debug.Stack()))
 		s.abortOutcome(c, http.StatusInternalServerError, "exception", "", "internal error")
 	}))
 	e.NoRoute(func(c *gin.Context) {
@@ -45,7 +47,7 @@ func (s *Server) routes() *gin.Engine {
 		s.writeOutcome(c, http.StatusMethodNotAllowed, fhir.Issue{Code: "not-supported", Diagnostics: "method " + c.Request.Method + " is not allowed on " + c.Request.URL.Path})
 	})
 
-	g := e.Group("/fhir", s.negotiate)
+	g := e.Group("/fhir", s.negotiate, s.limit)
 	g.GET("/metadata", s.capabilities)
 	g.POST("/Patient/$dmp-request-code", s.anonymous, s.dmpRequestCode)
 	g.POST("/Patient/$dmp-create", s.optionalAuthenticate, s.dmpCreate)
@@ -69,8 +71,7 @@ func (s *Server) routes() *gin.Engine {
 	t.GET("/:id/_history/:vid", s.vread)
 	t.POST("/:id/:operation", s.instanceOperation)
 
-	e.GET("/healthz", s.healthz)
-	e.GET("/readyz", s.readyz)
+	s.opsRoutes(e)
 	e.GET("/.well-known/smart-configuration", s.smartConfiguration)
 	e.POST("/auth/token", s.token)
 	e.GET("/auth/jwks", s.jwks)

@@ -11,11 +11,13 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/dmp-fhir/dmp-fhir/auth"
 	"github.com/dmp-fhir/dmp-fhir/fhir"
+	"github.com/dmp-fhir/dmp-fhir/internal/metrics"
 	"github.com/dmp-fhir/dmp-fhir/store"
 )
 
@@ -43,6 +45,18 @@ type Config struct {
 	// Auth identifies callers and decides what they see; nil refuses every
 	// request that needs a caller (fail closed).
 	Auth *Auth
+
+	// Metrics receives the server's measures (GET /metrics serves it);
+	// nil: a registry of the server's own.
+	Metrics *metrics.Metrics
+	// MetricsToken, when set, is the bearer token GET /metrics needs.
+	MetricsToken string
+	// RequestTimeout is the deadline of each FHIR request, passed down to
+	// the store in the request's context: 503 once it has passed. 0: none.
+	RequestTimeout time.Duration
+	// MaxInFlight caps the FHIR requests served at once: beyond it, 503 and
+	// Retry-After at once. 0: no cap.
+	MaxInFlight int
 }
 
 // Server serves the FHIR REST API.
@@ -56,6 +70,13 @@ type Server struct {
 	auth      *Auth
 	// seenAccess remembers patient|idNatPs pairs already notified of.
 	seenAccess sync.Map
+
+	metrics *metrics.Metrics
+	// slots holds a token per FHIR request in service (MaxInFlight).
+	slots chan struct{}
+	// admitted, set by tests only, runs when a FHIR request has its slot
+	// and deadline, before anything else is done for it.
+	admitted func(context.Context)
 }
 
 // DefaultMaxBodyBytes is the default request body limit: 10 MiB.
@@ -72,9 +93,21 @@ func New(cfg Config, st store.Store, v Validator) *Server {
 		cfg.Logger = slog.Default()
 	}
 	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
-	s := &Server{cfg: cfg, store: st, validator: v, log: cfg.Logger, cursorKey: cfg.CursorKey, auth: cfg.Auth}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.New(cfg.Version)
+	}
+	s := &Server{cfg: cfg, store: st, validator: v, log: cfg.Logger, cursorKey: cfg.CursorKey, auth: cfg.Auth, metrics: cfg.Metrics}
+	if v != nil {
+		s.validator = countingValidator{next: v, metrics: s.metrics}
+	}
+	if cfg.MaxInFlight > 0 {
+		s.slots = make(chan struct{}, cfg.MaxInFlight)
+	}
 	if s.auth == nil {
 		s.auth = &Auth{}
+	}
+	if s.auth.Auditor != nil {
+		s.metrics.WatchAudit(s.auth.Auditor.Stats)
 	}
 	if s.auth.Habilitations == nil {
 		s.auth.Habilitations = auth.DefaultHabilitations()
@@ -133,7 +166,7 @@ func (s *Server) classify(c *gin.Context, err error) (int, []fhir.Issue) {
 		return one(http.StatusBadRequest, "invalid", "the paging cursor is not valid; start the search again")
 	case errors.Is(err, store.ErrNoTransactions):
 		return one(http.StatusUnprocessableEntity, "not-supported", "this server's database cannot run atomic transactions")
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(c.Request.Context().Err(), context.DeadlineExceeded):
 		return one(http.StatusServiceUnavailable, "timeout", "the request took too long")
 	case errors.Is(err, context.Canceled):
 		return one(499, "timeout", "the request was cancelled")

@@ -119,6 +119,10 @@ type AuditorOptions struct {
 	// Logger receives batch failures; slog.Default() when nil. It never
 	// receives event contents.
 	Logger *slog.Logger
+	// OnBatch, when set, is told the size of each group commit once it is
+	// durable (a journal write and its fsync, or a store transaction), for
+	// metrics. It runs on the writer goroutine: it must not block.
+	OnBatch func(events int)
 
 	testSync func(*os.File) error // the journal's fsync, for the tests
 }
@@ -442,6 +446,9 @@ func (a *Auditor) write(batch []*auditPending) {
 		cancel()
 		if err == nil {
 			a.events.Add(int64(len(batch)))
+			if a.opts.OnBatch != nil {
+				a.opts.OnBatch(len(batch))
+			}
 			for _, p := range batch {
 				p.done <- nil
 			}

@@ -370,6 +370,9 @@ func (j *journal) run() {
 			if int64(n) > j.maxBatch.Load() {
 				j.maxBatch.Store(int64(n))
 			}
+			if j.opts.OnBatch != nil {
+				j.opts.OnBatch(n)
+			}
 			journalSignal(j.mwake)
 		} else {
 			j.failed.Add(int64(n))

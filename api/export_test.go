@@ -1,0 +1,7 @@
+package api
+
+import "context"
+
+// SetAdmittedHook makes every FHIR request, once it has its slot and its
+// deadline, run f first: the tests hold requests open with it.
+func (s *Server) SetAdmittedHook(f func(ctx context.Context)) { s.admitted = f }
