@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -55,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return reindex(args, stdout, stderr)
 	case "import":
 		return importCmd(args, stdout, stderr)
+	case "healthcheck":
+		return healthcheck(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "dmp-fhir", version)
 		return nil
@@ -77,6 +80,7 @@ commands:
   outbox    list the notifications sent to patients: outbox [--to PATIENT]
   import    load transaction/batch Bundles (.json) and NDJSON files: import PATH...
   reindex   extract the search values of every stored resource again
+  healthcheck  exit 0 if the server at DMP_ADDR is ready (GET /readyz): a container's HEALTHCHECK
   version   print the version
   help      this text
 
@@ -159,6 +163,41 @@ func serve(args []string, stderr io.Writer) error {
 	if err := srv.Shutdown(drain); err != nil {
 		log.Error("shutdown", "err", err)
 	}
+	return nil
+}
+
+// healthcheck asks the server at -addr whether it is ready (GET /readyz)
+// and exits non-zero when not: the HEALTHCHECK of an image that has no
+// shell nor curl. A wildcard listen address is probed on the loopback.
+func healthcheck(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", tokenEnv("DMP_ADDR", "127.0.0.1:8080"), "address the server listens on (DMP_ADDR)")
+	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for the answer")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	host, port, err := net.SplitHostPort(*addr)
+	if err != nil {
+		return fmt.Errorf("DMP_ADDR / -addr: %v", err)
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	client := &http.Client{Timeout: *timeout}
+	res, err := client.Get("http://" + net.JoinHostPort(host, port) + "/readyz")
+	if err != nil {
+		return fmt.Errorf("healthcheck: %v", err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: not ready: %d %s", res.StatusCode, bytes.TrimSpace(body))
+	}
+	fmt.Fprintf(stdout, "ready: %s\n", bytes.TrimSpace(body))
 	return nil
 }
 

@@ -325,3 +325,28 @@ func TestImportLoadsSyntheaAndIsIdempotent(t *testing.T) {
 		t.Fatalf("second import changed something: %s", second)
 	}
 }
+
+// TestHealthcheckProbesReadyz: the image's HEALTHCHECK succeeds against a
+// ready server (a wildcard listen address is probed on the loopback) and
+// fails where nothing listens.
+func TestHealthcheckProbesReadyz(t *testing.T) {
+	_, base, _ := startServer(t, t.TempDir())
+	addr := strings.TrimSuffix(strings.TrimPrefix(base, "http://"), "/fhir")
+	_, port, _ := net.SplitHostPort(addr)
+	for _, c := range []struct {
+		addr string
+		ok   bool
+	}{
+		{addr, true},
+		{"0.0.0.0:" + port, true},
+		{":" + port, true},
+		{freeAddr(t), false},
+		{"no-port", false},
+	} {
+		var out bytes.Buffer
+		err := run([]string{"healthcheck", "-addr", c.addr, "-timeout", "5s"}, &out, io.Discard)
+		if (err == nil) != c.ok {
+			t.Errorf("healthcheck -addr %s: %v (%s)", c.addr, err, out.String())
+		}
+	}
+}
