@@ -63,8 +63,11 @@ func (s *Server) requestLog(c *gin.Context) {
 		if a.refused != "" {
 			attrs = append(attrs, slog.String("refused", a.refused))
 		}
-	} else if a != nil && a.refused != "" {
-		attrs = append(attrs, slog.String("caller_kind", "anonymous"), slog.String("refused", a.refused))
+	} else if a != nil {
+		attrs = append(attrs, slog.String("caller_kind", "anonymous"))
+		if a.refused != "" {
+			attrs = append(attrs, slog.String("refused", a.refused))
+		}
 	}
 	if nested {
 		s.log.LogAttrs(c, slog.LevelDebug, "bundle entry", attrs...)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -34,26 +35,31 @@ func (b *syncBuffer) String() string {
 
 // TestLogsCarryNoPatientDataNorSecrets runs a whole DMP scenario over HTTP
 // with the server logging at debug level: a system client gets a token
-// with its secret (and a wrong one), registers a patient with an INS-NIR
-// and names, the patient authorizes a médecin, who writes and reads
-// clinical resources, searches by INS and by name, breaks the glass with a
+// with its secret (and a wrong one); a patient creates their DMP online
+// with a one-time code (a wrong one first), another DMP is created at a
+// desk; the patient signs in with their password (a wrong one first),
+// changes it, authorizes a médecin, who writes and reads clinical
+// resources, searches by INS and by name, breaks the glass with a
 // free-text reason; refused and forged tokens, bad bodies and a batch. Not
-// one log line may hold the NIR, a name, a token, the client secret, the
-// reason or the patient's id; every line is JSON with a request id.
+// one log line may hold a NIR, a name, an address, a token, a secret, a
+// password, a code, the reason or a patient's id; every line is JSON, and
+// request lines carry their fields.
 func TestLogsCarryNoPatientDataNorSecrets(t *testing.T) {
 	const (
-		nir    = "283052A123456"
-		insNIR = "urn:oid:1.2.250.1.213.1.4.8"
-		family = "Dupré-Lefèvre"
-		given  = "Éloïse"
-		reason = "Madame Dupré-Lefèvre inconsciente"
+		family  = "Dupré-Lefèvre"
+		given   = "Éloïse"
+		email   = "eloise.dupre@example.org"
+		phone   = "+33 6 98 76 54 32"
+		reason  = "Madame Dupré-Lefèvre inconsciente"
+		newPass = "Un-nouveau-mot-2-passe-secret"
 	)
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
 			var logs syncBuffer
+			log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			st := e.open(t)
 			key := signingKey(t)
-			v, _ := auth.NewVerifier(auth.VerifierConfig{Key: key})
+			v, _ := auth.NewVerifier(auth.VerifierConfig{Key: key, Logger: log})
 			dir := t.TempDir()
 			clientID, secret, err := auth.AddClient(dir, "SIH Démo", "750712184", "system/*.cruds")
 			if err != nil {
@@ -63,10 +69,15 @@ func TestLogsCarryNoPatientDataNorSecrets(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			auditor := auth.NewAuditor(st, auth.AuditorOptions{JournalDir: t.TempDir(), Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+			outbox, err := auth.NewOutbox(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { outbox.Close() })
+			auditor := auth.NewAuditor(st, auth.AuditorOptions{JournalDir: t.TempDir(), Logger: log})
+			s := newServerOn(t, st, api.Config{Logger: log, Auth: &api.Auth{Verifier: v, Key: key, Auditor: auditor, Notifier: outbox, Clients: clients}})
 			t.Cleanup(func() { auditor.Close() })
-			log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-			s := newServerOn(t, st, api.Config{Logger: log, Auth: &api.Auth{Verifier: v, Key: key, Auditor: auditor, Clients: clients}})
+			s.outbox, s.auditor = outbox, auditor
 			root := strings.TrimSuffix(s.url, "/fhir")
 			expect := func(what string, r response, want int) response {
 				t.Helper()
@@ -75,10 +86,8 @@ func TestLogsCarryNoPatientDataNorSecrets(t *testing.T) {
 				}
 				return r
 			}
-
-			// A hospital system gets a token with its secret; a wrong secret fails.
-			form := func(secret string) int {
-				res, err := http.PostForm(root+"/auth/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {clientID}, "client_secret": {secret}})
+			tokenGrant := func(form url.Values) (int, string) {
+				res, err := http.PostForm(root+"/auth/token", form)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -87,23 +96,55 @@ func TestLogsCarryNoPatientDataNorSecrets(t *testing.T) {
 					AccessToken string `json:"access_token"`
 				}
 				json.NewDecoder(res.Body).Decode(&tok)
-				if tok.AccessToken != "" {
-					s.token = tok.AccessToken
-				}
-				return res.StatusCode
+				return res.StatusCode, tok.AccessToken
 			}
-			if status := form(secret + "x"); status != 401 {
+
+			// A hospital system gets a token with its secret; a wrong secret fails.
+			if status, _ := tokenGrant(url.Values{"grant_type": {"client_credentials"}, "client_id": {clientID}, "client_secret": {secret + "x"}}); status != 401 {
 				t.Fatalf("wrong client secret: %d", status)
 			}
-			if status := form(secret); status != 200 {
+			status, system := tokenGrant(url.Values{"grant_type": {"client_credentials"}, "client_id": {clientID}, "client_secret": {secret}})
+			if status != 200 || system == "" {
 				t.Fatalf("client_credentials: %d", status)
 			}
-			system := s.token
 
-			// It registers the patient, with an INS-NIR and names.
-			patientBody := `{"resourceType":"Patient","identifier":[{"use":"official","system":"` + insNIR + `","value":"` + nir + `"}],"name":[{"use":"official","family":"` + family + `","given":["` + given + `"]}],"gender":"female","birthDate":"1983-05-02"}`
-			patient := expect("register the patient", s.do("POST", "/Patient", []byte(patientBody), "Authorization", "Bearer "+system), 201).json(t)["id"].(string)
-			patTok := s.patient(patient)
+			// The patient creates their DMP online with a one-time code.
+			expect("request a code", s.do("POST", "/Patient/$dmp-request-code", params("system", testINS, "nir", nirA, "birthDate", "1983-05-12", "email", email), anonymous...), 202)
+			code := s.codeSentTo(t, email)
+			wrong := "000000"
+			if code == wrong {
+				wrong = "111111"
+			}
+			creation := func(code string) []byte {
+				return params("system", testINS, "nir", nirA, "code", code, "family", family, "given", given,
+					"birthDate", "1983-05-12", "gender", "female", "email", email, "phone", phone)
+			}
+			expect("wrong code", s.do("POST", "/Patient/$dmp-create", creation(wrong), anonymous...), 422)
+			var patient, login, password string
+			for _, p := range expect("online creation", s.do("POST", "/Patient/$dmp-create", creation(code), anonymous...), 201).json(t)["parameter"].([]any) {
+				p := p.(map[string]any)
+				switch p["name"] {
+				case "patient":
+					patient = p["resource"].(map[string]any)["id"].(string)
+				case "dmpIdentifier":
+					login = p["valueString"].(string)
+				case "password":
+					password = p["valueString"].(string)
+				}
+			}
+			// Another one at a desk, by the hospital system.
+			other, otherLogin, otherPassword := s.createDMP(t, system, nirB, family, "email", email)
+
+			// The patient signs in (a wrong password first), changes the
+			// password, authorizes a médecin.
+			if status, _ := tokenGrant(url.Values{"grant_type": {"password"}, "username": {login}, "password": {password + "x"}}); status != 400 {
+				t.Fatalf("wrong password: %d", status)
+			}
+			status, patTok := tokenGrant(url.Values{"grant_type": {"password"}, "username": {login}, "password": {password}})
+			if status != 200 || patTok == "" {
+				t.Fatalf("sign-in: %d", status)
+			}
+			expect("change password", s.do("POST", "/Patient/"+patient+"/$change-password", params("currentPassword", password, "newPassword", newPass), "Authorization", "Bearer "+patTok), 200)
 			doc := s.practitioner(psAuthorized, false)
 			expect("authorize", s.do("POST", "/Patient/"+patient+"/$authorize", params("practitioner", psAuthorized), "Authorization", "Bearer "+patTok), 200)
 
@@ -113,39 +154,44 @@ func TestLogsCarryNoPatientDataNorSecrets(t *testing.T) {
 			expect("Condition", s.do("POST", "/Condition", []byte(`{"resourceType":"Condition",`+subject+`,"code":{"text":"asthme de `+given+`"}}`), "Authorization", "Bearer "+doc), 201)
 			expect("read", s.do("GET", "/Observation/"+obs, nil, "Authorization", "Bearer "+doc), 200)
 			expect("read the patient", s.do("GET", "/Patient/"+patient, nil, "Authorization", "Bearer "+doc), 200)
-			expect("search by INS", s.do("GET", "/Patient?identifier="+url.QueryEscape(insNIR+"|"+nir), nil, "Authorization", "Bearer "+doc), 200)
+			expect("search by INS", s.do("GET", "/Patient?identifier="+url.QueryEscape(testINS+"|"+nirA), nil, "Authorization", "Bearer "+doc), 200)
 			expect("search by name", s.do("GET", "/Patient?family="+url.QueryEscape(family)+"&given="+url.QueryEscape(given), nil, "Authorization", "Bearer "+doc), 200)
-			expect("search by INS (POST)", s.do("POST", "/Patient/_search", []byte("identifier="+url.QueryEscape(insNIR+"|"+nir)), "Authorization", "Bearer "+doc, "Content-Type", "application/x-www-form-urlencoded"), 200)
-			expect("chained search", s.do("GET", "/Observation?subject:Patient.identifier="+url.QueryEscape(insNIR+"|"+nir), nil, "Authorization", "Bearer "+doc), 200)
+			expect("search by INS (POST)", s.do("POST", "/Patient/_search", []byte("identifier="+url.QueryEscape(testINS+"|"+nirA)), "Authorization", "Bearer "+doc, "Content-Type", "application/x-www-form-urlencoded"), 200)
+			expect("chained search", s.do("GET", "/Observation?subject:Patient.identifier="+url.QueryEscape(testINS+"|"+nirA), nil, "Authorization", "Bearer "+doc), 200)
 			expect("the patient's own record", s.do("GET", "/Patient/"+patient+"/Observation", nil, "Authorization", "Bearer "+patTok), 200)
 			expect("bris de glace", s.do("GET", "/Observation?patient="+patient, nil, "Authorization", "Bearer "+s.practitioner(psStranger, false), "X-Access-Mode", "bris_de_glace", "X-Access-Reason", reason), 200)
 
 			// Refusals and mistakes.
 			forged := doc[:len(doc)-4] + "AAAA"
 			expect("no consent", s.do("GET", "/Patient/"+patient, nil, "Authorization", "Bearer "+s.practitioner(psStranger, false)), 403)
-			expect("not a token", s.do("GET", "/Patient?identifier="+nir, nil, "Authorization", "Bearer not-a-token-"+nir), 401)
+			expect("not a token", s.do("GET", "/Patient?identifier="+nirA, nil, "Authorization", "Bearer not-a-token-"+nirA), 401)
 			expect("forged token", s.do("GET", "/Patient/"+patient, nil, "Authorization", "Bearer "+forged), 401)
-			expect("bad body", s.do("POST", "/Patient", []byte(strings.Replace(patientBody, `"1983-05-02"`, `"le 2 mai 1983"`, 1)), "Authorization", "Bearer "+doc), 400)
-			expect("broken JSON", s.do("POST", "/Patient", []byte(`{"resourceType":"Patient","name":[{"family":"`+family+`"}]`), "Authorization", "Bearer "+doc), 400)
-			expect("wrong type", s.do("PUT", "/Patient/"+patient, []byte(`{"resourceType":"Observation","id":"`+patient+`","status":"final","code":{"text":"`+nir+`"}}`), "Authorization", "Bearer "+doc), 400)
-			expect("unknown id", s.do("GET", "/Patient/"+nir, nil, "Authorization", "Bearer "+doc), 404)
+			patientBody := `{"resourceType":"Patient","identifier":[{"system":"` + testINS + `","value":"` + nirB + `"}],"name":[{"family":"` + family + `","given":["` + given + `"]}],"birthDate":"le 2 mai 1983"}`
+			expect("bad body", s.do("POST", "/Observation", []byte(`{"resourceType":"Observation","status":"final","code":{"text":"`+nirA+`"},`+subject+`,"effectiveDateTime":"le 2 mai"}`), "Authorization", "Bearer "+doc), 400)
+			expect("broken JSON", s.do("POST", "/Observation", []byte(`{"resourceType":"Observation","note":[{"text":"`+given+`"}]`), "Authorization", "Bearer "+doc), 400)
+			expect("wrong type", s.do("PUT", "/Observation/"+obs, []byte(patientBody), "Authorization", "Bearer "+doc), 400)
+			expect("unknown id", s.do("GET", "/Patient/"+nirA, nil, "Authorization", "Bearer "+doc), 404)
 
 			// A batch, with the request id the client chose.
 			batch := `{"resourceType":"Bundle","type":"batch","entry":[
 			 {"resource":{"resourceType":"AllergyIntolerance","patient":{"reference":"Patient/` + patient + `"},"code":{"text":"pénicilline"}},"request":{"method":"POST","url":"AllergyIntolerance"}},
-			 {"request":{"method":"GET","url":"Patient?identifier=` + url.QueryEscape(insNIR+"|"+nir) + `"}},
+			 {"request":{"method":"GET","url":"Patient?identifier=` + url.QueryEscape(testINS+"|"+nirA) + `"}},
 			 {"request":{"method":"GET","url":"Patient/` + patient + `"}},
-			 {"request":{"method":"GET","url":"Patient/` + nir + `"}}]}`
+			 {"request":{"method":"GET","url":"Patient/` + nirA + `"}}]}`
 			expect("batch", s.do("POST", "", []byte(batch), "Authorization", "Bearer "+doc, "X-Request-Id", "batch-0001"), 200)
 			auditor.Close() // its last lines are in the log too
 
 			out := logs.String()
-			secrets := []string{nir, family, given, url.QueryEscape(family), url.QueryEscape(given), url.PathEscape(family), reason,
-				doc, patTok, system, forged, secret, "not-a-token", patient, "pénicilline", "asthme"}
+			secrets := []string{nirA, nirA[:13], nirB, nirB[:13], family, given, "Hélène", url.QueryEscape(family), url.QueryEscape(given),
+				url.PathEscape(family), email, phone, reason, doc, patTok, system, forged, secret, login, password, newPass,
+				otherLogin, otherPassword, "not-a-token", patient, other, "pénicilline", "asthme"}
 			for _, secret := range secrets {
 				if strings.Contains(out, secret) {
 					t.Errorf("the log holds %q", secret)
 				}
+			}
+			if regexp.MustCompile(`\b` + code + `\b`).MatchString(out) {
+				t.Errorf("the log holds the one-time code %s", code)
 			}
 			requests, entries := 0, 0
 			for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
@@ -166,11 +212,18 @@ func TestLogsCarryNoPatientDataNorSecrets(t *testing.T) {
 					}
 				}
 			}
-			if requests < 20 || entries != 4 {
+			if requests < 25 || entries != 4 {
 				t.Errorf("%d request lines, %d bundle entry lines:\n%s", requests, entries, out)
 			}
-			if !strings.Contains(out, `"caller_kind":"practitioner","caller_id":"`+psAuthorized+`"`) || !strings.Contains(out, `"caller_kind":"system","caller_id":"`+clientID+`"`) {
-				t.Errorf("request lines do not name the callers:\n%s", out)
+			for _, want := range []string{
+				`"caller_kind":"practitioner","caller_id":"` + psAuthorized + `"`,
+				`"caller_kind":"system","caller_id":"` + clientID + `"`,
+				`"caller_kind":"patient","caller_id":"patient"`,
+				`"access_mode":"bris_de_glace"`,
+			} {
+				if !strings.Contains(out, want) {
+					t.Errorf("no request line with %s:\n%s", want, out)
+				}
 			}
 		})
 	}
