@@ -65,7 +65,9 @@ func loadConfig(name string, args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.MongoDatabase, "mongodb-database", env("DMP_MONGODB_DATABASE", "dmp"), "MongoDB database name (DMP_MONGODB_DATABASE)")
 	maxBody := fs.String("max-body", env("DMP_MAX_BODY_BYTES", strconv.Itoa(api.DefaultMaxBodyBytes)), "largest request body in bytes (DMP_MAX_BODY_BYTES)")
 	maxEntries := fs.String("max-bundle-entries", env("DMP_MAX_BUNDLE_ENTRIES", strconv.Itoa(api.DefaultMaxBundleEntries)), "most entries in a batch or transaction Bundle (DMP_MAX_BUNDLE_ENTRIES)")
-	fs.StringVar(&c.CursorKey, "cursor-key", env("DMP_CURSOR_KEY", ""), "secret of at least 32 characters that signs paging cursors; empty: random per start (DMP_CURSOR_KEY)")
+	// Secrets are read from the environment after parsing, so that -h never
+	// prints them as a flag's default.
+	fs.StringVar(&c.CursorKey, "cursor-key", "", "secret of at least 32 characters that signs paging cursors; empty: random per start (DMP_CURSOR_KEY)")
 	fs.StringVar(&c.AuthIssuer, "auth-issuer", env("DMP_AUTH_ISSUER", auth.DefaultIssuer), "iss of the tokens this server issues (DMP_AUTH_ISSUER)")
 	fs.StringVar(&c.AuthAudience, "auth-audience", env("DMP_AUTH_AUDIENCE", auth.DefaultAudience), "aud every token must carry (DMP_AUTH_AUDIENCE)")
 	fs.StringVar(&c.PSCIssuer, "psc-issuer", env("DMP_PSC_ISSUER", ""), "iss of Pro Santé Connect tokens to accept; empty: none (DMP_PSC_ISSUER)")
@@ -75,7 +77,7 @@ func loadConfig(name string, args []string, stderr io.Writer) (config, error) {
 	shutdown := fs.String("shutdown-timeout", env("DMP_SHUTDOWN_TIMEOUT", "30s"), "how long in-flight requests may drain at shutdown (DMP_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&c.LogFormat, "log-format", env("DMP_LOG_FORMAT", ""), "log format: json or text; empty: json, text when stderr is a terminal (DMP_LOG_FORMAT)")
 	logLevel := fs.String("log-level", env("DMP_LOG_LEVEL", "info"), "least level logged: debug, info, warn or error (DMP_LOG_LEVEL)")
-	fs.StringVar(&c.MetricsToken, "metrics-token", env("DMP_METRICS_TOKEN", ""), "bearer token GET /metrics needs, at least 16 characters; empty: none (DMP_METRICS_TOKEN; prefer the variable: flags show in ps)")
+	fs.StringVar(&c.MetricsToken, "metrics-token", "", "bearer token GET /metrics needs, at least 16 characters; empty: none (DMP_METRICS_TOKEN; prefer the variable: flags show in ps)")
 	durations := []struct {
 		dst       *time.Duration
 		raw       *string
@@ -94,6 +96,14 @@ func loadConfig(name string, args []string, stderr io.Writer) (config, error) {
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["cursor-key"] {
+		c.CursorKey = env("DMP_CURSOR_KEY", "")
+	}
+	if !set["metrics-token"] {
+		c.MetricsToken = env("DMP_METRICS_TOKEN", "")
 	}
 	n, err := strconv.ParseInt(*maxBody, 10, 64)
 	if err != nil || n <= 0 {

@@ -205,6 +205,24 @@ func TestFlagsWinOverEnvironment(t *testing.T) {
 	}
 }
 
+// TestHelpShowsNoSecret: -h prints each setting's default, taken from the
+// environment; the secrets' values must not be among them.
+func TestHelpShowsNoSecret(t *testing.T) {
+	t.Setenv("DMP_CURSOR_KEY", "cursor-key-from-the-environment-0123456789")
+	t.Setenv("DMP_METRICS_TOKEN", "metrics-token-from-the-environment")
+	var help bytes.Buffer
+	if _, err := loadConfig("serve", []string{"-h"}, &help); err == nil || !strings.Contains(help.String(), "-metrics-token") {
+		t.Fatalf("-h: %v\n%s", err, help.String())
+	}
+	if strings.Contains(help.String(), "from-the-environment") {
+		t.Fatalf("-h shows a secret:\n%s", help.String())
+	}
+	c, err := loadConfig("serve", nil, io.Discard)
+	if err != nil || c.CursorKey != "cursor-key-from-the-environment-0123456789" || c.MetricsToken != "metrics-token-from-the-environment" {
+		t.Fatalf("secrets not read from the environment: %v", err)
+	}
+}
+
 // TestLogFormat: JSON unless asked for text (a terminal is detected only
 // on a real one); the level filters.
 func TestLogFormat(t *testing.T) {
