@@ -96,7 +96,7 @@ func New(cfg Config, st store.Store, v Validator) *Server {
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.New(cfg.Version)
 	}
-	s := &Server{cfg: cfg, store: st, validator: v, log: cfg.Logger, cursorKey: cfg.CursorKey, auth: cfg.Auth, metrics: cfg.Metrics}
+	s := &Server{cfg: cfg, store: requestStore{st}, validator: v, log: cfg.Logger, cursorKey: cfg.CursorKey, auth: cfg.Auth, metrics: cfg.Metrics}
 	if v != nil {
 		s.validator = countingValidator{next: v, metrics: s.metrics}
 	}
