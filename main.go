@@ -123,7 +123,7 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	defer closeAccess()
 	handler := api.New(api.Config{
-		BaseURL: c.BaseURL, MaxBodyBytes: c.MaxBodyBytes, MaxBundleEntries: c.MaxBundleEntries,
+		BaseURL: c.BaseURL, MaxBodyBytes: c.MaxBodyBytes, MaxBundleEntries: c.MaxBundleEntries, InlineMaxBytes: c.InlineMaxBytes,
 		CursorKey: []byte(c.CursorKey), Version: version, Logger: log, Auth: access,
 	}, st, validator)
 

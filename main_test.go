@@ -162,6 +162,7 @@ func TestInvalidConfigurationNamesTheSetting(t *testing.T) {
 		{"DMP_SHUTDOWN_TIMEOUT", "soon", "DMP_SHUTDOWN_TIMEOUT"},
 		{"DMP_MAX_BUNDLE_ENTRIES", "0", "DMP_MAX_BUNDLE_ENTRIES"},
 		{"DMP_CURSOR_KEY", "short", "DMP_CURSOR_KEY"},
+		{"DMP_INLINE_MAX_BYTES", "-1", "DMP_INLINE_MAX_BYTES"},
 	}
 	for _, c := range cases {
 		t.Run(c.env, func(t *testing.T) {
@@ -205,5 +206,20 @@ func TestImportLoadsSyntheaAndIsIdempotent(t *testing.T) {
 	second := run()
 	if !strings.Contains(second, " 0 created, 0 updated,") || !strings.Contains(second, " 0 failed") {
 		t.Fatalf("second import changed something: %s", second)
+	}
+}
+
+// TestInlineMaxBytesSetting: the flag wins over the environment, and 0
+// sends every content to blob storage (-1 for the API).
+func TestInlineMaxBytesSetting(t *testing.T) {
+	t.Setenv("DMP_INLINE_MAX_BYTES", "100")
+	for _, c := range []struct {
+		args []string
+		want int64
+	}{{nil, 100}, {[]string{"-inline-max-bytes", "200"}, 200}, {[]string{"-inline-max-bytes", "0"}, -1}} {
+		got, err := loadConfig("serve", c.args, io.Discard)
+		if err != nil || got.InlineMaxBytes != c.want {
+			t.Errorf("%v: %d (%v), want %d", c.args, got.InlineMaxBytes, err, c.want)
+		}
 	}
 }
