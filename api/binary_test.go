@@ -363,3 +363,50 @@ func TestTransactionWithALargeAttachmentIsAllOrNothing(t *testing.T) {
 		t.Fatalf("a batch read of a Binary: %.300s", r.body)
 	}
 }
+
+// TestBinaryReadsFollowTheDocumentsConsentAndAreAudited: the raw and the
+// JSON forms of a document's Binary are given to whom may read the
+// document only, and every read of it, allowed or refused, is in the
+// patient's access trail.
+func TestBinaryReadsFollowTheDocumentsConsentAndAreAudited(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			s := newConsentServer(t, e)
+			rec := s.seedRecord(t)
+			feeder := "Bearer " + s.practitioner(psAuthorized, false)
+			pdf := content(api.DefaultInlineMaxBytes+1, 8)
+			doc := strings.Replace(string(docWith(pdf, "")), "Patient/p1", "Patient/"+rec.patient, 1)
+			r := s.do("POST", "/DocumentReference", []byte(doc), "Authorization", feeder)
+			if r.status != 201 {
+				t.Fatalf("create: %d %s", r.status, r.body)
+			}
+			bin := firstAttachment(t, r.body).URL
+			if !strings.HasPrefix(bin, "Binary/") {
+				t.Fatalf("content over the default limit stayed inline: %s", bin)
+			}
+			for _, c := range []struct {
+				who, token string
+				want       int
+			}{
+				{"authorized", feeder, 200},
+				{"stranger", "Bearer " + s.practitioner(psStranger, false), 403},
+				{"blocked", "Bearer " + s.practitioner(psBlocked, false), 403},
+				{"system", "Bearer " + s.system(), 403},
+				{"patient", "Bearer " + s.patient(rec.patient), 200},
+			} {
+				raw := s.do("GET", "/"+bin, nil, "Authorization", c.token)
+				js := s.do("GET", "/"+bin, nil, "Authorization", c.token, "Accept", "application/fhir+json")
+				if raw.status != c.want || js.status != c.want {
+					t.Errorf("%s: raw %d, JSON %d, want %d", c.who, raw.status, js.status, c.want)
+				}
+				if c.want == 200 && (!bytes.Equal(raw.body, pdf) || js.json(t)["data"] != b64(pdf)) {
+					t.Errorf("%s: the content read back differs", c.who)
+				}
+			}
+			trail := s.do("GET", "/AuditEvent?patient="+rec.patient+"&_count=500", nil, "Authorization", "Bearer "+s.patient(rec.patient))
+			if n := strings.Count(string(trail.body), `"reference":"`+bin+`"`); n < 8 {
+				t.Fatalf("the patient's trail names %s %d times, want the 8 professional reads (and the patient's)", bin, n)
+			}
+		})
+	}
+}
