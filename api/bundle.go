@@ -83,7 +83,7 @@ func (s *Server) bundle(c *gin.Context) {
 		return
 	}
 	if max := s.maxEntries(); len(b.Entry) > max {
-		s.fail(c, fhir.NewError(http.StatusRequestEntityTooLarge, "too-costly", "Bundle.entry", "the Bundle has "+strconv.Itoa(len(b.Entry))+" entries; at most "+strconv.Itoa(max)+" are accepted"))
+		s.fail(c, fhir.NewError(http.StatusRequestEntityTooLarge, "too-costly", "Bundle.entry["+strconv.Itoa(max)+"]", "the Bundle has "+strconv.Itoa(len(b.Entry))+" entries; at most "+strconv.Itoa(max)+" are accepted (DMP_MAX_BUNDLE_ENTRIES): entry "+strconv.Itoa(max)+" is the first one over"))
 		return
 	}
 	if err := s.validator.Validate(body); err != nil {
@@ -233,7 +233,16 @@ func entryFailure(i int, r entryResult) error {
 	for _, is := range oo.Issue {
 		expr := at
 		if len(is.Expression) > 0 {
-			expr = at + ".resource." + is.Expression[0]
+			// The entry's handler names elements from its resource type
+			// (DocumentReference.content[0]): inside the Bundle the type is
+			// the entry's resource.
+			e := is.Expression[0]
+			if typ, rest, ok := strings.Cut(e, "."); ok {
+				if _, known := fhir.LookupType(typ); known {
+					e = rest
+				}
+			}
+			expr = at + ".resource." + e
 		}
 		fe.Issues = append(fe.Issues, fhir.Issue{Severity: is.Severity, Code: is.Code, Expression: expr, Diagnostics: "entry " + strconv.Itoa(i) + ": " + is.Diagnostics})
 	}
