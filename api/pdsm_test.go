@@ -42,8 +42,9 @@ func readTestdata(t *testing.T, name string) []byte {
 	return b
 }
 
-// transactionLocations returns each entry's "Type/id" from the response.
-func transactionLocations(t *testing.T, r response) []string {
+// transactionLocations returns each entry's "Type/id" and status from a
+// transaction-response.
+func transactionLocations(t *testing.T, r response) (locs, statuses []string) {
 	t.Helper()
 	var b struct {
 		Type  string `json:"type"`
@@ -57,16 +58,13 @@ func transactionLocations(t *testing.T, r response) []string {
 	if err := json.Unmarshal(r.body, &b); err != nil || b.Type != "transaction-response" {
 		t.Fatalf("not a transaction-response: %v %.300s", err, r.body)
 	}
-	var out []string
-	for i, e := range b.Entry {
-		if e.Response.Status != "201 Created" {
-			t.Fatalf("entry %d: %s", i, e.Response.Status)
-		}
+	for _, e := range b.Entry {
 		_, loc, _ := strings.Cut(e.Response.Location, "/fhir/")
 		loc, _, _ = strings.Cut(loc, "/_history/")
-		out = append(out, loc)
+		locs = append(locs, loc)
+		statuses = append(statuses, e.Response.Status)
 	}
-	return out
+	return locs, statuses
 }
 
 // exampleBinaryData is the bytes of the Binary entry of an example Bundle.
@@ -117,7 +115,10 @@ func TestPDSmProvideDocumentBundleIsStoredAndItsDocumentReadUnderConsent(t *test
 			if r.status != 200 {
 				t.Fatalf("provide document bundle: %d %s", r.status, r.body)
 			}
-			locs := transactionLocations(t, r)
+			locs, statuses := transactionLocations(t, r)
+			if strings.Join(statuses, ",") != "201 Created,201 Created,201 Created" {
+				t.Fatalf("entry statuses %v", statuses)
+			}
 			if len(locs) != 3 || !strings.HasPrefix(locs[0], "List/") || !strings.HasPrefix(locs[1], "DocumentReference/") || !strings.HasPrefix(locs[2], "Binary/") {
 				t.Fatalf("locations %v", locs)
 			}
@@ -162,5 +163,72 @@ func TestPDSmProvideDocumentBundleIsStoredAndItsDocumentReadUnderConsent(t *test
 				}
 			}
 		})
+	}
+}
+
+// TestPDSmReplacementSupersedesTheOldDocument sends the pdsm4dmp
+// replacement (List + new DocumentReference that replaces doc-x-id + a
+// FHIRPath Patch marking doc-x-id superseded + Binary): 201, 201, 200, 201;
+// the old document is superseded, the new one points at it and at its
+// Binary, which only an authorized professional reads.
+func TestPDSmReplacementSupersedesTheOldDocument(t *testing.T) {
+	s := newConsentServer(t, engines[0])
+	patient := pdsmPatient(t, s)
+	authorized := "Bearer " + s.practitioner(psAuthorized, false)
+	// The document being replaced, as it stood before (the example shows it
+	// after: superseded), in the patient's record.
+	old := strings.Replace(string(readTestdata(t, "DocumentReference-doc-x-id.json")), `"status" : "superseded"`, `"status" : "current"`, 1)
+	old = strings.Replace(old, `"reference" : "Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|123456789012345"`, `"reference" : "Patient/`+patient+`"`, 1)
+	if r := s.do("PUT", "/DocumentReference/doc-x-id", []byte(old), "Authorization", authorized); r.status != 201 {
+		t.Fatalf("the document to replace: %d %s", r.status, r.body)
+	}
+	bundle := readTestdata(t, "Bundle-example-td2-1-remplacement.json")
+	r := s.do("POST", "", bundle, "Authorization", "Bearer "+s.system())
+	if r.status != 200 {
+		t.Fatalf("replacement: %d %s", r.status, r.body)
+	}
+	locs, statuses := transactionLocations(t, r)
+	if strings.Join(statuses, ",") != "201 Created,201 Created,200 OK,201 Created" {
+		t.Fatalf("entry statuses %v", statuses)
+	}
+	doc, bin := locs[1], locs[3]
+	if got := s.do("GET", "/DocumentReference/doc-x-id", nil, "Authorization", authorized).json(t); got["status"] != "superseded" || got["meta"].(map[string]any)["versionId"] != "2" {
+		t.Fatalf("the replaced document: %v %v", got["status"], got["meta"])
+	}
+	dr := s.do("GET", "/"+doc, nil, "Authorization", authorized)
+	if !strings.Contains(string(dr.body), `"relatesTo":[{"code":"replaces","target":{"reference":"DocumentReference/doc-x-id"}}]`) || firstAttachment(t, dr.body).URL != bin {
+		t.Fatalf("the new document: %s", dr.body)
+	}
+	if raw := s.do("GET", "/"+bin, nil, "Authorization", authorized); raw.status != 200 || string(raw.body) != string(exampleBinaryData(t, bundle)) {
+		t.Fatalf("raw read of %s: %d %s", bin, raw.status, raw.body)
+	}
+	if raw := s.do("GET", "/"+bin, nil, "Authorization", "Bearer "+s.practitioner(psStranger, false)); raw.status != 403 {
+		t.Fatalf("a stranger read the new document's bytes: %d", raw.status)
+	}
+}
+
+// TestPDSmExampleWithAWrongHashIsRefused: the PDSm 3.1.1 replacement example
+// is not valid as published: its attachment's hash
+// (qvTGHdzF6KLavt4PO0gs2a6pQ00=) is not the SHA-1 of its Binary's bytes
+// ("Hello": 9/+ei3uy4Jtwk1pdeF4MxdnQq/A=). The transaction is refused with
+// 422 naming the element, and nothing is stored.
+func TestPDSmExampleWithAWrongHashIsRefused(t *testing.T) {
+	s := newConsentServer(t, engines[0])
+	feeder := "Bearer " + s.practitioner(psAuthorized, false)
+	if r := s.do("PUT", "/Patient/fr-patient-123", readTestdata(t, "Patient-fr-patient-123.json"), "Authorization", feeder); r.status != 201 {
+		t.Fatalf("patient: %d %s", r.status, r.body)
+	}
+	bundle := readTestdata(t, "Bundle-bundle-exemple-comprehensiveprovidedocument-replace.json")
+	r := s.do("POST", "", bundle, "Authorization", "Bearer "+s.system())
+	if _, expr, diag := outcome(t, r); r.status != 422 || expr != "Bundle.entry[1].resource.content[0].attachment.hash" || !strings.Contains(diag, "9/+ei3uy4Jtwk1pdeF4MxdnQq/A=") {
+		t.Fatalf("the example with a wrong hash: %d %s", r.status, r.body)
+	}
+	fixed := strings.ReplaceAll(string(bundle), "qvTGHdzF6KLavt4PO0gs2a6pQ00=", "9/+ei3uy4Jtwk1pdeF4MxdnQq/A=")
+	// With its hash right, it fails on what it replaces: doc-old is in no record here.
+	if r := s.do("POST", "", []byte(fixed), "Authorization", "Bearer "+s.system()); r.status != 404 {
+		t.Fatalf("the example with its hash fixed, replacing a missing document: %d %s", r.status, r.body)
+	}
+	if n := countBinaries(t, s); n != 0 {
+		t.Fatalf("a refused transaction stored %d Binaries", n)
 	}
 }

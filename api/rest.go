@@ -22,7 +22,7 @@ import (
 // typeInteractions and systemInteractions are what the routes below serve;
 // the CapabilityStatement is built from them.
 var (
-	typeInteractions   = []string{"read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"}
+	typeInteractions   = []string{"read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"}
 	systemInteractions = []string{"transaction", "batch", "history-system"}
 	typeOperations     = []fhir.Operation{{Name: "validate", Definition: "http://hl7.org/fhir/OperationDefinition/Resource-validate"}}
 )
@@ -64,6 +64,7 @@ func (s *Server) routes() *gin.Engine {
 	t.GET("/:id", s.read)
 	t.PUT("/:id", s.update)
 	t.DELETE("/:id", s.delete)
+	t.PATCH("/:id", s.patch)
 	t.GET("/:id/_history", s.history)
 	t.GET("/:id/:compartmentType", s.compartmentSearch)
 	t.GET("/:id/_history/:vid", s.vread)

@@ -39,7 +39,7 @@ func TestMetadataListsEveryTypeAndInteraction(t *testing.T) {
 		for _, in := range m["interaction"].([]any) {
 			codes = append(codes, in.(map[string]any)["code"].(string))
 		}
-		if fmt.Sprint(codes) != "[read vread update delete history-instance history-type create search-type]" {
+		if fmt.Sprint(codes) != "[read vread update patch delete history-instance history-type create search-type]" {
 			t.Errorf("%s interactions: %v", m["type"], codes)
 		}
 	}
