@@ -290,11 +290,17 @@ func (s *Server) storedDocument(ctx context.Context, docID string, body []byte) 
 			contentType = json.RawMessage(`"application/octet-stream"`)
 		}
 		ctxRef, _ := json.Marshal(map[string]string{"reference": "DocumentReference/" + docID})
-		bin := withBlobPointer(fhir.Object{
-			{Key: "resourceType", Value: json.RawMessage(`"Binary"`)},
-			{Key: "contentType", Value: contentType},
-			{Key: "securityContext", Value: ctxRef},
-		}, blob)
+		bin := fhir.Object{{Key: "resourceType", Value: json.RawMessage(`"Binary"`)}}
+		if author := authorIn(body); author != "" {
+			// The document's author wrote its Binary too (feeding rules).
+			if stamped, err := withAuthor([]byte(`{"resourceType":"Binary"}`), author); err == nil {
+				bin, _ = fhir.ParseObject(stamped)
+			}
+		}
+		bin = withBlobPointer(append(bin,
+			fhir.Field{Key: "contentType", Value: contentType},
+			fhir.Field{Key: "securityContext", Value: ctxRef},
+		), blob)
 		binBody, err := bin.MarshalJSON()
 		if err != nil {
 			return nil, nil, err
@@ -640,7 +646,15 @@ func (s *Server) createRawBinary(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	r, err := s.ops(c).Create(c, "Binary", s.assignedID(c), body)
+	var r *store.Resource
+	id := s.assignedID(c)
+	err = s.writing(c, "Binary", body, func(ops store.Ops) error {
+		stamped, err := s.stampAuthor(c, ops, "Binary", "", body)
+		if err == nil {
+			r, err = ops.Create(c, "Binary", id, stamped)
+		}
+		return err
+	})
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -667,7 +681,15 @@ func (s *Server) updateRawBinary(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	r, out, err := s.ops(c).Put(c, "Binary", c.Param("id"), body, ifMatch)
+	var r *store.Resource
+	var out store.Outcome
+	err = s.writing(c, "Binary", body, func(ops store.Ops) error {
+		stamped, err := s.stampAuthor(c, ops, "Binary", c.Param("id"), body)
+		if err == nil {
+			r, out, err = ops.Put(c, "Binary", c.Param("id"), stamped, ifMatch)
+		}
+		return err
+	})
 	if err != nil {
 		s.fail(c, err)
 		return

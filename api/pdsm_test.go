@@ -13,33 +13,36 @@ import (
 // their Binaries, linked by urn:uuid, the patient named by a conditional
 // reference. The examples are ANS's own (testdata/pdsm, see SOURCES.md).
 
-// insIdentifier is the patient identifier the pdsm4dmp examples name by
-// conditional reference (Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|...).
-const insIdentifier = `{"system":"urn:oid:1.2.250.1.213.1.4.8","value":"123456789012345"}`
+// The pdsm4dmp examples name their patient by conditional reference to an
+// INS, Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|123456789012345,
+// which is not a valid NIR (its key would be 11, not 45): no DMP can be
+// opened for it. The tests open a DMP for a valid test INS and point the
+// examples' conditional references at it, changing nothing else.
+const (
+	exampleINS = "urn:oid:1.2.250.1.213.1.4.8|123456789012345"
+	pdsmNIR    = "183051234567834"
+	pdsmINS    = "urn:oid:1.2.250.1.213.1.4.10|" + pdsmNIR
+)
 
-// pdsmPatient registers the examples' patient, with a DMP that authorizes
+// pdsmPatient opens the DMP of the examples' patient, which authorizes
 // psAuthorized; it returns the patient's id.
 func pdsmPatient(t *testing.T, s *server) string {
 	t.Helper()
-	r := s.do("POST", "/Patient", []byte(`{"resourceType":"Patient","identifier":[`+insIdentifier+`],"name":[{"family":"Martin"}]}`),
-		"Authorization", "Bearer "+s.practitioner(psAuthorized, false))
-	if r.status != 201 {
-		t.Fatalf("patient: %d %s", r.status, r.body)
-	}
-	id := r.json(t)["id"].(string)
+	id, _, _ := s.createDMP(t, s.practitioner(psAuthorized, false), pdsmNIR, "Martin")
 	if r := s.do("POST", "/Patient/"+id+"/$authorize", params("practitioner", psAuthorized), "Authorization", "Bearer "+s.patient(id)); r.status != 200 {
 		t.Fatalf("$authorize: %d %s", r.status, r.body)
 	}
 	return id
 }
 
+// readTestdata reads an example, its patient's INS changed as said above.
 func readTestdata(t *testing.T, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile("../testdata/pdsm/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b
+	return []byte(strings.ReplaceAll(string(b), exampleINS, pdsmINS))
 }
 
 // transactionLocations returns each entry's "Type/id" and status from a
@@ -178,8 +181,9 @@ func TestPDSmReplacementSupersedesTheOldDocument(t *testing.T) {
 	// The document being replaced, as it stood before (the example shows it
 	// after: superseded), in the patient's record.
 	old := strings.Replace(string(readTestdata(t, "DocumentReference-doc-x-id.json")), `"status" : "superseded"`, `"status" : "current"`, 1)
-	old = strings.Replace(old, `"reference" : "Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|123456789012345"`, `"reference" : "Patient/`+patient+`"`, 1)
-	if r := s.do("PUT", "/DocumentReference/doc-x-id", []byte(old), "Authorization", authorized); r.status != 201 {
+	old = strings.Replace(old, `"reference" : "Patient?identifier=`+pdsmINS+`"`, `"reference" : "Patient/`+patient+`"`, 1)
+	// Written by the hospital system that replaces it (only a document's author replaces it).
+	if r := s.do("PUT", "/DocumentReference/doc-x-id", []byte(old), "Authorization", "Bearer "+s.system()); r.status != 201 {
 		t.Fatalf("the document to replace: %d %s", r.status, r.body)
 	}
 	bundle := readTestdata(t, "Bundle-example-td2-1-remplacement.json")
@@ -225,7 +229,7 @@ func TestPDSmExampleWithAWrongHashIsRefused(t *testing.T) {
 	}
 	fixed := strings.ReplaceAll(string(bundle), "qvTGHdzF6KLavt4PO0gs2a6pQ00=", "9/+ei3uy4Jtwk1pdeF4MxdnQq/A=")
 	// With its hash right, it fails on what it replaces: doc-old is in no record here.
-	if r := s.do("POST", "", []byte(fixed), "Authorization", "Bearer "+s.system()); r.status != 404 {
+	if r := s.do("POST", "", []byte(fixed), "Authorization", "Bearer "+s.system()); r.status != 422 || !strings.Contains(string(r.body), "Bundle.entry[1].resource.relatesTo[0].target") {
 		t.Fatalf("the example with its hash fixed, replacing a missing document: %d %s", r.status, r.body)
 	}
 	if n := countBinaries(t, s); n != 0 {
