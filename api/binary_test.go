@@ -240,15 +240,19 @@ func blobOf(t *testing.T, s *server, id string) string {
 	var b struct {
 		Meta struct {
 			Extension []struct {
+				URL         string `json:"url"`
 				ValueString string `json:"valueString"`
 			} `json:"extension"`
 		} `json:"meta"`
 	}
 	json.Unmarshal(r.Body, &b)
-	if len(b.Meta.Extension) != 1 {
-		t.Fatalf("no blob pointer in %s", r.Body)
+	for _, e := range b.Meta.Extension {
+		if strings.HasSuffix(e.URL, "/binary-blob") {
+			return e.ValueString
+		}
 	}
-	return b.Meta.Extension[0].ValueString
+	t.Fatalf("no blob pointer in %s", r.Body)
+	return ""
 }
 
 // TestRawBinaryUploadAndContentNegotiation: POST and PUT of raw bytes under
