@@ -26,6 +26,7 @@ type config struct {
 	MongoDatabase    string
 	MaxBodyBytes     int64
 	MaxBundleEntries int
+	InlineMaxBytes   int64 // as api.Config.InlineMaxBytes: -1 when none is kept inline
 	CursorKey        string
 	ShutdownTimeout  time.Duration
 
@@ -68,6 +69,7 @@ func loadConfig(name string, args []string, stderr io.Writer) (config, error) {
 	// Secrets are read from the environment after parsing, so that -h never
 	// prints them as a flag's default.
 	fs.StringVar(&c.CursorKey, "cursor-key", "", "secret of at least 32 characters that signs paging cursors; empty: random per start (DMP_CURSOR_KEY)")
+	inlineMax := fs.String("inline-max-bytes", env("DMP_INLINE_MAX_BYTES", strconv.Itoa(api.DefaultInlineMaxBytes)), "largest document content kept inside its resource; larger goes to blob storage, 0 for all (DMP_INLINE_MAX_BYTES)")
 	fs.StringVar(&c.AuthIssuer, "auth-issuer", env("DMP_AUTH_ISSUER", auth.DefaultIssuer), "iss of the tokens this server issues (DMP_AUTH_ISSUER)")
 	fs.StringVar(&c.AuthAudience, "auth-audience", env("DMP_AUTH_AUDIENCE", auth.DefaultAudience), "aud every token must carry (DMP_AUTH_AUDIENCE)")
 	fs.StringVar(&c.PSCIssuer, "psc-issuer", env("DMP_PSC_ISSUER", ""), "iss of Pro Santé Connect tokens to accept; empty: none (DMP_PSC_ISSUER)")
@@ -112,6 +114,11 @@ func loadConfig(name string, args []string, stderr io.Writer) (config, error) {
 	c.MaxBodyBytes = n
 	if c.MaxBundleEntries, err = strconv.Atoi(*maxEntries); err != nil || c.MaxBundleEntries <= 0 {
 		return c, fmt.Errorf("DMP_MAX_BUNDLE_ENTRIES / -max-bundle-entries: %q is not a positive number", *maxEntries)
+	}
+	if c.InlineMaxBytes, err = strconv.ParseInt(*inlineMax, 10, 64); err != nil || c.InlineMaxBytes < 0 {
+		return c, fmt.Errorf("DMP_INLINE_MAX_BYTES / -inline-max-bytes: %q is not a number of bytes (0 or more)", *inlineMax)
+	} else if c.InlineMaxBytes == 0 {
+		c.InlineMaxBytes = -1
 	}
 	if c.CursorKey != "" && len(c.CursorKey) < 32 {
 		return c, errors.New("DMP_CURSOR_KEY / -cursor-key: must be at least 32 characters")

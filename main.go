@@ -131,7 +131,7 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	defer closeAccess()
 	handler := api.New(api.Config{
-		BaseURL: c.BaseURL, MaxBodyBytes: c.MaxBodyBytes, MaxBundleEntries: c.MaxBundleEntries,
+		BaseURL: c.BaseURL, MaxBodyBytes: c.MaxBodyBytes, MaxBundleEntries: c.MaxBundleEntries, InlineMaxBytes: c.InlineMaxBytes,
 		CursorKey: []byte(c.CursorKey), Version: version, Logger: log, Auth: access,
 		Metrics: m, MetricsToken: c.MetricsToken, RequestTimeout: c.RequestTimeout, MaxInFlight: c.MaxInFlight,
 	}, st, validator)

@@ -480,6 +480,7 @@ func (s *Server) habilitations() *auth.Habilitations { return s.auth.Habilitatio
 // belongs to; a Binary with no securityContext is readable by its writers only.
 func (s *Server) mayReadBinary(ctx context.Context, r *store.Resource) (bool, string, error) {
 	a := accessOf(ctx)
+	a.touch(nil, r.Type+"/"+r.ID) // the audit names the Binary, allowed or not
 	var bin struct {
 		SecurityContext *struct {
 			Reference string `json:"reference"`

@@ -3,6 +3,8 @@ package api
 import (
 	"bytes"
 	"context"
+	"crypto/sha1"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -81,7 +83,7 @@ func (s *Server) bundle(c *gin.Context) {
 		return
 	}
 	if max := s.maxEntries(); len(b.Entry) > max {
-		s.fail(c, fhir.NewError(http.StatusRequestEntityTooLarge, "too-costly", "Bundle.entry", "the Bundle has "+strconv.Itoa(len(b.Entry))+" entries; at most "+strconv.Itoa(max)+" are accepted"))
+		s.fail(c, fhir.NewError(http.StatusRequestEntityTooLarge, "too-costly", "Bundle.entry["+strconv.Itoa(max)+"]", "the Bundle has "+strconv.Itoa(len(b.Entry))+" entries; at most "+strconv.Itoa(max)+" are accepted (DMP_MAX_BUNDLE_ENTRIES): entry "+strconv.Itoa(max)+" is the first one over"))
 		return
 	}
 	if err := s.validator.Validate(body); err != nil {
@@ -182,6 +184,9 @@ func (s *Server) runTransaction(c *gin.Context, entries []bundleEntry) ([]entryR
 		}
 		bodies[i] = rewritten
 	}
+	if err := linkBinaries(entries, bodies, ids); err != nil {
+		return nil, err
+	}
 	err = s.store.Transaction(c, func(tx store.Ops) error {
 		ctx := context.WithValue(c, txKey{}, tx)
 		for _, i := range order {
@@ -228,7 +233,16 @@ func entryFailure(i int, r entryResult) error {
 	for _, is := range oo.Issue {
 		expr := at
 		if len(is.Expression) > 0 {
-			expr = at + ".resource." + is.Expression[0]
+			// The entry's handler names elements from its resource type
+			// (DocumentReference.content[0]): inside the Bundle the type is
+			// the entry's resource.
+			e := is.Expression[0]
+			if typ, rest, ok := strings.Cut(e, "."); ok {
+				if _, known := fhir.LookupType(typ); known {
+					e = rest
+				}
+			}
+			expr = at + ".resource." + e
 		}
 		fe.Issues = append(fe.Issues, fhir.Issue{Severity: is.Severity, Code: is.Code, Expression: expr, Diagnostics: "entry " + strconv.Itoa(i) + ": " + is.Diagnostics})
 	}
@@ -358,6 +372,7 @@ func (s *Server) dispatch(ctx context.Context, parent *http.Request, e bundleEnt
 	if body != nil {
 		req.Header.Set("Content-Type", fhirJSON)
 	}
+	req.Header.Set("Accept", fhirJSON) // an entry's answer is a resource, a Binary's too
 	for h, v := range map[string]string{"If-Match": e.Request.IfMatch, "If-None-Match": e.Request.IfNoneMatch, "If-None-Exist": e.Request.IfNoneExist} {
 		if v != "" {
 			req.Header.Set(h, v)
@@ -392,4 +407,91 @@ func responseEntry(r entryResult) models.BundleEntry {
 		}
 	}
 	return e
+}
+
+// linkBinaries ties each Binary of a transaction that a DocumentReference of
+// the same transaction points at (content.attachment.url, once rewritten)
+// to that DocumentReference: a Binary that names no securityContext gets the
+// DocumentReference as its securityContext, so that it is read under the
+// document's consent rules (PDSm provide document bundles send the Binary
+// without one). An attachment's hash and size, when given, must be those of
+// the Binary's bytes.
+func linkBinaries(entries []bundleEntry, bodies []json.RawMessage, ids *transactionIDs) error {
+	target := func(i int) (typ, id string) {
+		typ, id = splitEntryURL(entries[i].Request.URL)
+		switch entries[i].Request.Method {
+		case "POST":
+			return typ, ids.newID[i]
+		case "PUT":
+			return typ, id
+		}
+		return "", ""
+	}
+	binaries := map[string]int{} // Binary/id -> entry
+	for i := range entries {
+		if typ, id := target(i); typ == "Binary" && id != "" && bodies[i] != nil {
+			binaries["Binary/"+id] = i
+		}
+	}
+	if len(binaries) == 0 {
+		return nil
+	}
+	for i := range entries {
+		typ, id := target(i)
+		if typ != "DocumentReference" || id == "" || bodies[i] == nil {
+			continue
+		}
+		var doc struct {
+			Content []struct {
+				Attachment struct {
+					URL  string          `json:"url"`
+					Hash json.RawMessage `json:"hash"`
+					Size json.RawMessage `json:"size"`
+				} `json:"attachment"`
+			} `json:"content"`
+		}
+		if json.Unmarshal(bodies[i], &doc) != nil {
+			continue // the validator answers
+		}
+		for j, content := range doc.Content {
+			b, ok := binaries[content.Attachment.URL]
+			if !ok {
+				continue
+			}
+			bin, err := fhir.ParseObject(bodies[b])
+			if err != nil {
+				continue
+			}
+			if raw := bin.Get("data"); raw != nil && (content.Attachment.Hash != nil || content.Attachment.Size != nil) {
+				at := "Bundle.entry[" + strconv.Itoa(i) + "].resource.content[" + strconv.Itoa(j) + "].attachment"
+				data, err := decodeData(raw, "Bundle.entry["+strconv.Itoa(b)+"].resource.data")
+				if err != nil {
+					return err
+				}
+				sum := sha1.Sum(data)
+				att := fhir.Object{{Key: "hash", Value: content.Attachment.Hash}, {Key: "size", Value: content.Attachment.Size}}
+				if content.Attachment.Hash == nil {
+					att = att.Without("hash")
+				}
+				if content.Attachment.Size == nil {
+					att = att.Without("size")
+				}
+				if err := checkAttachment(att, at, base64.StdEncoding.EncodeToString(sum[:]), int64(len(data))); err != nil {
+					if fe, ok := fhir.AsError(err); ok {
+						for k := range fe.Issues {
+							fe.Issues[k].Diagnostics = "entry " + strconv.Itoa(i) + ": " + fe.Issues[k].Diagnostics + " (the Binary of entry " + strconv.Itoa(b) + ")"
+						}
+					}
+					return err
+				}
+			}
+			if bin.Get("securityContext") == nil {
+				ref, _ := json.Marshal(map[string]string{"reference": "DocumentReference/" + id})
+				if bodies[b], err = bin.Set("securityContext", ref).MarshalJSON(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }

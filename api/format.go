@@ -32,7 +32,7 @@ func (s *Server) negotiate(c *gin.Context) {
 			s.abortOutcome(c, http.StatusUnsupportedMediaType, "not-supported", "_format", "unknown _format "+strconv.Quote(f)+"; use json")
 			return
 		}
-	} else if accept := c.GetHeader("Accept"); accept != "" && acceptsOnlyXML(accept) {
+	} else if accept := c.GetHeader("Accept"); accept != "" && acceptsOnlyXML(accept) && !binaryRead(c) {
 		s.abortOutcome(c, http.StatusUnsupportedMediaType, "not-supported", "", "XML is not supported; accept application/fhir+json")
 		return
 	}

@@ -110,7 +110,7 @@ func historyEntry(base string, r *store.Resource) models.BundleEntry {
 		req.Method, req.Url, status = models.HTTPVerbPOST, r.Type, "201 Created"
 	}
 	if !r.Deleted {
-		e.Resource = r.Body
+		e.Resource = clientView(r).Body // a Binary without its blob pointer (its bytes: GET Binary/{id})
 	}
 	e.Request = req
 	e.Response = &models.BundleEntryResponse{Status: status, Etag: &etag, LastModified: &lm}

@@ -24,7 +24,7 @@ import (
 // typeInteractions and systemInteractions are what the routes below serve;
 // the CapabilityStatement is built from them.
 var (
-	typeInteractions   = []string{"read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"}
+	typeInteractions   = []string{"read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type"}
 	systemInteractions = []string{"transaction", "batch", "history-system"}
 	typeOperations     = []fhir.Operation{{Name: "validate", Definition: "http://hl7.org/fhir/OperationDefinition/Resource-validate"}}
 )
@@ -66,6 +66,7 @@ func (s *Server) routes() *gin.Engine {
 	t.GET("/:id", s.read)
 	t.PUT("/:id", s.update)
 	t.DELETE("/:id", s.delete)
+	t.PATCH("/:id", s.patch)
 	t.GET("/:id/_history", s.history)
 	t.GET("/:id/:compartmentType", s.compartmentSearch)
 	t.GET("/:id/_history/:vid", s.vread)
@@ -161,6 +162,10 @@ func (s *Server) incoming(c *gin.Context) (*fhir.Resource, []byte, error) {
 }
 
 func (s *Server) create(c *gin.Context) {
+	if rawBinaryUpload(c) {
+		s.createRawBinary(c)
+		return
+	}
 	if !s.allow(c, c.Param("type"), auth.OpCreate, "create") {
 		return
 	}
@@ -249,6 +254,10 @@ func (s *Server) create(c *gin.Context) {
 }
 
 func (s *Server) update(c *gin.Context) {
+	if rawBinaryUpload(c) {
+		s.updateRawBinary(c)
+		return
+	}
 	if !s.allow(c, c.Param("type"), auth.OpUpdate, "update") {
 		return
 	}
@@ -385,11 +394,11 @@ func (s *Server) conditionalUpdate(c *gin.Context) {
 // window between the lookup and the write: docs/MONGODB.md says so.
 func (s *Server) atomically(ctx context.Context, fn func(store.Ops) error) error {
 	if tx, ok := ctx.Value(txKey{}).(store.Ops); ok {
-		return fn(tx)
+		return fn(s.withContent(tx, false))
 	}
-	err := s.store.Transaction(ctx, fn)
+	err := s.store.Transaction(ctx, func(tx store.Ops) error { return fn(s.withContent(tx, false)) })
 	if errors.Is(err, store.ErrNoTransactions) {
-		return fn(s.store)
+		return fn(s.withContent(s.store, true))
 	}
 	return err
 }
@@ -411,12 +420,13 @@ type (
 	assignedIDKey struct{}
 )
 
-// ops is where a handler reads and writes: the Bundle's transaction, or the store.
+// ops is where a handler reads and writes: the Bundle's transaction, or the
+// store; writes follow the content rules of binary.go.
 func (s *Server) ops(ctx context.Context) store.Ops {
 	if tx, ok := ctx.Value(txKey{}).(store.Ops); ok {
-		return tx
+		return s.withContent(tx, false)
 	}
-	return s.store
+	return s.withContent(s.store, true)
 }
 
 // assignedID is the id of a new resource: fixed in advance for a Bundle
@@ -528,6 +538,10 @@ func (s *Server) failRead(c *gin.Context, r *store.Resource, err error) {
 }
 
 func (s *Server) answerRead(c *gin.Context, r *store.Resource) {
+	if r.Type == "Binary" {
+		s.answerBinary(c, r)
+		return
+	}
 	s.versionHeaders(c, r)
 	s.writeJSON(c, http.StatusOK, r.Body)
 }

@@ -39,7 +39,7 @@ func TestMetadataListsEveryTypeAndInteraction(t *testing.T) {
 		for _, in := range m["interaction"].([]any) {
 			codes = append(codes, in.(map[string]any)["code"].(string))
 		}
-		if fmt.Sprint(codes) != "[read vread update delete history-instance history-type create search-type]" {
+		if fmt.Sprint(codes) != "[read vread update patch delete history-instance history-type create search-type]" {
 			t.Errorf("%s interactions: %v", m["type"], codes)
 		}
 	}
@@ -358,12 +358,18 @@ func TestOfficialExamplesRoundTrip(t *testing.T) {
 				t.Errorf("%s: create %d %s", filepath.Base(f), r.status, r.body)
 				continue
 			}
-			read := s.do("GET", strings.TrimPrefix(r.header.Get("Location"), s.url), nil)
+			read := s.do("GET", strings.TrimPrefix(r.header.Get("Location"), s.url), nil, "Accept", "application/fhir+json") // a Binary's resource, not its bytes
 			if read.status != http.StatusOK {
 				t.Errorf("%s: read %d", filepath.Base(f), read.status)
 				continue
 			}
-			if !reflect.DeepEqual(withoutServerMeta(t, read.body), withoutServerMeta(t, body)) {
+			got, sent := withoutServerMeta(t, read.body), withoutServerMeta(t, body)
+			if typ == "Binary" { // content in blob storage comes back as the same bytes, its base64 without the blanks sent
+				for _, m := range []map[string]any{got, sent} {
+					m["data"] = strings.Join(strings.Fields(fmt.Sprint(m["data"])), "")
+				}
+			}
+			if !reflect.DeepEqual(got, sent) {
 				t.Errorf("%s: read back differs from what was sent", filepath.Base(f))
 			}
 			n++

@@ -36,6 +36,10 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxBundleEntries caps the entries of a batch or transaction.
 	MaxBundleEntries int
+	// InlineMaxBytes is the largest content kept inside a resource row (a
+	// DocumentReference's attachment.data, a Binary's data); larger content
+	// goes to blob storage. 0: DefaultInlineMaxBytes; negative: none inline.
+	InlineMaxBytes int64
 	// CursorKey signs paging cursors. Empty: a random key per process, so
 	// links die with a restart; set it (the same on every instance) to keep
 	// them valid across restarts and behind a load balancer.

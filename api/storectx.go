@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"io"
 
 	"github.com/gin-gonic/gin"
 
@@ -90,4 +91,20 @@ func (o requestOps) VRead(ctx context.Context, typ, id string, version int64) (*
 
 func (o requestOps) FindByToken(ctx context.Context, typ string, tq store.TokenQuery, limit int) ([]string, error) {
 	return o.Ops.FindByToken(plainContext(ctx), typ, tq, limit)
+}
+
+type requestBlobs struct{ store.Blobs }
+
+func (s requestStore) Blobs() store.Blobs { return requestBlobs{s.Store.Blobs()} }
+
+func (b requestBlobs) Put(ctx context.Context, id string, r io.Reader) error {
+	return b.Blobs.Put(plainContext(ctx), id, r)
+}
+
+func (b requestBlobs) Get(ctx context.Context, id string) (io.ReadCloser, int64, error) {
+	return b.Blobs.Get(plainContext(ctx), id)
+}
+
+func (b requestBlobs) Delete(ctx context.Context, id string) error {
+	return b.Blobs.Delete(plainContext(ctx), id)
 }

@@ -7,6 +7,7 @@ package store
 import (
 	"context"
 	"errors"
+	"io"
 	"strconv"
 	"time"
 )
@@ -97,6 +98,8 @@ type Store interface {
 	Transaction(ctx context.Context, fn func(tx Ops) error) error
 	// History lists versions, newest first.
 	History(ctx context.Context, q HistoryQuery) ([]*Resource, error)
+	// Blobs is where the engine keeps large contents (a Binary's bytes).
+	Blobs() Blobs
 	// Info describes the engine.
 	Info() Info
 	// Ping checks the engine can serve requests.
@@ -145,3 +148,44 @@ func Now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
 // ErrBadCursor: a search continuation (Query.After) that the engine cannot
 // read.
 var ErrBadCursor = errors.New("store: malformed search cursor")
+
+// Blobs stores immutable byte streams by id: the bytes of Binary resources
+// too large to sit in a resource row. A resource points at its blob by id;
+// the engine keeps the bytes beside its rows (files under the data
+// directory, GridFS). Blobs are written before the rows that point at them,
+// so that a committed row never points at a missing blob; a transaction that
+// fails after its blobs were written leaves them unreferenced.
+type Blobs interface {
+	// Put stores what r yields under id, durably before it returns. Blobs
+	// are immutable: when id already exists, Put keeps the stored bytes and
+	// returns nil (callers name blobs by a hash of their content, so the
+	// bytes are the same). A reader error stores nothing.
+	Put(ctx context.Context, id string, r io.Reader) error
+	// Get opens the blob for reading, with its size in bytes; ErrNotFound
+	// when there is none. The caller closes the reader.
+	Get(ctx context.Context, id string) (io.ReadCloser, int64, error)
+	// Delete removes the blob; deleting a missing blob is not an error.
+	Delete(ctx context.Context, id string) error
+}
+
+// ErrBadBlobID: a blob id that is not 1 to 128 letters, digits, '-', '_'
+// or '.', starting with a letter or a digit.
+var ErrBadBlobID = errors.New("store: malformed blob id")
+
+// ValidBlobID reports whether id can name a blob on every engine (it is
+// used as a file name).
+func ValidBlobID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case (c == '-' || c == '_' || c == '.') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -36,6 +36,7 @@ type Store struct {
 	// connection a transaction holds): modernc's SQLite compiles an
 	// unprepared statement at every call, a fifth of a write's cost.
 	writes map[string]*sql.Stmt
+	blobs  *fileBlobs
 }
 
 var _ store.Store = (*Store)(nil)
@@ -178,6 +179,10 @@ func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("sqlite: data directory: %w", err)
 	}
+	blobs, err := openBlobs(dir)
+	if err != nil {
+		return nil, err
+	}
 	path := filepath.Join(dir, FileName)
 	// synchronous(FULL): a commit is on disk before it is acknowledged, so an
 	// acknowledged write survives kill -9 and power loss alike.
@@ -227,7 +232,7 @@ func Open(dir string) (*Store, error) {
 		read.Close()
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
-	s := &Store{write: write, read: read}
+	s := &Store{write: write, read: read, blobs: blobs}
 	if err := s.prepareWrites(); err != nil {
 		s.Close()
 		return nil, err

@@ -42,6 +42,7 @@ func Run(t *testing.T, open Opener) {
 		{"ConcurrentIfMatchUpdatesHaveOneWinner", testConcurrentIfMatch},
 		{"ConcurrentUpdatesAreAllKept", testConcurrentUpdates},
 	}
+	tests = append(tests, blobTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := open(t)
