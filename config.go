@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"strconv"
@@ -40,6 +41,15 @@ type config struct {
 	IdleTimeout       time.Duration
 	RequestTimeout    time.Duration
 	MaxInFlight       int
+
+	// Notifier is how patients are told of codes, first and emergency
+	// accesses: outbox (a local file, the default), webhook or smtp.
+	Notifier     string
+	WebhookURL   string
+	SMTPAddr     string
+	SMTPFrom     string
+	SMTPUsername string
+	SMTPPassword string
 
 	AuthIssuer       string
 	AuthAudience     string
@@ -79,6 +89,12 @@ func loadConfig(name string, args []string, stderr io.Writer) (config, error) {
 	shutdown := fs.String("shutdown-timeout", env("DMP_SHUTDOWN_TIMEOUT", "30s"), "how long in-flight requests may drain at shutdown (DMP_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&c.LogFormat, "log-format", env("DMP_LOG_FORMAT", ""), "log format: json or text; empty: json, text when stderr is a terminal (DMP_LOG_FORMAT)")
 	logLevel := fs.String("log-level", env("DMP_LOG_LEVEL", "info"), "least level logged: debug, info, warn or error (DMP_LOG_LEVEL)")
+	fs.StringVar(&c.Notifier, "notifier", env("DMP_NOTIFIER", "outbox"), "how patients are notified: outbox (DMP_DATA_DIR/outbox.jsonl), webhook or smtp (DMP_NOTIFIER)")
+	fs.StringVar(&c.WebhookURL, "notify-webhook-url", env("DMP_NOTIFY_WEBHOOK_URL", ""), "URL each notification is POSTed to as JSON, with -notifier webhook (DMP_NOTIFY_WEBHOOK_URL)")
+	fs.StringVar(&c.SMTPAddr, "smtp-addr", env("DMP_SMTP_ADDR", ""), "SMTP server host:port, with -notifier smtp; STARTTLS when offered (DMP_SMTP_ADDR)")
+	fs.StringVar(&c.SMTPFrom, "smtp-from", env("DMP_SMTP_FROM", ""), "sender address of the e-mails (DMP_SMTP_FROM)")
+	fs.StringVar(&c.SMTPUsername, "smtp-username", env("DMP_SMTP_USERNAME", ""), "SMTP PLAIN authentication user; empty: none (DMP_SMTP_USERNAME)")
+	fs.StringVar(&c.SMTPPassword, "smtp-password", "", "SMTP password (DMP_SMTP_PASSWORD; prefer the variable: flags show in ps)")
 	fs.StringVar(&c.MetricsToken, "metrics-token", "", "bearer token GET /metrics needs, at least 16 characters; empty: none (DMP_METRICS_TOKEN; prefer the variable: flags show in ps)")
 	durations := []struct {
 		dst       *time.Duration
@@ -106,6 +122,25 @@ func loadConfig(name string, args []string, stderr io.Writer) (config, error) {
 	}
 	if !set["metrics-token"] {
 		c.MetricsToken = env("DMP_METRICS_TOKEN", "")
+	}
+	if !set["smtp-password"] {
+		c.SMTPPassword = env("DMP_SMTP_PASSWORD", "")
+	}
+	switch c.Notifier {
+	case "outbox":
+	case "webhook":
+		if u, err := url.Parse(c.WebhookURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return c, fmt.Errorf("DMP_NOTIFY_WEBHOOK_URL / -notify-webhook-url: %q is not an http(s) URL (needed by DMP_NOTIFIER=webhook)", c.WebhookURL)
+		}
+	case "smtp":
+		if _, _, err := net.SplitHostPort(c.SMTPAddr); err != nil {
+			return c, fmt.Errorf("DMP_SMTP_ADDR / -smtp-addr: %q is not host:port (needed by DMP_NOTIFIER=smtp)", c.SMTPAddr)
+		}
+		if !strings.Contains(c.SMTPFrom, "@") {
+			return c, fmt.Errorf("DMP_SMTP_FROM / -smtp-from: %q is not an e-mail address", c.SMTPFrom)
+		}
+	default:
+		return c, fmt.Errorf("DMP_NOTIFIER / -notifier: %q is not outbox, webhook or smtp", c.Notifier)
 	}
 	n, err := strconv.ParseInt(*maxBody, 10, 64)
 	if err != nil || n <= 0 {

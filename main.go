@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/smtp"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -275,7 +276,7 @@ func openAccess(ctx context.Context, c config, st store.Store, log *slog.Logger,
 	if err != nil {
 		return nil, nil, err
 	}
-	outbox, err := auth.NewOutbox(c.DataDir)
+	notifier, closeNotifier, err := openNotifier(c)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -283,19 +284,40 @@ func openAccess(ctx context.Context, c config, st store.Store, log *slog.Logger,
 	// fsync; AuditEvent resources are written from it in the background.
 	auditor, err := auth.OpenAuditor(st, auth.AuditorOptions{Logger: log, JournalDir: filepath.Join(c.DataDir, "audit"), OnBatch: m.AuditBatch})
 	if err != nil {
-		outbox.Close()
+		closeNotifier()
 		return nil, nil, err
 	}
 	closeAll := func() {
 		if err := auditor.Close(); err != nil {
 			log.Error("closing the audit writer", "err", err)
 		}
-		outbox.Close()
+		closeNotifier()
 	}
 	return &api.Auth{
-		Verifier: verifier, Auditor: auditor, Notifier: outbox, Key: key, Clients: clients,
+		Verifier: verifier, Auditor: auditor, Notifier: notifier, Key: key, Clients: clients,
 		Issuer: c.AuthIssuer, Audience: c.AuthAudience,
 	}, closeAll, nil
+}
+
+// openNotifier builds the patients' notifier the settings name: the local
+// outbox file, a webhook, or an SMTP server.
+func openNotifier(c config) (auth.Notifier, func(), error) {
+	switch c.Notifier {
+	case "webhook":
+		return auth.NewWebhook(c.WebhookURL, nil), func() {}, nil
+	case "smtp":
+		var a smtp.Auth
+		if c.SMTPUsername != "" {
+			host, _, _ := net.SplitHostPort(c.SMTPAddr)
+			a = smtp.PlainAuth("", c.SMTPUsername, c.SMTPPassword, host)
+		}
+		return auth.NewSMTP(c.SMTPAddr, c.SMTPFrom, a), func() {}, nil
+	}
+	outbox, err := auth.NewOutbox(c.DataDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return outbox, func() { outbox.Close() }, nil
 }
 
 // outboxCmd lists the notifications of the local outbox.

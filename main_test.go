@@ -12,8 +12,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -182,6 +184,9 @@ func TestInvalidConfigurationNamesTheSetting(t *testing.T) {
 		{"DMP_MAX_IN_FLIGHT", "-1", "DMP_MAX_IN_FLIGHT"},
 		{"DMP_MAX_IN_FLIGHT", "many", "DMP_MAX_IN_FLIGHT"},
 		{"DMP_INLINE_MAX_BYTES", "-1", "DMP_INLINE_MAX_BYTES"},
+		{"DMP_NOTIFIER", "pigeon", "DMP_NOTIFIER"},
+		{"DMP_NOTIFIER", "webhook", "DMP_NOTIFY_WEBHOOK_URL"}, // webhook without its URL
+		{"DMP_NOTIFIER", "smtp", "DMP_SMTP_ADDR"},             // smtp without its server
 	}
 	for _, c := range cases {
 		t.Run(c.env+"="+c.value, func(t *testing.T) {
@@ -569,5 +574,40 @@ func checkDocumentContent(t *testing.T, st store.Store, docID, marker string) {
 	io.Copy(h, rc)
 	if got := base64.StdEncoding.EncodeToString(h.Sum(nil)); got != d.Content[0].Attachment.Hash {
 		t.Fatalf("the blob of %s does not hold the document's bytes", marker)
+	}
+}
+
+// TestWebhookNotifierFromSettings: DMP_NOTIFIER=webhook sends the patients'
+// notifications (here a DMP creation code) to the URL the settings give,
+// and nothing to the local outbox.
+func TestWebhookNotifierFromSettings(t *testing.T) {
+	got := make(chan map[string]any, 4)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var n map[string]any
+		json.NewDecoder(r.Body).Decode(&n)
+		got <- n
+	}))
+	defer hook.Close()
+	dir := t.TempDir()
+	_, base, logs := startServer(t, dir, "DMP_NOTIFIER=webhook", "DMP_NOTIFY_WEBHOOK_URL="+hook.URL)
+	body := `{"resourceType":"Parameters","parameter":[{"name":"system","valueString":"urn:oid:1.2.250.1.213.1.4.10"},{"name":"nir","valueString":"255081416802538"},{"name":"birthDate","valueString":"1955-08-14"},{"name":"email","valueString":"paul@example.org"}]}`
+	res, err := http.Post(base+"/Patient/$dmp-request-code", "application/fhir+json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != 202 {
+		t.Fatalf("request code: %d\n%s", res.StatusCode, logs.String())
+	}
+	select {
+	case n := <-got:
+		if n["to"] != "paul@example.org" || n["kind"] != "dmp-code" {
+			t.Fatalf("webhook got %v", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the webhook received nothing")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "outbox.jsonl")); !os.IsNotExist(err) {
+		t.Fatalf("an outbox file was written: %v", err)
 	}
 }

@@ -356,7 +356,7 @@ func (s *Server) notifyAccess(ctx context.Context, a *access, patient string, v 
 	default:
 		return
 	}
-	n.To, n.Time = patient, time.Now().UTC()
+	n.To, n.Patient, n.Time = s.contactOf(ctx, patient), patient, time.Now().UTC()
 	if err := s.auth.Notifier.Notify(ctx, *n); err != nil {
 		s.log.Error("notifying a patient", "kind", n.Kind, "err", err)
 	}

@@ -415,17 +415,17 @@ func dmpCreated(patient []byte, login, password string) ([]byte, error) {
 	})
 }
 
-// notifyPatient sends a lifecycle message to the address the patient gave
-// (or to the patient's id, which the notifier resolves). A failure is
-// logged: the action itself is in the audit trail.
+// notifyPatient sends a lifecycle message to the address given (else the
+// patient's e-mail or phone on record, else their id). A failure is logged:
+// the action itself is in the audit trail.
 func (s *Server) notifyPatient(ctx context.Context, patient, to, kind, subject, body string) {
 	if s.auth.Notifier == nil {
 		return
 	}
 	if to == "" {
-		to = patient
+		to = s.contactOf(ctx, patient)
 	}
-	n := auth.Notification{To: to, Kind: kind, Subject: subject, Body: body, Time: time.Now().UTC()}
+	n := auth.Notification{To: to, Patient: patient, Kind: kind, Subject: subject, Body: body, Time: time.Now().UTC()}
 	if err := s.auth.Notifier.Notify(ctx, n); err != nil {
 		s.log.Error("notifying a patient", "kind", kind, "err", err)
 	}
@@ -654,4 +654,25 @@ func (s *Server) changePassword(c *gin.Context, patient string, p map[string]str
 		return
 	}
 	s.fail(c, store.ErrConflict)
+}
+
+// contactOf is where a patient is reached: the e-mail of their Patient
+// resource, else its phone, else their id (which only the outbox can keep).
+func (s *Server) contactOf(ctx context.Context, patient string) string {
+	r, err := s.store.Read(ctx, "Patient", patient)
+	if err != nil {
+		return patient
+	}
+	var p struct {
+		Telecom []struct{ System, Value string }
+	}
+	json.Unmarshal(r.Body, &p)
+	for _, want := range []string{"email", "sms", "phone"} {
+		for _, t := range p.Telecom {
+			if t.System == want && t.Value != "" {
+				return t.Value
+			}
+		}
+	}
+	return patient
 }

@@ -24,7 +24,8 @@ import (
 // Notification is a message to a patient: a first access by a
 // professional, an emergency access, the creation of their DMP...
 type Notification struct {
-	To      string    `json:"to"` // patient id, or an address (e-mail for SMTP)
+	To      string    `json:"to"`                // an address (e-mail, phone), or the patient id when none is known
+	Patient string    `json:"patient,omitempty"` // the patient it is about, when there is one
 	Subject string    `json:"subject"`
 	Body    string    `json:"body"`
 	Time    time.Time `json:"time"`
@@ -162,7 +163,8 @@ func (o *Outbox) Notify(ctx context.Context, n Notification) error {
 	return nil
 }
 
-// List returns the notifications sent to `to` ("" for all), oldest first.
+// List returns the notifications sent to `to` or about patient `to` ("" for
+// all), oldest first.
 func (o *Outbox) List(to string) ([]Notification, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -184,7 +186,7 @@ func (o *Outbox) List(to string) ([]Notification, error) {
 		if err := json.Unmarshal(sc.Bytes(), &n); err != nil {
 			return nil, fmt.Errorf("outbox: %s line %d: %w", o.path, line, err)
 		}
-		if to == "" || n.To == to {
+		if to == "" || n.To == to || n.Patient == to {
 			out = append(out, n)
 		}
 	}
