@@ -59,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return importCmd(args, stdout, stderr)
 	case "healthcheck":
 		return healthcheck(args, stdout, stderr)
+	case "seed":
+		return seedCmd(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "dmp-fhir", version)
 		return nil
@@ -80,6 +82,7 @@ commands:
   client    register a system client: client add --name ... --finess ... --scope ...; client list
   outbox    list the notifications sent to patients: outbox [--to PATIENT]
   import    load transaction/batch Bundles (.json) and NDJSON files: import PATH...
+  seed      load demo DMPs (5 patients, professionals, every DMP category) into the stopped server's store
   reindex   extract the search values of every stored resource again
   healthcheck  exit 0 if the server at DMP_ADDR is ready (GET /readyz): a container's HEALTHCHECK
   version   print the version
