@@ -431,8 +431,8 @@ Conclusion : sein gauche ACR 4, sein droit ACR 1. Microbiopsie échoguidée reco
 			claims: []seedClaim{
 				{slug: "consultation-2026-09-15", date: "2026-09-15", kind: "professional", provider: "durand", note: "Remboursement à 70 %, participation forfaitaire de 2 € déduite.",
 					items: []seedClaimItem{{text: "Consultation de médecine générale (G)", submitted: 30, benefit: 19}}},
-				{slug: "imagerie-2026-09-22", date: "2026-09-22", kind: "professional", providerOrg: "imagerie-prado", note: "Remboursement à 70 %, participation forfaitaire de 2 € déduite.",
-					items: []seedClaimItem{{text: "Mammographie bilatérale", ccam: "QEQK004", submitted: 66.42, benefit: 44.49}, {text: "Échographie mammaire bilatérale", submitted: 41.58, benefit: 29.11}}},
+				{slug: "imagerie-2026-09-22", date: "2026-09-22", kind: "professional", providerOrg: "imagerie-prado", note: "Remboursement à 70 %, participation forfaitaire de 2 € déduite par acte.",
+					items: []seedClaimItem{{text: "Mammographie bilatérale", ccam: "QEQK004", submitted: 66.42, benefit: 44.49}, {text: "Échographie mammaire bilatérale", submitted: 41.58, benefit: 27.11}}},
 			},
 			vitals: seedVitals{date: "2026-09-15 17:25", author: "durand", systolic: 118, diastolic: 74, hr: 68, weight: 62, height: 168},
 		},
