@@ -148,7 +148,7 @@ func checkEntry(i int, e bundleEntry) error {
 func (s *Server) runBatch(c *gin.Context, entries []bundleEntry) []entryResult {
 	results := make([]entryResult, len(entries))
 	for _, i := range processingOrder(entries) {
-		results[i] = s.dispatch(c, c.Request, entries[i], entries[i].Resource, "")
+		results[i] = s.dispatch(c.Request.Context(), c.Request, entries[i], entries[i].Resource, "")
 	}
 	return results
 }
@@ -188,7 +188,7 @@ func (s *Server) runTransaction(c *gin.Context, entries []bundleEntry) ([]entryR
 		return nil, err
 	}
 	err = s.store.Transaction(c, func(tx store.Ops) error {
-		ctx := context.WithValue(c, txKey{}, tx)
+		ctx := context.WithValue(c.Request.Context(), txKey{}, tx)
 		for _, i := range order {
 			if entries[i].Request.Method == "GET" || entries[i].Request.Method == "HEAD" {
 				continue
@@ -210,7 +210,7 @@ func (s *Server) runTransaction(c *gin.Context, entries []bundleEntry) ([]entryR
 	}
 	for _, i := range order {
 		if m := entries[i].Request.Method; m == "GET" || m == "HEAD" {
-			results[i] = s.dispatch(c, c.Request, entries[i], nil, "")
+			results[i] = s.dispatch(c.Request.Context(), c.Request, entries[i], nil, "")
 		}
 	}
 	return results, nil

@@ -534,3 +534,39 @@ func TestOneDMPPerINSUnderConcurrentCreations(t *testing.T) {
 		t.Fatalf("%v policies (%v), want 1", page, err)
 	}
 }
+
+// TestRecordNamedByINSIsDecidedLikeByID: a search naming the record by the
+// patient's INS (patient.identifier, the DMP's TD3.1a) gets the decision a
+// search by patient id gets: the documents, 403 or 409, and an emergency
+// access may name the patient this way.
+func TestRecordNamedByINSIsDecidedLikeByID(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			s := newConsentServer(t, e)
+			rec := s.seedRecord(t) // nirA on the test OID
+			path := "/DocumentReference?patient.identifier=" + url.QueryEscape(testINS+"|"+nirA)
+			for _, tc := range []struct {
+				name, token string
+				headers     []string
+				want        int
+				sees        bool
+			}{
+				{"authorized", s.practitioner(psAuthorized, false), nil, 200, true},
+				{"blocked", s.practitioner(psBlocked, false), nil, 403, false},
+				{"breaking the glass", s.practitioner(psStranger, false), []string{"X-Access-Mode", "bris_de_glace", "X-Access-Reason", "inconscient aux urgences"}, 200, true},
+			} {
+				r := s.do("GET", path, nil, append([]string{"Authorization", "Bearer " + tc.token}, tc.headers...)...)
+				if r.status != tc.want {
+					t.Fatalf("%s: %d, want %d: %s", tc.name, r.status, tc.want, r.body)
+				}
+				if tc.want == 200 && entryIDs(t, r)[rec.plain] != tc.sees {
+					t.Fatalf("%s: sees %v, want the plain document", tc.name, entryIDs(t, r))
+				}
+			}
+			s.do("POST", "/Patient/"+rec.patient+"/$dmp-close", params("reason", "x"), "Authorization", "Bearer "+s.patient(rec.patient))
+			if r := s.do("GET", path, nil, "Authorization", "Bearer "+s.practitioner(psAuthorized, false)); r.status != 409 {
+				t.Fatalf("closed DMP: %d %s", r.status, r.body)
+			}
+		})
+	}
+}

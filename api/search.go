@@ -132,6 +132,10 @@ func (s *Server) runSearch(c *gin.Context, typ string, params url.Values, scope 
 		s.fail(c, err)
 		return
 	}
+	if err := s.resolvePatientChains(c, typ, sr.Query.Where); err != nil {
+		s.fail(c, err)
+		return
+	}
 	named := namedPatients(typ, sr.Query.Where)
 	page, rule, err := s.scopedSearch(c, sr.Query, named)
 	if err != nil {
@@ -497,4 +501,51 @@ func mentions(params url.Values, name string) bool {
 		}
 	}
 	return false
+}
+
+// maxChainedPatients bounds how many patients a chained patient parameter
+// is resolved to before the search (more: it stays a chain).
+const maxChainedPatients = 20
+
+// resolvePatientChains turns a chained patient parameter
+// (patient.identifier=sys|value, the DMP's way of naming the record, TD3.1a)
+// into the references of the Patients it selects, in place, so that the
+// consent decision knows whose record is searched: an emergency access may
+// then name the patient this way, and a refused or closed record is
+// answered 403 or 409 rather than an empty page. The result is the same
+// set of resources.
+func (s *Server) resolvePatientChains(ctx context.Context, typ string, where []store.Clause) error {
+	a := accessOf(ctx)
+	if a == nil || s.auth.Unrestricted {
+		return nil
+	}
+	rt, _ := fhir.LookupType(typ)
+	for ci := range where {
+		for i, cond := range where[ci].Any {
+			if cond.Kind != store.KindReference || cond.Chain == nil || cond.Chain.Type != "Patient" || cond.Not || cond.Missing != nil ||
+				!(cond.RefType == "Patient" || contains(rt.PatientCompartment, cond.Param)) {
+				continue
+			}
+			q := *cond.Chain
+			q.Count, q.Total, q.Sort, q.After = maxChainedPatients+1, false, nil, ""
+			page, err := s.store.Search(ctx, q)
+			if err != nil {
+				return err
+			}
+			if len(page.Resources) == 0 || len(page.Resources) > maxChainedPatients {
+				continue
+			}
+			refs := make([]store.Condition, 0, len(page.Resources))
+			for _, p := range page.Resources {
+				refs = append(refs, store.Condition{Param: cond.Param, Kind: store.KindReference, RefType: "Patient", RefID: p.ID})
+			}
+			if len(where[ci].Any) == 1 {
+				where[ci].Any = refs
+			} else {
+				where[ci].Any = append(append(append([]store.Condition{}, where[ci].Any[:i]...), refs...), where[ci].Any[i+1:]...)
+			}
+			break // the clause changed: its other conditions are left as they are
+		}
+	}
+	return nil
 }
