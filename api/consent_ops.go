@@ -123,6 +123,10 @@ func (s *Server) instanceOperation(c *gin.Context) {
 	if a := accessOf(c); a != nil {
 		a.interaction = "operation"
 	}
+	if op == "$everything" && typ == "Patient" {
+		s.everythingPost(c) // everything.go: its parameters are not all strings
+		return
+	}
 	body, err := s.readOptionalBody(c)
 	if err != nil {
 		s.fail(c, err)

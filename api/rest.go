@@ -133,6 +133,7 @@ func (s *Server) capabilities(c *gin.Context) {
 			{Name: "dmp-request-code", Definition: opDefinition("dmp-request-code")}, {Name: "dmp-create", Definition: opDefinition("dmp-create")},
 			{Name: "dmp-close", Definition: opDefinition("dmp-close")}, {Name: "dmp-reopen", Definition: opDefinition("dmp-reopen")},
 			{Name: "change-password", Definition: opDefinition("change-password")},
+			{Name: "everything", Definition: "http://hl7.org/fhir/OperationDefinition/Patient-everything"}, {Name: "summary", Definition: "http://hl7.org/fhir/uv/ips/OperationDefinition/summary"},
 		}, "DocumentReference": {
 			{Name: "mask", Definition: opDefinition("mask")}, {Name: "unmask", Definition: opDefinition("unmask")},
 			{Name: "hide-from-patient", Definition: opDefinition("hide-from-patient")}, {Name: "show-to-patient", Definition: opDefinition("show-to-patient")},

@@ -68,6 +68,10 @@ func (s *Server) compartmentSearch(c *gin.Context) {
 		s.accessDecision(c)
 		return
 	}
+	if target == "$everything" || target == "$summary" {
+		s.patientRecordOperation(c, target) // everything.go, summary.go
+		return
+	}
 	if _, ok := fhir.LookupType(target); !ok {
 		s.fail(c, fhir.NotFound("resource type "+strconv.Quote(target)+" is not supported by this server"))
 		return

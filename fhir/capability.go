@@ -25,7 +25,7 @@ type Capabilities struct {
 	SystemInteractions []string // SystemRestfulInteraction codes: history-system, ...
 	TypeOperations     []Operation
 	// TypeSpecificOperations are operations of one type only (Patient's
-	// consent operations).
+	// consent operations, $everything and $summary).
 	TypeSpecificOperations map[string][]Operation
 	// SMART says the REST API is protected by SMART on FHIR tokens, with
 	// its token endpoint.
