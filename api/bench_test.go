@@ -107,3 +107,70 @@ func BenchmarkConsentAndAuditCost(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkEverything measures GET /fhir/Patient/{id}/$everything for a
+// patient of about 1,000 resources (Synthea's Laticia Dibbert, 388
+// resources, and 612 more observations, reports, documents with their
+// Binaries, conditions), on the embedded engine, with the consent decision
+// and the audit on, as the professional the patient authorized: every page
+// of _count=100 (the default), then the whole record as one page
+// (_count=1000). It reports resources/s.
+//
+//	go test -run '^$' -bench Everything -benchtime 20x ./api/
+func BenchmarkEverything(b *testing.B) {
+	st, err := sqlite.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	t := &testing.T{}
+	key := signingKey(t)
+	v, _ := auth.NewVerifier(auth.VerifierConfig{Key: key})
+	auditor := auth.NewAuditor(st, auth.AuditorOptions{JournalDir: b.TempDir()})
+	b.Cleanup(func() { auditor.Close() })
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	h := api.New(api.Config{Logger: quiet, Auth: &api.Auth{Verifier: v, Key: key, Auditor: auditor}}, st, validator(t))
+	hs := httptest.NewServer(h)
+	b.Cleanup(hs.Close)
+	s := &server{t: t, url: hs.URL + "/fhir", key: key, store: st}
+	s.token = s.tokenFor(auth.Claims{Kind: auth.KindSystem, ClientID: "his-demo", Scope: "system/*.cruds"})
+	rec := loadSynthea(t, s, "../testdata/synthea/bundles/Laticia_Dibbert_b23f172c-8c92-4757-87a8-7f64c13639d3.json")
+	if t.Failed() {
+		b.Fatal("loading the Synthea patient failed")
+	}
+	var batch []string
+	for i := 0; len(rec.resources)+len(batch) < 1000; i++ {
+		ref := "Patient/" + rec.patient
+		switch i % 4 {
+		case 0:
+			batch = append(batch, fmt.Sprintf(`{"resource":{"resourceType":"Binary","id":"bin-%d","contentType":"text/plain","securityContext":{"reference":"DocumentReference/doc-%d"},"data":"Y29tcHRlIHJlbmR1"},"request":{"method":"PUT","url":"Binary/bin-%d"}}`, i, i, i))
+			batch = append(batch, fmt.Sprintf(`{"resource":{"resourceType":"DocumentReference","id":"doc-%d","status":"current","type":{"coding":[{"system":"http://loinc.org","code":"11488-4"}]},"subject":{"reference":"%s"},"date":"2023-01-%02dT10:00:00Z","content":[{"attachment":{"contentType":"text/plain","url":"Binary/bin-%d"}}]},"request":{"method":"PUT","url":"DocumentReference/doc-%d"}}`, i, ref, i%28+1, i, i))
+		case 1:
+			batch = append(batch, fmt.Sprintf(`{"resource":{"resourceType":"Condition","subject":{"reference":"%s"},"code":{"text":"condition %d"},"onsetDateTime":"2022-02-%02d"},"request":{"method":"POST","url":"Condition"}}`, ref, i, i%28+1))
+		default:
+			batch = append(batch, fmt.Sprintf(`{"resource":{"resourceType":"Observation","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"2339-0"}]},"subject":{"reference":"%s"},"effectiveDateTime":"2023-03-%02dT08:00:00Z","valueQuantity":{"value":%d,"unit":"mg/dL"}},"request":{"method":"POST","url":"Observation"}}`, ref, i%28+1, 80+i%40))
+		}
+	}
+	if r := s.do("POST", "", []byte(`{"resourceType":"Bundle","type":"batch","entry":[`+strings.Join(batch, ",")+`]}`)); r.status != 200 {
+		b.Fatalf("batch: %d %s", r.status, r.body)
+	}
+	patTok, _ := key.Issue(auth.Claims{Kind: auth.KindPatient, Patient: rec.patient, Scope: "patient/*.cruds"}, time.Hour)
+	if r := s.do("POST", "/Patient/"+rec.patient+"/$authorize", params("practitioner", psAuthorized), "Authorization", "Bearer "+patTok); r.status != 200 {
+		b.Fatalf("authorize: %d %s", r.status, r.body)
+	}
+	doctor := "Bearer " + s.tokenFor(auth.Claims{Kind: auth.KindPractitioner, IDNatPs: psAuthorized, Profession: "10", Scope: "user/*.cruds"})
+	for _, count := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("_count=%d", count), func(b *testing.B) {
+			resources := 0
+			for b.Loop() {
+				got, _, _ := everythingPages(t, s, fmt.Sprintf("/Patient/%s/$everything?_count=%d", rec.patient, count), count, "Authorization", doctor)
+				if t.Failed() || len(got) < 1000 {
+					b.Fatalf("%d resources", len(got))
+				}
+				resources += len(got)
+			}
+			b.ReportMetric(float64(resources)/float64(b.N), "resources/op")
+			b.ReportMetric(float64(resources)/b.Elapsed().Seconds(), "resources/s")
+		})
+	}
+}
