@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"html"
 	"net/http"
@@ -198,7 +199,7 @@ func (s *Server) summary(c *gin.Context) {
 	}
 	toc.WriteString("</ul>")
 	comp.Text = xhtml(toc.String())
-	compBody, err := json.Marshal(comp)
+	compBody, err := marshalText(comp)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -212,12 +213,24 @@ func (s *Server) summary(c *gin.Context) {
 		Timestamp:    now.Format(fhir.InstantFormat),
 		Entry:        entries,
 	}
-	body, err := json.Marshal(doc)
+	body, err := marshalText(doc)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
 	s.writeJSON(c, http.StatusOK, body)
+}
+
+// marshalText is json.Marshal without the escaping of <, > and & (the
+// narratives are XHTML).
+func marshalText(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // newerFirst orders a section: latest care date first, undated last, then
