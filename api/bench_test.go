@@ -134,7 +134,7 @@ func BenchmarkEverything(b *testing.B) {
 	b.Cleanup(hs.Close)
 	s := &server{t: t, url: hs.URL + "/fhir", key: key, store: st}
 	s.token = s.tokenFor(auth.Claims{Kind: auth.KindSystem, ClientID: "his-demo", Scope: "system/*.cruds"})
-	rec := loadSynthea(t, s, "../testdata/synthea/bundles/Laticia_Dibbert_b23f172c-8c92-4757-87a8-7f64c13639d3.json")
+	rec := loadSynthea(t, s, "../testdata/synthea/bundles/Laticia_Dibbert_b23f172c-8c92-4757-87a8-7f64c13639d3.json", testNIR(1))
 	if t.Failed() {
 		b.Fatal("loading the Synthea patient failed")
 	}

@@ -34,7 +34,9 @@ import (
 // dropped, and a next link's signed cursor holds the phase and the
 // position in it. The Binary a DocumentReference or DiagnosticReport
 // attachment points to comes right after it (search mode include),
-// decided on its own securityContext as a read is.
+// decided on its own securityContext as a read is, with its data when the
+// row holds it (content in blob storage is read at the Binary's URL).
+// Archived and superseded documents are part of everything.
 
 const (
 	defaultEverythingCount = 100
@@ -683,7 +685,9 @@ func (s *Server) addBinaries(ctx context.Context, r *store.Resource, req *everyt
 			return err
 		}
 		if ok {
-			add(b, models.SearchEntryModeInclude)
+			// Its data when kept in the row; bytes in blob storage are
+			// read at its URL (GET /fhir/Binary/{id}).
+			add(clientView(b), models.SearchEntryModeInclude)
 		}
 	}
 	return nil

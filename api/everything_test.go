@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -27,8 +28,10 @@ var urnUUID = regexp.MustCompile(`urn:uuid:([0-9a-fA-F-]{36})`)
 // loadSynthea loads a Synthea transaction Bundle as a batch of PUTs (one
 // write each, which the MongoDB test server, without transactions, takes
 // too): each resource under the id of its urn:uuid, references rewritten
-// to Type/id.
-func loadSynthea(t *testing.T, s *server, file string) syntheaRecord {
+// to Type/id. With a NIR, the patient's DMP is created first at a desk
+// ($dmp-create: professionals feed an existing DMP only), and stands for
+// the Bundle's Patient.
+func loadSynthea(t *testing.T, s *server, file, nir string) syntheaRecord {
 	t.Helper()
 	raw, err := os.ReadFile(file)
 	if err != nil {
@@ -43,7 +46,8 @@ func loadSynthea(t *testing.T, s *server, file string) syntheaRecord {
 	if err := json.Unmarshal(raw, &b); err != nil {
 		t.Fatal(err)
 	}
-	local := map[string]string{} // uuid -> Type/uuid
+	rec := syntheaRecord{resources: map[string]map[string]any{}}
+	local := map[string]string{} // uuid -> Type/id
 	for _, e := range b.Entry {
 		var head struct {
 			ResourceType string `json:"resourceType"`
@@ -51,11 +55,26 @@ func loadSynthea(t *testing.T, s *server, file string) syntheaRecord {
 		json.Unmarshal(e.Resource, &head)
 		u := strings.TrimPrefix(e.FullURL, "urn:uuid:")
 		local[u] = head.ResourceType + "/" + u
+		if head.ResourceType == "Patient" {
+			rec.patient = u
+			if nir != "" {
+				rec.patient, _, _ = s.createDMP(t, s.token, nir, "Synthea")
+				local[u] = "Patient/" + rec.patient
+				r := s.do("GET", "/Patient/"+rec.patient, nil, "Authorization", "Bearer "+s.patient(rec.patient))
+				var p map[string]any
+				if r.status != 200 || json.Unmarshal(r.body, &p) != nil {
+					t.Fatalf("read the new DMP's Patient: %d %s", r.status, r.body)
+				}
+				rec.resources["Patient/"+rec.patient] = p
+			}
+		}
 	}
-	rec := syntheaRecord{resources: map[string]map[string]any{}}
 	var batch []string
 	for _, e := range b.Entry {
 		ref := local[strings.TrimPrefix(e.FullURL, "urn:uuid:")]
+		if nir != "" && ref == "Patient/"+rec.patient {
+			continue // the DMP's Patient stands for it
+		}
 		body := urnUUID.ReplaceAllStringFunc(string(e.Resource), func(m string) string {
 			if l, ok := local[m[len("urn:uuid:"):]]; ok {
 				return l
@@ -68,9 +87,6 @@ func loadSynthea(t *testing.T, s *server, file string) syntheaRecord {
 		}
 		res["id"] = strings.SplitN(ref, "/", 2)[1]
 		rec.resources[ref] = res
-		if res["resourceType"] == "Patient" {
-			rec.patient = res["id"].(string)
-		}
 		j, _ := json.Marshal(res)
 		batch = append(batch, `{"resource":`+string(j)+`,"request":{"method":"PUT","url":"`+ref+`"}}`)
 	}
@@ -84,6 +100,13 @@ func loadSynthea(t *testing.T, s *server, file string) syntheaRecord {
 		}
 	}
 	return rec
+}
+
+// testNIR is the i-th NIR of a series, with its key (97 - n mod 97).
+func testNIR(i int) string {
+	base := fmt.Sprintf("1830575123%03d", i)
+	n, _ := strconv.ParseInt(base, 10, 64)
+	return fmt.Sprintf("%s%02d", base, 97-n%97)
 }
 
 // references lists every reference in v (contained resources included).
@@ -221,8 +244,12 @@ func TestEverythingGivesTheWholeSyntheaRecordPageByPage(t *testing.T) {
 				s, use, count = newServer(t, e, apiConfig()), files[:1], 25
 			}
 			doctor := "Bearer " + s.practitioner(psAuthorized, false)
-			for _, f := range use {
-				rec := loadSynthea(t, s, f)
+			for i, f := range use {
+				nir := ""
+				if full {
+					nir = testNIR(i)
+				}
+				rec := loadSynthea(t, s, f, nir)
 				if full {
 					if r := s.do("POST", "/Patient/"+rec.patient+"/$authorize", params("practitioner", psAuthorized), "Authorization", "Bearer "+s.patient(rec.patient)); r.status != 200 {
 						t.Fatalf("$authorize: %d %s", r.status, r.body)
@@ -256,11 +283,11 @@ func TestEverythingFilters(t *testing.T) {
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
 			s := newServer(t, e, apiConfig())
-			rec := loadSynthea(t, s, "../testdata/synthea/bundles/Chet_Thompson_eda17701-070d-4fae-9f7d-c8cd6263b63a.json")
+			rec := loadSynthea(t, s, "../testdata/synthea/bundles/Chet_Thompson_eda17701-070d-4fae-9f7d-c8cd6263b63a.json", "")
 			full := e.name == "sqlite" // FerretDB reads every document for every query: a cross-section there
 			var other syntheaRecord
 			if full {
-				other = loadSynthea(t, s, "../testdata/synthea/bundles/Louis_Erdman_55bbe118-e08d-4408-86e5-6084457500d4.json")
+				other = loadSynthea(t, s, "../testdata/synthea/bundles/Louis_Erdman_55bbe118-e08d-4408-86e5-6084457500d4.json", "")
 			}
 			ofTypes := func(types ...string) func(map[string]bool) map[string]bool {
 				return func(all map[string]bool) map[string]bool {
@@ -448,8 +475,26 @@ func TestEverythingAndSummaryFollowTheConsent(t *testing.T) {
 			if r := s.do("POST", "/DocumentReference/doc-masked/$mask", nil, "Authorization", pat); r.status != 200 {
 				t.Fatalf("$mask: %d %s", r.status, r.body)
 			}
+			// A report too large for its row: the server keeps its bytes
+			// in blob storage, as a Binary of its own.
+			big := s.do("POST", "/DocumentReference", []byte(`{"resourceType":"DocumentReference","status":"current","type":{"coding":[{"system":"http://loinc.org","code":"11488-4"}]},"subject":{"reference":"Patient/`+rec.patient+`"},"content":[{"attachment":{"contentType":"application/pdf","data":"`+strings.Repeat("JVBERi0x", 12000)+`"}}]}`), "Authorization", feeder)
+			if big.status != 201 {
+				t.Fatalf("large document: %d", big.status)
+			}
+			var bigDoc struct {
+				ID      string `json:"id"`
+				Content []struct {
+					Attachment struct {
+						URL string `json:"url"`
+					} `json:"attachment"`
+				} `json:"content"`
+			}
+			json.Unmarshal(big.body, &bigDoc)
+			if !strings.HasPrefix(bigDoc.Content[0].Attachment.URL, "Binary/") {
+				t.Fatalf("the large attachment (72 kB) was not moved to a Binary")
+			}
 			d := func(id string) string { return "DocumentReference/" + id }
-			base := []string{"Patient/" + rec.patient, "Observation/" + rec.obs, d(rec.plain), d("doc-open"), "Binary/bin-open"}
+			base := []string{"Patient/" + rec.patient, "Observation/" + rec.obs, d(rec.plain), d("doc-open"), "Binary/bin-open", d(bigDoc.ID), bigDoc.Content[0].Attachment.URL}
 			masked := []string{d(rec.masked), d("doc-masked"), "Binary/bin-masked"}
 			set := func(lists ...[]string) map[string]bool {
 				out := map[string]bool{}
@@ -512,6 +557,12 @@ func TestEverythingAndSummaryFollowTheConsent(t *testing.T) {
 						t.Errorf("$summary reports: %s", df)
 					}
 				})
+			}
+			// A Binary in blob storage comes without its data (read at its
+			// URL), and never with the server's pointer to its blob.
+			r := s.do("GET", "/Patient/"+rec.patient+"/$everything?_type=Binary", nil, "Authorization", pat)
+			if ids, _, _, _ := entries(t, r); len(ids) != 3 || strings.Contains(string(r.body), "binary-blob") {
+				t.Errorf("Binaries: %v (blob pointer shown: %v)", ids, strings.Contains(string(r.body), "binary-blob"))
 			}
 			// The access history only when asked for, and only to the patient.
 			if got, _, _ := everythingPages(t, s, "/Patient/"+rec.patient+"/$everything?_type=AuditEvent", 0, "Authorization", pat); len(got) == 0 {

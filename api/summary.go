@@ -21,7 +21,9 @@ import (
 // FHIR document in the spirit of the International Patient Summary: a
 // Composition with one section per category of fhir/categories.go (entries
 // newest first on their care date), the Patient, then every entry. What it
-// holds is what the caller may see, read with the scope of a search.
+// holds is what the caller may see, read with the scope of a search; of the
+// documents, those in force that a default search shows (not archived, not
+// superseded).
 
 // summaryDocumentType is LOINC 60591-5 Patient summary Document.
 var summaryDocumentType = fhir.Coding{System: fhir.SystemLOINC, Code: "60591-5", Display: "Patient summary Document"}
@@ -125,7 +127,7 @@ func (s *Server) summary(c *gin.Context) {
 			continue
 		}
 		clause, _ := compartmentClause(typ, patient)
-		q := store.Query{Type: typ, Where: []store.Clause{clause}, Count: maxPageSize}
+		q := store.Query{Type: typ, Where: append([]store.Clause{clause}, currentOnly(typ)...), Count: maxPageSize}
 		for {
 			page, _, err := s.scopedSearch(c, q, named)
 			if err != nil {
@@ -219,6 +221,19 @@ func (s *Server) summary(c *gin.Context) {
 		return
 	}
 	s.writeJSON(c, http.StatusOK, body)
+}
+
+// currentOnly leaves out of the summary the documents a default search
+// leaves out (archived) and those no longer in force (superseded by a
+// replacement, entered in error); $everything has them all.
+func currentOnly(typ string) []store.Clause {
+	if typ != "DocumentReference" {
+		return nil
+	}
+	not := func(param, code string) store.Clause {
+		return store.Clause{Any: []store.Condition{{Param: param, Kind: store.KindToken, Code: code, AnySystem: true, Not: true}}}
+	}
+	return []store.Clause{not("archived", "true"), not("status", "superseded"), not("status", "entered-in-error")}
 }
 
 // marshalText is json.Marshal without the escaping of <, > and & (the

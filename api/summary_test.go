@@ -114,6 +114,11 @@ func TestSummaryIsADocumentWithOneSectionPerCategoryNewestFirst(t *testing.T) {
 		reportOld := doc(fhir.SystemLOINC, "34112-3", "10", "2022-01-01T10:00:00Z")
 		reportNew := doc(fhir.SystemLOINC, "11488-4", "10", "2024-02-01T10:00:00Z")
 		remb := doc(fhir.SystemTypeDocComplementaire, "REMB", "60", "2024-03-01T10:00:00Z")
+		// Out of the summary, in $everything: a report replaced by a newer
+		// version (superseded), an archived one.
+		replaced := doc(fhir.SystemLOINC, "11488-4", "10", "2021-01-01T10:00:00Z")
+		replacement := create(`{"resourceType":"DocumentReference","status":"current","relatesTo":[{"code":"replaces","target":{"reference":"` + replaced + `"}}],"type":` + loinc("11488-4") + `,` + subj + `,"date":"2023-01-01T10:00:00Z","content":[{"attachment":{"contentType":"application/pdf","data":"JVBERi0="}}]}`)
+		archived := create(`{"resourceType":"DocumentReference","extension":[{"url":"https://interop.esante.gouv.fr/ig/fhir/pdsm/StructureDefinition/pdsm-ext-is-archived","valueBoolean":true}],"status":"current","type":` + loinc("11488-4") + `,` + subj + `,"date":"2024-05-01T10:00:00Z","content":[{"attachment":{"contentType":"application/pdf","data":"JVBERi0="}}]}`)
 		labReport := create(`{"resourceType":"DiagnosticReport","status":"final","code":` + loinc("24323-8") + `,` + subj + `,"effectiveDateTime":"2023-01-01"}`)
 		labObs := create(`{"resourceType":"Observation","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}]}],"code":` + loinc("2339-0") + `,` + subj + `,"effectiveDateTime":"2023-06-01"}`)
 		create(`{"resourceType":"Observation","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}]}],"code":` + loinc("8867-4") + `,` + subj + `,"effectiveDateTime":"2024-01-01"}`)
@@ -128,7 +133,7 @@ func TestSummaryIsADocumentWithOneSectionPerCategoryNewestFirst(t *testing.T) {
 		doc0, comp, sections := readSummary(t, s, r)
 		want := map[string][]string{
 			"prescriptions":  {medreq},
-			"reports":        {reportNew, reportOld},
+			"reports":        {reportNew, replacement, reportOld},
 			"lab-results":    {labObs, labReport},
 			"imaging":        {study},
 			"allergies":      {allergy},
@@ -174,6 +179,11 @@ func TestSummaryIsADocumentWithOneSectionPerCategoryNewestFirst(t *testing.T) {
 		}
 		if !strings.HasPrefix(doc0.Identifier.Value, "urn:uuid:") || doc0.Timestamp == "" || !strings.HasPrefix(doc0.Entry[0].FullURL, "urn:uuid:") {
 			t.Errorf("document identifier %+v, timestamp %q, composition fullUrl %q", doc0.Identifier, doc0.Timestamp, doc0.Entry[0].FullURL)
+		}
+		// $everything has them all.
+		got, _, _ := everythingPages(t, s, "/Patient/"+pid+"/$everything?_type=DocumentReference", 0)
+		if d := diff(got, map[string]bool{reportOld: true, reportNew: true, remb: true, replaced: true, replacement: true, archived: true}); d != "" {
+			t.Errorf("$everything documents: %s", d)
 		}
 		// It is valid FHIR R4.
 		if err := validator(t).Validate(r.body); err != nil {
