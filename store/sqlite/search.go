@@ -330,13 +330,17 @@ func (p *planner) clauseFilter(s scope, cl store.Clause) (frag, error) {
 	if len(cl.Any) == 0 {
 		return frag{sql: "0"}, nil
 	}
-	parts := make([]frag, len(cl.Any))
-	for i := range cl.Any {
-		f, err := p.filter(s, &cl.Any[i])
+	ids, rest := plainIDs(cl.Any)
+	var parts []frag
+	if len(ids) > 0 {
+		parts = append(parts, p.onResource(s, "$.id IN ("+placeholders(len(ids))+")", ids...))
+	}
+	for i := range rest {
+		f, err := p.filter(s, &rest[i])
 		if err != nil {
 			return frag{}, err
 		}
-		parts[i] = f
+		parts = append(parts, f)
 	}
 	f := joinFrags(parts, " OR ")
 	f.sql = "(" + f.sql + ")"
@@ -563,8 +567,12 @@ outer:
 		}
 		var parts []frag
 		seekAll := true
-		for j := range cl.Any {
-			f, seek, ok, err := p.set(typ, &cl.Any[j])
+		ids, rest := plainIDs(cl.Any)
+		if len(ids) > 0 {
+			parts = append(parts, frag{"SELECT rid FROM resources WHERE type = ? AND id IN (" + placeholders(len(ids)) + ") AND deleted = 0", append([]any{typ}, ids...)})
+		}
+		for j := range rest {
+			f, seek, ok, err := p.set(typ, &rest[j])
 			if err != nil {
 				return nil, err
 			}
@@ -1104,3 +1112,23 @@ func explainSQL(ctx context.Context, db *sql.DB, f frag) ([]string, error) {
 	}
 	return out, rows.Err()
 }
+
+// plainIDs takes the plain _id conditions out of a clause's OR: they are
+// tested as one IN list, as a clause of a thousand ids (an _include's
+// targets) would make an OR or UNION deeper than SQLite allows.
+func plainIDs(any []store.Condition) (ids []any, rest []store.Condition) {
+	for _, c := range any {
+		if c.Kind == store.KindID && !c.Not && c.Missing == nil && c.Chain == nil && c.Has == nil {
+			ids = append(ids, c.Value)
+			continue
+		}
+		rest = append(rest, c)
+	}
+	if len(ids) < 2 {
+		return nil, any // one id keeps its plan (and its probe)
+	}
+	return ids, rest
+}
+
+// placeholders is "?, ?, ..." n times.
+func placeholders(n int) string { return strings.TrimSuffix(strings.Repeat("?, ", n), ", ") }
