@@ -215,6 +215,9 @@ func (s *Server) create(c *gin.Context) {
 		case 0:
 			created = true
 			id := s.assignedID(c)
+			if err := s.claimCriteria(c, ops, typ, criteria, id); err != nil {
+				return err
+			}
 			stamped, err := s.stampAuthor(c, ops, typ, "", body)
 			if err == nil {
 				err = s.supersede(c, ops, id, typ, stamped, false)

@@ -263,6 +263,43 @@ func TestConditionalCreateAndUpdateByIdentifier(t *testing.T) {
 	})
 }
 
+// TestConditionalCreateAfterTheMatchIsGone: the claim a conditional create
+// leaves does not stop a new create once its resource is deleted or no
+// longer matches, and the same criteria in another order are the same claim.
+func TestConditionalCreateAfterTheMatchIsGone(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *server) {
+		const crit = "identifier=urn:ex|42&name=Roux"
+		body := `{"resourceType":"Patient","identifier":[{"system":"urn:ex","value":"42"}],"name":[{"family":"Roux"}]}`
+		create := func(criteria string, want int) string {
+			t.Helper()
+			r := s.do("POST", "/Patient", []byte(body), "If-None-Exist", criteria)
+			if r.status != want {
+				t.Fatalf("conditional create %q: %d, want %d: %s", criteria, r.status, want, r.body)
+			}
+			return r.json(t)["id"].(string)
+		}
+		first := create(crit, 201)
+		if again := create("name=Roux&identifier=urn:ex|42", 200); again != first {
+			t.Fatalf("same criteria in another order made %s, want %s", again, first)
+		}
+		if r := s.do("DELETE", "/Patient/"+first, nil); r.status != 204 {
+			t.Fatalf("delete: %d", r.status)
+		}
+		second := create(crit, 201)
+		if second == first {
+			t.Fatal("the deleted resource came back")
+		}
+		moved := strings.Replace(body, `"42"`, `"43"`, 1)
+		moved = strings.Replace(moved, `{"resourceType":"Patient",`, `{"resourceType":"Patient","id":"`+second+`",`, 1)
+		if r := s.do("PUT", "/Patient/"+second, []byte(moved)); r.status != 200 {
+			t.Fatalf("update: %d %s", r.status, r.body)
+		}
+		if third := create(crit, 201); third == second {
+			t.Fatal("a resource that no longer matches answered the condition")
+		}
+	})
+}
+
 func TestTypeHistoryPagesWithNextLinks(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, s *server) {
 		for i := 0; i < 7; i++ {
