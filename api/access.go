@@ -47,6 +47,9 @@ type access struct {
 	mode    string
 	reason  string
 	verdict map[string]auth.Verdict // per patient id, decided once per request
+	// dmps caches, per patient id, the state of the DMP the request's
+	// writes feed (a Bundle's entries share their Bundle's).
+	dmps map[string]dmpState
 
 	interaction string
 	action      string
@@ -120,7 +123,10 @@ func (w *bufferedWriter) Written() bool { return w.status != 0 || w.buf.Len() > 
 // go. Entries of a Bundle come with their Bundle's access already set.
 func (s *Server) authenticate(c *gin.Context) {
 	if parent := accessOf(c.Request.Context()); parent != nil {
-		a := &access{caller: parent.caller, mode: parent.mode, reason: parent.reason, verdict: parent.verdict, parent: parent}
+		if parent.dmps == nil {
+			parent.dmps = map[string]dmpState{}
+		}
+		a := &access{caller: parent.caller, mode: parent.mode, reason: parent.reason, verdict: parent.verdict, dmps: parent.dmps, parent: parent}
 		c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), accessKey{}, a))
 		c.Next()
 		if !s.auth.Unrestricted && s.auth.Auditor != nil {

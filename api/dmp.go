@@ -480,6 +480,7 @@ func (s *Server) dmpStatusOperation(c *gin.Context, op, patient string, p map[st
 		s.fail(c, err)
 		return
 	}
+	delete(a.dmps, patient) // later entries of the same Bundle see the new state
 	if closing {
 		s.notifyPatient(c, patient, "", auth.NotifyDMPClosed, "Votre DMP a été fermé",
 			"Votre DMP a été fermé à votre demande. Ses données sont conservées ; vous pouvez le rouvrir.")

@@ -130,19 +130,30 @@ func (s *Server) checkFeeding(ctx context.Context, a *access, typ string, r *sto
 	}
 	patients, _ := patientsOf(r)
 	for _, p := range patients {
-		policy, active, err := s.policy(ctx, p)
-		if err != nil {
-			return err
+		st, ok := a.dmps[p]
+		if !ok {
+			policy, active, err := s.policy(ctx, p)
+			if err != nil {
+				return err
+			}
+			st = dmpState{exists: policy != nil, open: active}
+			if a.dmps == nil {
+				a.dmps = map[string]dmpState{}
+			}
+			a.dmps[p] = st
 		}
 		switch {
-		case policy == nil && a.caller.Kind != auth.KindSystem:
+		case !st.exists && a.caller.Kind != auth.KindSystem:
 			return fhir.NewError(http.StatusUnprocessableEntity, "business-rule", "", "Patient/"+p+" has no DMP: it must be created first ($dmp-create) ("+auth.RuleNoPolicy+")")
-		case policy != nil && !active:
+		case st.exists && !st.open:
 			return closedDMP(p)
 		}
 	}
 	return nil
 }
+
+// dmpState is what feeding needs to know of a patient's DMP.
+type dmpState struct{ exists, open bool }
 
 func closedDMP(patient string) error {
 	return fhir.NewError(http.StatusConflict, "conflict", "", "the DMP of Patient/"+patient+" is closed: it can be neither fed nor consulted until its holder reopens it ("+auth.RuleClosed+")")
