@@ -179,7 +179,13 @@ func TestDMPCreatedOnlineWithACode(t *testing.T) {
 }
 
 func TestCodeAttemptsAndExpiry(t *testing.T) {
-	s := newConsentServer(t, engines[0])
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) { checkCodeAttemptsAndExpiry(t, e) })
+	}
+}
+
+func checkCodeAttemptsAndExpiry(t *testing.T, e engine) {
+	s := newConsentServer(t, e)
 	s.do("POST", "/Patient/$dmp-request-code", requestCode(nirB), anonymous...)
 	code := s.codeSentTo(t, "lea@example.org")
 	wrong := "999999"
@@ -218,7 +224,13 @@ func TestCodeAttemptsAndExpiry(t *testing.T) {
 }
 
 func TestDeskCreationNeedsThePatientsAgreement(t *testing.T) {
-	s := newConsentServer(t, engines[0])
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) { checkDeskCreationNeedsThePatientsAgreement(t, e) })
+	}
+}
+
+func checkDeskCreationNeedsThePatientsAgreement(t *testing.T, e engine) {
+	s := newConsentServer(t, e)
 	doc := s.practitioner(psAuthorized, false)
 	desk := params("system", testINS, "nir", nirC, "family", "Durand", "given", "Paul", "birthDate", "1955-08-14", "gender", "male", "phone", "+33 6 12 34 56 78")
 	r := s.do("POST", "/Patient/$dmp-create", desk, "Authorization", "Bearer "+doc)
