@@ -686,20 +686,13 @@ func (s *Server) updateRawBinary(c *gin.Context) {
 	var r *store.Resource
 	var out store.Outcome
 	err = s.writing(c, "Binary", body, func(ops store.Ops) error {
-		stamped, err := s.stampAuthor(c, ops, "Binary", c.Param("id"), body)
-		if err == nil {
-			r, out, err = ops.Put(c, "Binary", c.Param("id"), stamped, ifMatch)
-		}
+		var err error
+		r, out, err = s.putIn(c, ops, "Binary", c.Param("id"), body, ifMatch)
 		return err
 	})
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	status := http.StatusOK
-	if out == store.Created {
-		status = http.StatusCreated
-	}
-	writeOutcomeHeader(c, out)
-	s.answerWrite(c, status, r)
+	s.answerPut(c, r, out)
 }

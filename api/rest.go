@@ -185,16 +185,8 @@ func (s *Server) create(c *gin.Context) {
 		id := s.assignedID(c)
 		var r *store.Resource
 		err := s.writing(c, typ, body, func(ops store.Ops) error {
-			stamped, err := s.stampAuthor(c, ops, typ, "", body)
-			if err == nil {
-				err = s.supersede(c, ops, id, typ, stamped, false)
-			}
-			if err == nil {
-				r, err = ops.Create(c, typ, id, stamped)
-			}
-			if err == nil {
-				err = s.supersede(c, ops, id, typ, stamped, true)
-			}
+			var err error
+			r, err = s.createIn(c, ops, typ, id, body)
 			return err
 		})
 		if err != nil {
@@ -218,16 +210,7 @@ func (s *Server) create(c *gin.Context) {
 			if err := s.claimCriteria(c, ops, typ, criteria, id); err != nil {
 				return err
 			}
-			stamped, err := s.stampAuthor(c, ops, typ, "", body)
-			if err == nil {
-				err = s.supersede(c, ops, id, typ, stamped, false)
-			}
-			if err == nil {
-				r, err = ops.Create(c, typ, id, stamped)
-			}
-			if err == nil {
-				err = s.supersede(c, ops, id, typ, stamped, true)
-			}
+			r, err = s.createIn(c, ops, typ, id, body)
 			return err
 		case 1:
 			created = false
@@ -291,28 +274,15 @@ func (s *Server) update(c *gin.Context) {
 	var r *store.Resource
 	var out store.Outcome
 	err = s.writing(c, res.Type, body, func(ops store.Ops) error {
-		stamped, err := s.stampAuthor(c, ops, res.Type, id, body)
-		if err == nil {
-			err = s.supersede(c, ops, id, res.Type, stamped, false)
-		}
-		if err == nil {
-			r, out, err = ops.Put(c, res.Type, id, stamped, ifMatch)
-		}
-		if err == nil && out != store.Unchanged {
-			err = s.supersede(c, ops, id, res.Type, stamped, true)
-		}
+		var err error
+		r, out, err = s.putIn(c, ops, res.Type, id, body, ifMatch)
 		return err
 	})
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	status := http.StatusOK
-	if out == store.Created {
-		status = http.StatusCreated
-	}
-	writeOutcomeHeader(c, out)
-	s.answerWrite(c, status, r)
+	s.answerPut(c, r, out)
 }
 
 // conditionalUpdate serves PUT /fhir/Type?criteria: no match creates, one
@@ -368,22 +338,51 @@ func (s *Server) conditionalUpdate(c *gin.Context) {
 				return err
 			}
 		}
-		stamped, err := s.stampAuthor(c, ops, res.Type, id, body)
-		if err == nil {
-			err = s.supersede(c, ops, id, res.Type, stamped, false)
-		}
-		if err != nil {
-			return err
-		}
-		if r, out, err = ops.Put(c, res.Type, id, stamped, ifMatch); err == nil && out != store.Unchanged {
-			err = s.supersede(c, ops, id, res.Type, stamped, true)
-		}
+		r, out, err = s.putIn(c, ops, res.Type, id, body, ifMatch)
 		return err
 	})
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
+	s.answerPut(c, r, out)
+}
+
+// createIn writes a new resource in ops: its author stamped, and the
+// documents it replaces superseded with it (checked before it is written).
+func (s *Server) createIn(ctx context.Context, ops store.Ops, typ, id string, body []byte) (*store.Resource, error) {
+	stamped, err := s.stampAuthor(ctx, ops, typ, "", body)
+	if err == nil {
+		err = s.supersede(ctx, ops, id, typ, stamped, false)
+	}
+	if err != nil {
+		return nil, err
+	}
+	r, err := ops.Create(ctx, typ, id, stamped)
+	if err == nil {
+		err = s.supersede(ctx, ops, id, typ, stamped, true)
+	}
+	return r, err
+}
+
+// putIn is createIn for an update (or a create at a chosen id).
+func (s *Server) putIn(ctx context.Context, ops store.Ops, typ, id string, body []byte, ifMatch int64) (*store.Resource, store.Outcome, error) {
+	stamped, err := s.stampAuthor(ctx, ops, typ, id, body)
+	if err == nil {
+		err = s.supersede(ctx, ops, id, typ, stamped, false)
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	r, out, err := ops.Put(ctx, typ, id, stamped, ifMatch)
+	if err == nil && out != store.Unchanged {
+		err = s.supersede(ctx, ops, id, typ, stamped, true)
+	}
+	return r, out, err
+}
+
+// answerPut answers an update: 201 when it created the resource, else 200.
+func (s *Server) answerPut(c *gin.Context, r *store.Resource, out store.Outcome) {
 	status := http.StatusOK
 	if out == store.Created {
 		status = http.StatusCreated
