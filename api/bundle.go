@@ -170,6 +170,9 @@ func (s *Server) runTransaction(c *gin.Context, entries []bundleEntry) ([]entryR
 		if e.Resource == nil {
 			continue
 		}
+		if !ids.mayRewrite(e.Resource) {
+			continue
+		}
 		rewritten, _, err := fhir.RewriteReferences(e.Resource, func(v string) (string, bool) {
 			if to, ok := ids.byFullURL[v]; ok {
 				return to, true
@@ -259,6 +262,24 @@ type transactionIDs struct {
 	newID       []string          // per entry: the id a POST creates
 }
 
+// mayRewrite says whether body may hold a reference the transaction
+// rewrites: the search for one parses the whole resource, which most
+// resources of an import (plain Type/id references) do not need.
+func (ids *transactionIDs) mayRewrite(body []byte) bool {
+	if len(ids.conditional) > 0 && bytes.IndexByte(body, '?') >= 0 {
+		return true
+	}
+	if len(ids.byFullURL) > 64 { // too many to look for one by one: their schemes
+		return bytes.Contains(body, []byte("urn:")) || bytes.Contains(body, []byte("http"))
+	}
+	for u := range ids.byFullURL {
+		if bytes.Contains(body, []byte(u)) {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *Server) resolveTransaction(ctx context.Context, base string, entries []bundleEntry) (*transactionIDs, error) {
 	ids := &transactionIDs{byFullURL: map[string]string{}, conditional: map[string]string{}, newID: make([]string, len(entries))}
 	for i, e := range entries {
@@ -295,6 +316,9 @@ func (s *Server) resolveTransaction(ctx context.Context, base string, entries []
 	for i, e := range entries {
 		if e.Resource == nil {
 			continue
+		}
+		if bytes.IndexByte(e.Resource, '?') < 0 {
+			continue // no conditional reference in it (parsing it is a tenth of an import)
 		}
 		at := "Bundle.entry[" + strconv.Itoa(i) + "].resource"
 		var failure error

@@ -3,6 +3,7 @@ package fhir
 import (
 	"bytes"
 	"encoding/json"
+	"regexp"
 )
 
 // RewriteReferences returns body with every `reference` and `url` string
@@ -10,6 +11,9 @@ import (
 // replaced, at any depth, everything else kept as written. It serves the
 // urn:uuid and conditional references of transaction Bundles.
 func RewriteReferences(body []byte, replace func(value string) (string, bool)) ([]byte, bool, error) {
+	if bytes.IndexByte(body, '\\') < 0 && json.Valid(body) {
+		return rewriteFast(body, replace)
+	}
 	changed := false
 	out, err := rewrite(body, "", replace, &changed)
 	if err != nil || !changed {
@@ -71,4 +75,34 @@ func rewrite(raw json.RawMessage, key string, replace func(string) (string, bool
 		}
 	}
 	return raw, nil
+}
+
+// referenceMember finds a "reference" or "url" member with a string value.
+// In JSON without any backslash, a quote inside a string is impossible, so
+// the pattern can only meet real members, never text inside a value.
+var referenceMember = regexp.MustCompile(`"(?:reference|url)"\s*:\s*"([^"]*)"`)
+
+// rewriteFast is RewriteReferences for a body without escapes: the values
+// are found in the text and replaced in place, with no parse of the whole
+// resource (which cost a tenth of an import).
+func rewriteFast(body []byte, replace func(string) (string, bool)) ([]byte, bool, error) {
+	var out []byte
+	last := 0
+	for _, m := range referenceMember.FindAllSubmatchIndex(body, -1) {
+		repl, ok := replace(string(body[m[2]:m[3]]))
+		if !ok {
+			continue
+		}
+		if out == nil {
+			out = make([]byte, 0, len(body)+64)
+		}
+		quoted, _ := json.Marshal(repl)
+		out = append(out, body[last:m[2]-1]...)
+		out = append(out, quoted...)
+		last = m[3] + 1
+	}
+	if out == nil {
+		return body, false, nil
+	}
+	return append(out, body[last:]...), true, nil
 }
