@@ -145,9 +145,7 @@ func TestCategoriesDocumentNamesEveryCode(t *testing.T) {
 	}
 	for _, r := range CategoryRules() {
 		want = append(want, r.Type)
-		for _, code := range r.Codes {
-			want = append(want, code)
-		}
+		want = append(want, r.Codes...)
 	}
 	for typ, p := range careDates {
 		want = append(want, "| "+typ+" | `"+p+"` |")
