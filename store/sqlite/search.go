@@ -106,9 +106,10 @@ func (p *planner) query(f frag) (*sql.Rows, error) {
 	if p.tx == nil {
 		return p.db.QueryContext(p.ctx, f.sql, f.args...)
 	}
-	if st := p.stmts.get(p.ctx, p.db, f.sql); st != nil {
+	if st := p.stmts.lookup(f.sql); st != nil {
 		return p.tx.StmtContext(p.ctx, st).QueryContext(p.ctx, f.args...)
 	}
+	p.stmts.prepareLater(p.db, f.sql) // not now: this transaction holds a connection (see stmtCache)
 	return p.tx.QueryContext(p.ctx, f.sql, f.args...)
 }
 
@@ -131,26 +132,77 @@ func (p *planner) scalar(f frag) (int, error) {
 // maxStmts bounds the statement cache; shapes beyond it run unprepared.
 const maxStmts = 512
 
-// stmtCache holds prepared statements by SQL text.
+// stmtCache holds prepared statements of the read pool by SQL text.
+//
+// Preparing a statement on the pool takes a connection of it. A search runs
+// in a read transaction, which already holds one: were it to wait for a
+// second one (and others the same), the pool would deadlock once every
+// connection is held by a waiting search. So a search only uses what is
+// prepared already and asks for the rest to be prepared in the background
+// (prepareLater); callers holding no connection may prepare and wait (get).
 type stmtCache struct {
-	mu sync.Mutex
-	m  map[string]*sql.Stmt
+	mu      sync.Mutex
+	m       map[string]*sql.Stmt
+	pending map[string]bool
+	closed  bool
 }
 
-// get returns the statement of text, preparing it on db; nil when the
-// cache is full or preparing failed (the caller runs the text directly).
-func (c *stmtCache) get(ctx context.Context, db *sql.DB, text string) *sql.Stmt {
+// lookup returns the prepared statement of text, or nil.
+func (c *stmtCache) lookup(text string) *sql.Stmt {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if st, ok := c.m[text]; ok {
+	return c.m[text]
+}
+
+// get returns the statement of text, preparing it on db when needed; nil
+// when the cache is full or preparing failed (the caller runs the text
+// directly). The caller must hold no connection of db.
+func (c *stmtCache) get(ctx context.Context, db *sql.DB, text string) *sql.Stmt {
+	c.mu.Lock()
+	if st, ok := c.m[text]; ok || c.closed || len(c.m) >= maxStmts {
+		c.mu.Unlock()
 		return st
 	}
-	if len(c.m) >= maxStmts {
-		return nil
-	}
-	st, err := db.PrepareContext(ctx, text)
+	c.mu.Unlock()
+	st, err := db.PrepareContext(ctx, text) // without the lock: it may wait for a connection
 	if err != nil {
 		return nil
+	}
+	return c.keep(text, st)
+}
+
+// prepareLater prepares text on db in the background, for a caller inside a
+// transaction of db.
+func (c *stmtCache) prepareLater(db *sql.DB, text string) {
+	c.mu.Lock()
+	if _, ok := c.m[text]; ok || c.closed || c.pending[text] || len(c.m)+len(c.pending) >= maxStmts {
+		c.mu.Unlock()
+		return
+	}
+	if c.pending == nil {
+		c.pending = map[string]bool{}
+	}
+	c.pending[text] = true
+	c.mu.Unlock()
+	go func() {
+		st, err := db.Prepare(text)
+		c.mu.Lock()
+		delete(c.pending, text)
+		c.mu.Unlock()
+		if err == nil {
+			c.keep(text, st)
+		}
+	}()
+}
+
+// keep stores st as the statement of text, unless another one got there
+// first or the cache is closed; it returns the statement to use.
+func (c *stmtCache) keep(text string, st *sql.Stmt) *sql.Stmt {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.m[text]; ok || c.closed {
+		st.Close()
+		return old
 	}
 	if c.m == nil {
 		c.m = map[string]*sql.Stmt{}
@@ -165,7 +217,7 @@ func (c *stmtCache) close() {
 	for _, st := range c.m {
 		st.Close()
 	}
-	c.m = nil
+	c.m, c.closed = nil, true
 }
 
 func (p *planner) alias(prefix string) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/dmp-fhir/dmp-fhir/store"
 	"github.com/dmp-fhir/dmp-fhir/store/sqlite"
@@ -58,6 +59,40 @@ func TestThousandIDsInOneClause(t *testing.T) {
 		}
 		if page.Total != 500 || len(page.Resources) != 500 {
 			t.Fatalf("%d matches (total %d), want the 500 final ones", len(page.Resources), page.Total)
+		}
+	}
+}
+
+// TestConcurrentSearchesOfNewShapesDoNotDeadlock: more concurrent searches
+// than read connections, each of a statement shape not prepared yet, all
+// end (a search in its read transaction once waited for a second
+// connection to prepare its statement, and the pool deadlocked).
+func TestConcurrentSearchesOfNewShapesDoNotDeadlock(t *testing.T) {
+	s, err := sqlite.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := s.Create(ctx, "Observation", "o1", []byte(`{"resourceType":"Observation","status":"final","code":{"text":"x"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 64)
+	for g := 0; g < 64; g++ {
+		go func() {
+			// g+1 OR'ed statuses: a statement text of its own.
+			var cl store.Clause
+			for i := 0; i <= g; i++ {
+				cl.Any = append(cl.Any, store.Condition{Param: "status", Kind: store.KindToken, Code: fmt.Sprint("s", i), AnySystem: true})
+			}
+			_, err := s.Search(ctx, store.Query{Type: "Observation", Where: []store.Clause{cl}, Count: 10, Total: true})
+			errs <- err
+		}()
+	}
+	for range 64 {
+		if err := <-errs; err != nil {
+			t.Fatalf("a search did not end: %v", err)
 		}
 	}
 }
