@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/smtp"
 	"os"
 	"os/signal"
@@ -134,6 +135,9 @@ func serve(args []string, stderr io.Writer) error {
 		return err
 	}
 	defer closeAccess()
+	if err := benchSwitches(c.Addr, access, log); err != nil {
+		return err
+	}
 	handler := api.New(api.Config{
 		BaseURL: c.BaseURL, MaxBodyBytes: c.MaxBodyBytes, MaxBundleEntries: c.MaxBundleEntries, InlineMaxBytes: c.InlineMaxBytes,
 		CursorKey: []byte(c.CursorKey), Version: version, Logger: log, Auth: access,
@@ -221,6 +225,46 @@ func newLogHandler(w io.Writer, format string, level slog.Level) slog.Handler {
 		return slog.NewTextHandler(w, opts)
 	}
 	return slog.NewJSONHandler(w, opts)
+}
+
+// benchSwitches applies the benchmark-only switches that cmd/dmpbench sets
+// in the server's environment. They are not settings: no flag, no entry in
+// the configuration table, never for production (docs/PERFORMANCE.md), and
+// refused unless the server listens on a loopback address.
+// DMP_BENCH_UNRESTRICTED=1 turns the consent decision and the audit off
+// (api.Auth.Unrestricted), to measure their cost; DMP_BENCH_PPROF=host:port
+// serves net/http/pprof on that loopback address.
+func benchSwitches(addr string, access *api.Auth, log *slog.Logger) error {
+	unrestricted, prof := os.Getenv("DMP_BENCH_UNRESTRICTED") == "1", os.Getenv("DMP_BENCH_PPROF")
+	if !unrestricted && prof == "" {
+		return nil
+	}
+	for _, a := range []string{addr, prof} {
+		if a == "" {
+			continue
+		}
+		host, _, err := net.SplitHostPort(a)
+		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			return fmt.Errorf("DMP_BENCH_UNRESTRICTED / DMP_BENCH_PPROF are benchmark switches, refused on %q: only on a loopback address", a)
+		}
+	}
+	if unrestricted {
+		log.Warn("BENCHMARK SWITCH DMP_BENCH_UNRESTRICTED=1: consent and audit are OFF; never in production")
+		access.Unrestricted = true
+	}
+	if prof != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		ln, err := net.Listen("tcp", prof)
+		if err != nil {
+			return err
+		}
+		log.Warn("BENCHMARK SWITCH DMP_BENCH_PPROF: net/http/pprof served", "addr", ln.Addr().String())
+		go http.Serve(ln, mux)
+	}
+	return nil
 }
 
 // reindex re-extracts the search index values of every current resource,

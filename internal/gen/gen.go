@@ -285,13 +285,17 @@ var (
 func (p Patient) Resources(patientRef string) []Entry {
 	rng := rand.New(rand.NewSource(p.seed ^ 0x5eed))
 	g := &record{rng: rng, patient: patientRef}
-	// Encounters from the age of 18 (or birth) to 2026, in date order.
+	// Encounters from the age of 18 (a child's from birth), not before 2008,
+	// to 2026, in date order.
 	birth, _ := time.Parse("2006-01-02", p.BirthDate)
 	from := birth.AddDate(18, 0, 0)
 	if min := time.Date(2008, 1, 1, 0, 0, 0, 0, time.UTC); from.Before(min) {
 		from = min
 	}
 	end := time.Date(2026, 10, 31, 0, 0, 0, 0, time.UTC)
+	if !from.Before(end.AddDate(-1, 0, 0)) { // a child: from birth
+		from = birth
+	}
 	span := end.Sub(from)
 	// About 15.3 resources an encounter (9 observations).
 	n := p.Size/15 + 1

@@ -76,6 +76,21 @@ func TestD0HasTheShapeOfTheIssue(t *testing.T) {
 	t.Logf("D0: %d resources %v, median patient %d, largest %d, %d masked, %d refuse emergency access", total, byType, median, sizes[len(sizes)-1], masked, refusing)
 }
 
+// Extra patients (the ingest workload's) are generated too, children
+// included.
+func TestExtraPatientsHaveRecords(t *testing.T) {
+	d, _ := Preset("D1", DefaultSeed)
+	for i := 0; i < 300; i++ {
+		p := d.Extra(i)
+		if err := ins.Validate(p.NIR); err != nil {
+			t.Fatalf("extra %d: %v", i, err)
+		}
+		if n := len(p.Resources("Patient/x")); n != p.Size || n == 0 {
+			t.Fatalf("extra %d: %d resources, want %d", i, n, p.Size)
+		}
+	}
+}
+
 func TestSameSeedSameData(t *testing.T) {
 	d, _ := Preset("D0", 7)
 	a := d.All()[3].Resources("Patient/x")

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"encoding/csv"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"text/tabwriter"
+	"time"
+)
+
+var csvHeader = []string{"dataset", "workload", "mode", "clients", "rate_ops_s", "duration_s", "ops", "requests", "errors",
+	"req_s", "p50_ms", "p90_ms", "p99_ms", "max_ms", "resources", "resources_s", "cpu_ms_per_req", "peak_rss_mb", "bench_cores", "other_cores", "note"}
+
+func cores(c float64) string {
+	if c == 0 {
+		return ""
+	}
+	return strconv.FormatFloat(c, 'f', 2, 64)
+}
+
+func ms(d time.Duration) string {
+	return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 2, 64)
+}
+
+func (r result) row(dataset string) []string {
+	rss := ""
+	if r.PeakRSS > 0 {
+		rss = strconv.FormatFloat(float64(r.PeakRSS)/(1<<20), 'f', 0, 64)
+	}
+	cpu := ""
+	if r.ServerCPU > 0 {
+		cpu = strconv.FormatFloat(r.cpuMsPerReq(), 'f', 3, 64)
+	}
+	rate := ""
+	if r.Rate > 0 {
+		rate = strconv.FormatFloat(r.Rate, 'f', 0, 64)
+	}
+	clients := ""
+	if r.Clients > 0 {
+		clients = strconv.Itoa(r.Clients)
+	}
+	note := r.Note
+	if r.FirstErr != "" {
+		note += " first error: " + r.FirstErr
+	}
+	row := []string{dataset, r.Workload, r.Mode, clients, rate, strconv.FormatFloat(r.Duration.Seconds(), 'f', 3, 64),
+		strconv.Itoa(r.Ops), strconv.Itoa(r.Requests), strconv.Itoa(r.Errors), "",
+		ms(r.P50), ms(r.P90), ms(r.P99), ms(r.Max), strconv.Itoa(r.Resources), "",
+		cpu, rss, cores(r.BenchCores), cores(r.OtherCores), note}
+	if r.Duration > 0 {
+		row[9], row[15] = strconv.FormatFloat(r.reqPerSec(), 'f', 0, 64), strconv.FormatFloat(r.resPerSec(), 'f', 0, 64)
+	}
+	if r.Mode == "setup" || r.Mode == "skipped" {
+		row[9], row[10], row[11], row[12], row[13] = "", "", "", "", ""
+	}
+	return row
+}
+
+// writeCSV writes the results, one row a workload run.
+func writeCSV(path, dataset string, results []result) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := csv.NewWriter(f)
+	w.Write(csvHeader)
+	for _, r := range results {
+		w.Write(r.row(dataset))
+	}
+	w.Flush()
+	if err := w.Error(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// printTable writes the short table of stdout.
+func printTable(out io.Writer, dataset string, results []result) {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "workload\tmode\tc\treq/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\terrors\tres/s\tCPU ms/req\tpeak RSS MB\tbench cores\tother cores\t")
+	for _, r := range results {
+		if r.Mode == "setup" || r.Mode == "skipped" {
+			continue
+		}
+		row := r.row(dataset)
+		mode := row[2]
+		if r.Mode == "open" {
+			mode = "open@" + row[4]
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", row[1], mode, row[3], row[9], row[10], row[11], row[12], row[13], row[8], row[15], row[16], row[17], row[18], row[19])
+	}
+	w.Flush()
+	for _, r := range results {
+		if r.Workload == "load" {
+			fmt.Fprintf(out, "  load: %d resources in %s, %.0f resources/s; server %s CPU, peak RSS %.0f MB\n", r.Resources,
+				r.Duration.Round(time.Millisecond), r.resPerSec(), r.ServerCPU.Round(time.Millisecond), float64(r.PeakRSS)/(1<<20))
+		}
+		if r.Note != "" || r.FirstErr != "" {
+			fmt.Fprintf(out, "  %s: %s\n", r.Workload, r.row(dataset)[20])
+		}
+	}
+}
