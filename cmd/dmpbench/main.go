@@ -65,6 +65,7 @@ type options struct {
 	keep         bool
 	src, bin     string
 	loadWorkers  int
+	ingestSize   int
 	quiet        bool
 }
 
@@ -87,6 +88,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.src, "src", ".", "the dmp-fhir module to build")
 	fs.StringVar(&o.bin, "bin", "", "a dmp-fhir binary to run instead of building one")
 	fs.IntVar(&o.loadWorkers, "load-c", 4, "patients loaded at once")
+	fs.IntVar(&o.ingestSize, "ingest-size", 0, "resources of each W4 patient Bundle; 0: the dataset's median patient")
 	fs.BoolVar(&o.quiet, "q", false, "no progress output")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -211,7 +213,7 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) error {
 		Note: fmt.Sprintf("ready (GET /readyz 200) %d ms after exec with %d resources stored; the server logged startup_ms=%s", h.srv.startup.Milliseconds(), l.Resources, serverLogStartup(h.logPath))})
 
 	cmax := slices.Max(o.clients)
-	b := &bench{c: newClient(h.srv.addr, 1024), tok: tok, l: l, d: o.dataset}
+	b := &bench{c: newClient(h.srv.addr, 1024), tok: tok, l: l, d: o.dataset, ingestSize: o.ingestSize}
 	if b.everything, err = b.probeEverything(ctx); err != nil {
 		return err
 	}

@@ -25,13 +25,24 @@ type recorder struct {
 	errors    int
 	resources int
 	firstErr  string
-	counting  bool // false during the warm-up
+	// A request counts when it ends while live is true (closed loop: the
+	// measured window), or, without live, when counting is true (open
+	// loop: the op was due in the measured window).
+	live     *atomic.Bool
+	counting bool
+}
+
+func (r *recorder) counts() bool {
+	if r.live != nil {
+		return r.live.Load()
+	}
+	return r.counting
 }
 
 // ok records a successful request that started at start and carried n
 // resources.
 func (r *recorder) ok(start time.Time, n int) {
-	if !r.counting {
+	if !r.counts() {
 		return
 	}
 	r.lat = append(r.lat, time.Since(start))
@@ -40,7 +51,7 @@ func (r *recorder) ok(start time.Time, n int) {
 
 // fail records a failed request.
 func (r *recorder) fail(format string, args ...any) {
-	if !r.counting {
+	if !r.counts() {
 		return
 	}
 	r.errors++
@@ -102,21 +113,20 @@ func merge(name, mode string, clients int, d time.Duration, recs []*recorder) re
 }
 
 // closedLoop runs c workers, each issuing ops back to back, for warmup
-// (not counted) then d.
+// (not counted) then d: the requests that end within d count.
 func closedLoop(ctx context.Context, name string, c int, warmup, d time.Duration, fn op, seed int64, m meter) result {
 	recs := make([]*recorder, c)
 	var counting, stop atomic.Bool
 	var wg sync.WaitGroup
 	var measuredStart time.Time
 	for i := range recs {
-		recs[i] = &recorder{}
+		recs[i] = &recorder{live: &counting}
 		wg.Add(1)
 		go func(r *recorder, rng *rand.Rand) {
 			defer wg.Done()
 			for !stop.Load() && ctx.Err() == nil {
-				r.counting = counting.Load()
 				fn(ctx, r, rng, time.Now())
-				if r.counting {
+				if r.counts() {
 					r.ops++
 				}
 			}
@@ -131,7 +141,7 @@ func closedLoop(ctx context.Context, name string, c int, warmup, d time.Duration
 	elapsed := time.Since(measuredStart)
 	var res result
 	m.end(&res)
-	stop.Store(true) // ops under way finish: no request is cut off
+	stop.Store(true) // ops under way finish, uncounted: no request is cut off
 	wg.Wait()
 	r := merge(name, "closed", c, elapsed, recs)
 	r.ServerCPU, r.PeakRSS, r.Note, r.BenchCores, r.OtherCores = res.ServerCPU, res.PeakRSS, res.Note, res.BenchCores, res.OtherCores

@@ -20,6 +20,7 @@ type bench struct {
 	d          gen.Dataset
 	everything bool         // the server answers $everything
 	extra      atomic.Int64 // extra patients ingested so far (W4)
+	ingestSize int          // resources of a W4 patient; 0: the median
 }
 
 // W1: read by id, as the consented practitioner, a resource the
@@ -154,6 +155,9 @@ func (b *bench) ingest(ctx context.Context) (op, func()) {
 		defer close(ch)
 		for ctx.Err() == nil {
 			p := b.d.Extra(int(b.extra.Add(1)))
+			if b.ingestSize > 0 {
+				p.Size = b.ingestSize
+			}
 			pu := fmt.Sprintf("urn:uuid:00000000-0000-4000-9000-%012d", p.Index)
 			es := append([]gen.Entry{{FullURL: pu, Type: "Patient", Body: p.PatientResource()}}, p.Resources(pu)...)
 			select {

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestHarnessRunsOnD0 keeps the benchmark working: it builds the server,
+// loads D0 (10 DMPs, ~10k resources) through the API, and runs W1, W2 and
+// W4 for two seconds each (W4 with records of 100 resources: a median
+// record takes seconds on a busy machine). It asserts that the requests succeed and that the
+// CSV is written; it asserts no timing.
+func TestHarnessRunsOnD0(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "results.csv")
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	err := run(ctx, []string{"-dataset", "D0", "-duration", "2s", "-warmup", "200ms", "-c", "2",
+		"-workloads", "W1,W2,W4", "-ingest-size", "100", "-src", "../..", "-data", filepath.Join(dir, "data"), "-q", "-out", out}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("dmpbench: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	t.Log(stdout.String())
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := map[string]int{}
+	for i, h := range rows[0] {
+		col[h] = i
+	}
+	seen := map[string]bool{}
+	for _, r := range rows[1:] {
+		name := r[col["workload"]]
+		seen[name] = true
+		requests, _ := strconv.Atoi(r[col["requests"]])
+		errors, _ := strconv.Atoi(r[col["errors"]])
+		resources, _ := strconv.Atoi(r[col["resources"]])
+		if requests == 0 || errors != 0 {
+			t.Errorf("%s: %d requests succeeded, %d failed (%s)", name, requests, errors, r[col["note"]])
+		}
+		if name == "load" && resources < 9_000 {
+			t.Errorf("load: %d resources, want D0's ~10,000", resources)
+		}
+		if strings.HasPrefix(name, "W") && r[col["cpu_ms_per_req"]] == "" {
+			t.Errorf("%s: no server CPU measured", name)
+		}
+	}
+	for _, w := range []string{"load", "startup", "W1-read", "W2-search", "W4-ingest-bundle", "W4-ingest-tx2"} {
+		if !seen[w] {
+			t.Errorf("no %s row in the CSV", w)
+		}
+	}
+}
+
+// The Bundle scanning the load generator relies on reads what the server
+// writes.
+func TestBundleScanning(t *testing.T) {
+	b := []byte(`{"resourceType":"Bundle","link":[{"relation":"self","url":"http://h/fhir/Observation?a=1\u0026b=2"},` +
+		`{"relation":"next","url":"http://h/fhir/Observation?_count=50\u0026_cursor=x%2By"}],` +
+		`"entry":[{"fullUrl":"http://h/fhir/Observation/1","resource":{}},{"fullUrl":"http://h/fhir/Observation/2","resource":{}}]}`)
+	if n := entries(b); n != 2 {
+		t.Errorf("entries: %d, want 2", n)
+	}
+	if got, want := nextLink(b), "http://h/fhir/Observation?_count=50&_cursor=x%2By"; got != want {
+		t.Errorf("next: %q, want %q", got, want)
+	}
+	if got := nextLink([]byte(`{"link":[{"relation":"self","url":"x"}]}`)); got != "" {
+		t.Errorf("next of a last page: %q", got)
+	}
+	tx := []byte(`{"entry":[{"response":{"status":"201 Created","location":"Observation/a/_history/1"}},{"response":{"location":"DiagnosticReport/b/_history/1"}}]}`)
+	if got := locations(tx); len(got) != 2 || refOf(got[0]) != "Observation/a" || refOf(got[1]) != "DiagnosticReport/b" {
+		t.Errorf("locations: %q", got)
+	}
+}
