@@ -424,6 +424,15 @@ func (m *profMeter) begin() {
 
 func (m *profMeter) end(r *result) {
 	m.inner.end(r)
+	// The heap as the run ends, beside the CPU profile.
+	heap := strings.Replace(m.url, "/profile?", "/heap?gc=1&", 1)
+	if resp, err := http.Get(heap); err == nil {
+		if f, err := os.Create(strings.TrimSuffix(m.path, ".pprof") + ".heap.pprof"); err == nil {
+			io.Copy(f, resp.Body)
+			f.Close()
+		}
+		resp.Body.Close()
+	}
 	<-m.done
 }
 
