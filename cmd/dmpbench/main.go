@@ -290,6 +290,7 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) error {
 			rate = float64(r.Ops) / r.Duration.Seconds() / 2
 		}
 		if rate >= 1 && ctx.Err() == nil {
+			h.quiesce(ctx)
 			say("W5-mixed open loop at %.0f ops/s", rate)
 			r := openLoop(ctx, "W5-mixed", rate, 4096, o.warmup, o.duration, b.mixed, 5, h.meterOf(h.srv, "W5-mixed-open", 0))
 			if !b.everything {
@@ -380,8 +381,43 @@ func (h *harness) stop() error {
 	return err
 }
 
+// quiesce waits (at most 5 minutes) until the server has copied every
+// journaled AuditEvent into the store (dmp_audit_journal_backlog of
+// /metrics is 0), so that a run does not pay for the audit of the one
+// before (a Bundle's entries are audited one by one).
+func (h *harness) quiesce(ctx context.Context) {
+	deadline := time.Now().Add(5 * time.Minute)
+	waited := false
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		resp, err := http.Get("http://" + h.srv.addr + "/metrics")
+		if err != nil {
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		backlog := -1.0
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "dmp_audit_journal_backlog "); ok {
+				backlog, _ = strconv.ParseFloat(strings.TrimSpace(v), 64)
+			}
+		}
+		if backlog <= 0 { // drained, or no such metric
+			if waited {
+				h.say("  audit backlog drained")
+			}
+			return
+		}
+		if !waited {
+			h.say("  waiting for the audit backlog (%.0f AuditEvents) to reach the store", backlog)
+			waited = true
+		}
+		sleep(ctx, 200*time.Millisecond)
+	}
+}
+
 // closed runs one closed-loop workload against the server.
 func (h *harness) closed(ctx context.Context, name string, c int, fn op) result {
+	h.quiesce(ctx)
 	h.say("%s c=%d", name, c)
 	return closedLoop(ctx, name, c, h.o.warmup, h.o.duration, fn, int64(c), h.meterOf(h.srv, name, c))
 }
