@@ -30,6 +30,10 @@ type recorder struct {
 	// loop: the op was due in the measured window).
 	live     *atomic.Bool
 	counting bool
+	// startedLive: the op under way started in the measured window; its
+	// failures count even when they end after it (a request that hangs
+	// past the window is an error, not nothing).
+	startedLive bool
 }
 
 func (r *recorder) counts() bool {
@@ -51,7 +55,7 @@ func (r *recorder) ok(start time.Time, n int) {
 
 // fail records a failed request.
 func (r *recorder) fail(format string, args ...any) {
-	if !r.counts() {
+	if !r.counts() && !r.startedLive {
 		return
 	}
 	r.errors++
@@ -125,6 +129,7 @@ func closedLoop(ctx context.Context, name string, c int, warmup, d time.Duration
 		go func(r *recorder, rng *rand.Rand) {
 			defer wg.Done()
 			for !stop.Load() && ctx.Err() == nil {
+				r.startedLive = counting.Load()
 				fn(ctx, r, rng, time.Now())
 				if r.counts() {
 					r.ops++
