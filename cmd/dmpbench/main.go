@@ -293,6 +293,7 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) error {
 			h.quiesce(ctx)
 			say("W5-mixed open loop at %.0f ops/s", rate)
 			r := openLoop(ctx, "W5-mixed", rate, 4096, o.warmup, o.duration, b.mixed, 5, h.meterOf(h.srv, "W5-mixed-open", 0))
+			h.noteBacklog(ctx, &r)
 			if !b.everything {
 				r.Note = strings.TrimSpace(r.Note + " no $everything: its 5% are reads by id")
 			}
@@ -385,13 +386,16 @@ func (h *harness) stop() error {
 // journaled AuditEvent into the store (dmp_audit_journal_backlog of
 // /metrics is 0), so that a run does not pay for the audit of the one
 // before (a Bundle's entries are audited one by one).
-func (h *harness) quiesce(ctx context.Context) {
-	deadline := time.Now().Add(5 * time.Minute)
+// It returns the backlog it found and how long it took to drain.
+func (h *harness) quiesce(ctx context.Context) (float64, time.Duration) {
+	start := time.Now()
+	deadline := start.Add(5 * time.Minute)
 	waited := false
+	first := 0.0
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		resp, err := http.Get("http://" + h.srv.addr + "/metrics")
 		if err != nil {
-			return
+			return first, time.Since(start)
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
@@ -405,21 +409,34 @@ func (h *harness) quiesce(ctx context.Context) {
 			if waited {
 				h.say("  audit backlog drained")
 			}
-			return
+			return first, time.Since(start)
 		}
 		if !waited {
+			first = backlog
 			h.say("  waiting for the audit backlog (%.0f AuditEvents) to reach the store", backlog)
 			waited = true
 		}
-		sleep(ctx, 200*time.Millisecond)
+		sleep(ctx, 100*time.Millisecond)
 	}
+	return first, time.Since(start)
 }
 
 // closed runs one closed-loop workload against the server.
 func (h *harness) closed(ctx context.Context, name string, c int, fn op) result {
 	h.quiesce(ctx)
 	h.say("%s c=%d", name, c)
-	return closedLoop(ctx, name, c, h.o.warmup, h.o.duration, fn, int64(c), h.meterOf(h.srv, name, c))
+	r := closedLoop(ctx, name, c, h.o.warmup, h.o.duration, fn, int64(c), h.meterOf(h.srv, name, c))
+	h.noteBacklog(ctx, &r)
+	return r
+}
+
+// noteBacklog says in r's note how far the audit's copy into the store
+// lagged at the end of the run, and the rate it sustains with the lag.
+func (h *harness) noteBacklog(ctx context.Context, r *result) {
+	if backlog, took := h.quiesce(ctx); backlog > 0 {
+		r.Note = strings.TrimSpace(fmt.Sprintf("%s audit backlog of %.0f AuditEvents at the end, in the store %.1f s later (%.0f req/s with that time);",
+			r.Note, backlog, took.Seconds(), float64(r.Requests)/(r.Duration+took).Seconds()))
+	}
 }
 
 // meterOf measures p, and profiles it when -pprof asked for it.

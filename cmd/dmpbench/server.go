@@ -59,6 +59,8 @@ func startProc(bin string, args, env []string, addr, ready, logPath string) (*pr
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// The server dies with dmpbench, even when dmpbench is killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	started := time.Now()
 	if err := cmd.Start(); err != nil {
 		logf.Close()
