@@ -226,12 +226,6 @@ type meter interface {
 	end(r *result)
 }
 
-// noMeter measures nothing.
-type noMeter struct{}
-
-func (noMeter) begin()        {}
-func (noMeter) end(r *result) {}
-
 func sleep(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()

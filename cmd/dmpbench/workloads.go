@@ -89,12 +89,10 @@ func (b *bench) everythingOp(ctx context.Context, r *recorder, rng *rand.Rand, s
 // on every patient. The reads take the server past the first access of the
 // practitioner to each patient since it started, which costs a count of
 // the patient's AuditEvents (api firstAccess, for the patient's
-// notification): the runs measure the steady state. The searches let the
-// embedded engine prepare the statement of each query shape before
-// searches run concurrently: it prepares one while the search holds one of
-// the pool's read connections, and when every connection is held by a
-// search doing so at once, the server deadlocks (store/sqlite stmtCache,
-// reported in docs/PERFORMANCE.md).
+// notification): the runs measure the steady state. The searches make
+// every run start with the engine's statements of those query shapes
+// prepared (before main's 573812b, new shapes met by more concurrent
+// searches than read connections deadlocked the pool).
 func (b *bench) prime(ctx context.Context) {
 	r := &recorder{}
 	rng := rand.New(rand.NewSource(1))
