@@ -379,13 +379,14 @@ func (s *Server) firstAccess(ctx context.Context, patient, idnps string) bool {
 	if s.auth.Auditor != nil && s.auth.Auditor.Materialize(ctx) != nil {
 		return false // unsure: no notification rather than a wrong one
 	}
-	page, err := s.store.Search(ctx, store.Query{Type: "AuditEvent", Count: 0, Total: true, Where: []store.Clause{
+	// One match is enough: counting them all cost seconds on a large trace.
+	page, err := s.store.Search(ctx, store.Query{Type: "AuditEvent", Count: 1, Where: []store.Clause{
 		{Any: []store.Condition{{Param: "patient", Kind: store.KindReference, RefType: "Patient", RefID: patient}}},
 		{Any: []store.Condition{{Param: "altid", Kind: store.KindToken, Code: idnps, AnySystem: true}}},
 		{Any: []store.Condition{{Param: "outcome", Kind: store.KindToken, Code: auth.AuditSuccess, AnySystem: true}}},
 		{Any: []store.Condition{{Param: "action", Kind: store.KindToken, Code: "R", AnySystem: true}}},
 	}})
-	return err == nil && page.Total == 0
+	return err == nil && len(page.Resources) == 0
 }
 
 // policy reads a patient's policy and whether their DMP is active (a
