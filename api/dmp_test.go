@@ -582,3 +582,36 @@ func TestRecordNamedByINSIsDecidedLikeByID(t *testing.T) {
 		})
 	}
 }
+
+// TestPatchAnswersOnlyWhomMayRead: a PATCH answers the whole patched
+// resource, so a professional the patient never authorized (or blocked) is
+// refused it, while the author may patch their document; the author stamp
+// cannot be patched away.
+func TestPatchAnswersOnlyWhomMayRead(t *testing.T) {
+	s := newConsentServer(t, engines[0])
+	rec := s.seedRecord(t) // documents written by psAuthorized
+	patch := func(value string) []byte {
+		return []byte(`{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"replace"},{"name":"path","valueString":"DocumentReference.description"},{"name":"value","valueString":"` + value + `"}]}]}`)
+	}
+	for _, tc := range []struct {
+		name, token string
+		want        int
+	}{
+		{"stranger", s.practitioner(psStranger, false), 403},
+		{"blocked", s.practitioner(psBlocked, false), 403},
+		{"author", s.practitioner(psAuthorized, false), 200},
+	} {
+		r := s.do("PATCH", "/DocumentReference/"+rec.plain, patch("par "+tc.name), "Authorization", "Bearer "+tc.token, "Content-Type", "application/fhir+json")
+		if r.status != tc.want {
+			t.Fatalf("%s: %d, want %d: %s", tc.name, r.status, tc.want, r.body)
+		}
+		if tc.want != 200 && strings.Contains(string(r.body), "compte rendu") {
+			t.Fatalf("%s: the refusal shows the document", tc.name)
+		}
+	}
+	forged := []byte(`{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"replace"},{"name":"path","valueString":"DocumentReference.meta.extension.value"},{"name":"value","valueString":"practitioner/810000000044"}]}]}`)
+	s.do("PATCH", "/DocumentReference/"+rec.plain, forged, "Authorization", "Bearer "+s.practitioner(psAuthorized, false), "Content-Type", "application/fhir+json")
+	if r := s.do("GET", "/DocumentReference/"+rec.plain, nil, "Authorization", "Bearer "+s.practitioner(psAuthorized, false)); !strings.Contains(string(r.body), "practitioner/"+psAuthorized) {
+		t.Fatalf("the author was patched away: %s", r.body)
+	}
+}

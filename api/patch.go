@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -50,6 +51,11 @@ func (s *Server) patch(c *gin.Context) {
 		if ifMatch != 0 && cur.Version != ifMatch {
 			return store.ErrVersionMismatch
 		}
+		// A patch answers the whole patched resource: only its author, or
+		// whom the patient's consent lets read it, may patch it.
+		if err := s.mayPatch(c, cur); err != nil {
+			return err
+		}
 		patched, err := applyPatch(typ, cur.Body, ops)
 		if err != nil {
 			return err
@@ -60,7 +66,9 @@ func (s *Server) patch(c *gin.Context) {
 		if err := s.mayWrite(c, typ, patched); err != nil {
 			return err
 		}
-		r, out, err = st.Put(c, typ, id, patched, cur.Version)
+		// Through putIn, like an update: the stored author is kept whatever
+		// the patch said of meta, and a replacement supersedes its target.
+		r, out, err = s.putIn(c, st, typ, id, patched, cur.Version)
 		return err
 	})
 	if err != nil {
@@ -217,4 +225,26 @@ func deleteAt(obj fhir.Object, path []string) (fhir.Object, error) {
 	}
 	raw, err := child.MarshalJSON()
 	return obj.Set(key, raw), err
+}
+
+// mayPatch lets the author of a resource, or a caller the consent decision
+// lets read it, patch it; others get the read's refusal (403, 409 on a
+// closed DMP), so that the answer never shows what they may not see.
+func (s *Server) mayPatch(ctx context.Context, cur *store.Resource) error {
+	a := accessOf(ctx)
+	if a == nil || a.caller == nil || s.auth.Unrestricted {
+		return nil
+	}
+	if author := authorIn(cur.Body); author != "" && author == authorOf(a.caller, "") {
+		return nil
+	}
+	ok, rule, err := s.mayRead(ctx, cur)
+	if err != nil || ok {
+		return err
+	}
+	if rule == auth.RuleClosed {
+		patients, _ := patientsOf(cur)
+		return closedDMP(strings.Join(patients, ","))
+	}
+	return forbidden(rule, "access refused by the patient's consent rules")
 }
