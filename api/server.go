@@ -72,6 +72,8 @@ type Server struct {
 	engine    *gin.Engine
 	cursorKey []byte
 	auth      *Auth
+	// policies keeps parsed consent policies by Patient and Consent version.
+	policies policyCache
 	// seenAccess remembers patient|idNatPs pairs already notified of.
 	seenAccess sync.Map
 

@@ -20,6 +20,11 @@ import (
 // types a parameter cannot hold (e.g. a Range under a date parameter).
 // Identical values of one parameter are kept once.
 func ExtractIndex(body []byte) Index {
+	return extractWith(body, loadIndexPlans())
+}
+
+// extractWith is ExtractIndex with the parameters of plans only.
+func extractWith(body []byte, plans map[string][]indexParam) Index {
 	var ix Index
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
@@ -28,7 +33,7 @@ func ExtractIndex(body []byte) Index {
 		return ix
 	}
 	typ, _ := doc["resourceType"].(string)
-	plan := loadIndexPlans()[typ]
+	plan := plans[typ]
 	if len(plan) == 0 {
 		return ix
 	}

@@ -186,12 +186,13 @@ func TestExtractIndexOfficialExamples(t *testing.T) {
 			"code:text": {"cashew nuts", "cashew nut allergenic extract injectable product"},
 		}},
 		{name: "AuditEvent-example-disclosure", body: example("AuditEvent", "AuditEvent-example-disclosure.json"), want: map[string][]string{
-			"date":       {span("2013-09-22T00:08:00.000Z", "2013-09-22T00:08:00.999Z")},
-			"agent":      {"Practitioner/example"}, // the other agent has an identifier only
-			"entity":     {"Patient/example"},      // Patient/example and Patient/example/_history/1
-			"patient":    {"Patient/example"},      // from entity.what; agent.who is a Practitioner
-			"address":    {"custodian.net", "marketing.land"},
-			"agent-name": {"that guy everyone wishes would be caught"},
+			"date":    {span("2013-09-22T00:08:00.000Z", "2013-09-22T00:08:00.999Z")},
+			"agent":   {"Practitioner/example"}, // the other agent has an identifier only
+			"entity":  {"Patient/example"},      // Patient/example and Patient/example/_history/1
+			"patient": {"Patient/example"},      // from entity.what; agent.who is a Practitioner
+			// Not served for AuditEvent (servedOnly): never indexed.
+			"address":    nil,
+			"agent-name": nil,
 		}},
 		{name: "Binary-f006 has no indexed values", body: example("Binary", "Binary-f006.json"), want: map[string][]string{
 			"_tag": nil, "_profile": nil, "identifier": nil,
@@ -860,6 +861,45 @@ func TestExtractIndexConcurrent(t *testing.T) {
 	for range 8 {
 		if got := <-done; got != want {
 			t.Errorf("concurrent ExtractIndex differs:\n%s\n%s", got, want)
+		}
+	}
+}
+
+// An index subset gives, for its parameters, exactly what the full index
+// gives, and nothing for the others.
+func TestIndexSubsetMatchesTheFullIndex(t *testing.T) {
+	keep := func(typ, p string) bool { return p == "subject" || p == "patient" || p == "_security" || p == "code" }
+	sub := NewIndexSubset(keep)
+	for _, name := range []string{"Observation-blood-pressure.json", "Observation-example-genetics-3.json"} {
+		body := example("Observation", name)(t)
+		full, part := ExtractIndex(body), sub.Extract(body)
+		var want, got []string
+		for _, r := range full.References {
+			if keep("Observation", r.Param) {
+				want = append(want, r.Param+"="+r.Type+"/"+r.ID)
+			}
+		}
+		for _, tk := range full.Tokens {
+			if keep("Observation", tk.Param) {
+				want = append(want, tk.Param+"="+tk.System+"|"+tk.Code)
+			}
+		}
+		for _, r := range part.References {
+			got = append(got, r.Param+"="+r.Type+"/"+r.ID)
+		}
+		for _, tk := range part.Tokens {
+			got = append(got, tk.Param+"="+tk.System+"|"+tk.Code)
+		}
+		if len(want) == 0 || strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("%s: subset %v, full index %v", name, got, want)
+		}
+		for _, st := range part.Strings { // a token's :text rows belong to it
+			if st.Param != "code:text" {
+				t.Errorf("%s: string value of %s outside the subset", name, st.Param)
+			}
+		}
+		if len(part.Dates)+len(part.Numbers)+len(part.URIs) != 0 {
+			t.Errorf("%s: values of parameters outside the subset: %+v", name, part)
 		}
 	}
 }

@@ -90,6 +90,23 @@ var (
 	searchModelVal  *searchModel
 )
 
+// servedOnly restricts the search parameters of a type to the ones listed:
+// the others are neither indexed nor accepted in a search (nor announced
+// in the CapabilityStatement). AuditEvent is written on every access, the
+// hottest write of the server, and every index row it carries is paid on
+// each read of a DMP; the access history is searched by patient, date, who
+// (agent, altid: the professional's idNatPs), what (entity), action,
+// outcome and type/subtype of the interaction. Its other R4 parameters
+// (address, agent-name, agent-role, entity-name, entity-role, entity-type,
+// policy, site, source, _profile, _security, _source, _tag) are left out.
+var servedOnly = map[string]map[string]bool{
+	"AuditEvent": {
+		"patient": true, "date": true, "agent": true, "altid": true, "entity": true,
+		"action": true, "outcome": true, "type": true, "subtype": true,
+		"_id": true, "_lastUpdated": true,
+	},
+}
+
 // notDomainResources are the types that derive from Resource directly.
 var notDomainResources = map[string]bool{"Binary": true, "Bundle": true, "Parameters": true}
 
@@ -141,6 +158,9 @@ func parseSearchModel(data []byte) (*searchModel, error) {
 		for pass := 0; pass < 2; pass++ {
 			for i := range f.Params {
 				d := &f.Params[i]
+				if only := servedOnly[typ]; only != nil && !only[d.Code] {
+					continue
+				}
 				for _, b := range d.Base {
 					own := b == typ
 					inherited := b == "Resource" || b == "DomainResource" && !notDomainResources[typ]

@@ -439,6 +439,9 @@ func TestSearchParamsSortedAndComplete(t *testing.T) {
 			}
 		}
 		for _, n := range []string{"_id", "_lastUpdated", "_tag", "_security", "_profile", "_source"} {
+			if only := servedOnly[typ]; only != nil && !only[n] {
+				continue
+			}
 			if !names[n] {
 				t.Errorf("%s: no %s", typ, n)
 			}
@@ -482,5 +485,26 @@ func TestSearchParamsFileCoversTheRegistry(t *testing.T) {
 		if !slices.Contains(f.Types, typ) {
 			t.Errorf("%s is registered but %s was built without it: run go test ./fhir -run TestSearchParamsFileMatchesTheDefinitions -update", typ, searchParamsFile)
 		}
+	}
+}
+
+// AuditEvent serves only the parameters its access history is searched by:
+// the others are neither accepted nor indexed.
+func TestAuditEventServesOnlyItsParameters(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		served bool
+	}{
+		{"patient", true}, {"date", true}, {"agent", true}, {"altid", true}, {"entity", true},
+		{"action", true}, {"outcome", true}, {"type", true}, {"subtype", true},
+		{"address", false}, {"entity-name", false}, {"entity-type", false}, {"entity-role", false},
+		{"agent-name", false}, {"policy", false}, {"source", false}, {"_tag", false}, {"_security", false},
+	} {
+		if _, ok := LookupSearchParam("AuditEvent", tc.name); ok != tc.served {
+			t.Errorf("AuditEvent %s: served %v, want %v", tc.name, ok, tc.served)
+		}
+	}
+	if _, ok := LookupSearchParam("Observation", "_tag"); !ok {
+		t.Error("Observation lost _tag: the restriction must stay AuditEvent's")
 	}
 }

@@ -103,6 +103,34 @@ func testCreateTaken(t *testing.T, s store.Store) {
 	if _, err := s.Create(ctx(), "Condition", "a1", []byte(`{"resourceType":"Condition","subject":{"reference":"Patient/p1"}}`)); err != nil {
 		t.Fatalf("same id, other type: %v", err)
 	}
+	// A deleted id stays taken: its history is still there.
+	if _, _, err := s.Delete(ctx(), "Condition", "a1", 0); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	if _, err := s.Create(ctx(), "Condition", "a1", []byte(`{"resourceType":"Condition","subject":{"reference":"Patient/p2"}}`)); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("create over a deleted id: %v, want ErrExists", err)
+	}
+	// A create refused inside a transaction does not spoil the rest of it
+	// (the audit trail's copy skips events already stored that way).
+	err := s.Transaction(ctx(), func(tx store.Ops) error {
+		if _, err := tx.Create(ctx(), "AllergyIntolerance", "a1", allergy("z")); !errors.Is(err, store.ErrExists) {
+			return fmt.Errorf("create in tx: %v, want ErrExists", err)
+		}
+		_, err := tx.Create(ctx(), "AllergyIntolerance", "a2", allergy("after"))
+		return err
+	})
+	if errors.Is(err, store.ErrNoTransactions) {
+		return
+	}
+	if err != nil {
+		t.Fatalf("transaction: %v", err)
+	}
+	if got, err := s.Read(ctx(), "AllergyIntolerance", "a2"); err != nil || got.Version != 1 {
+		t.Fatalf("a2 after the refused create: %+v %v", got, err)
+	}
+	if got, err := s.Read(ctx(), "AllergyIntolerance", "a1"); err != nil || mustBody(t, got)["note"].([]any)[0].(map[string]any)["text"] != "x" {
+		t.Fatalf("a1 changed by the refused create: %v", err)
+	}
 }
 
 func testReadUnknown(t *testing.T, s store.Store) {
