@@ -583,30 +583,59 @@ func TestRecordNamedByINSIsDecidedLikeByID(t *testing.T) {
 	}
 }
 
-// TestPatchAnswersOnlyWhomMayRead: a PATCH answers the whole patched
-// resource, so a professional the patient never authorized (or blocked) is
-// refused it, while the author may patch their document; the author stamp
-// cannot be patched away.
-func TestPatchAnswersOnlyWhomMayRead(t *testing.T) {
+// TestOnlyTheAuthorChangesAResource: an update (PUT) or a PATCH of a live
+// resource is its author's only, as a delete or a replacement is (DMP
+// TD3.3c). A professional who may read the document (the médecin traitant)
+// gets 403 author-only; one the patient never authorized or blocked gets
+// the read's refusal, which shows nothing of the document (a PATCH answers
+// the whole patched resource); the document is unchanged after each
+// refusal; the author stamp cannot be patched away.
+func TestOnlyTheAuthorChangesAResource(t *testing.T) {
 	s := newConsentServer(t, engines[0])
 	rec := s.seedRecord(t) // documents written by psAuthorized
+	author := "Bearer " + s.practitioner(psAuthorized, false)
 	patch := func(value string) []byte {
 		return []byte(`{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"replace"},{"name":"path","valueString":"DocumentReference.description"},{"name":"value","valueString":"` + value + `"}]}]}`)
 	}
-	for _, tc := range []struct {
-		name, token string
-		want        int
-	}{
-		{"stranger", s.practitioner(psStranger, false), 403},
-		{"blocked", s.practitioner(psBlocked, false), 403},
-		{"author", s.practitioner(psAuthorized, false), 200},
-	} {
-		r := s.do("PATCH", "/DocumentReference/"+rec.plain, patch("par "+tc.name), "Authorization", "Bearer "+tc.token, "Content-Type", "application/fhir+json")
-		if r.status != tc.want {
-			t.Fatalf("%s: %d, want %d: %s", tc.name, r.status, tc.want, r.body)
-		}
-		if tc.want != 200 && strings.Contains(string(r.body), "compte rendu") {
-			t.Fatalf("%s: the refusal shows the document", tc.name)
+	put := func(value string) []byte {
+		r := s.do("GET", "/DocumentReference/"+rec.plain, nil, "Authorization", author)
+		doc := r.json(t)
+		doc["description"] = value
+		delete(doc, "meta")
+		b, _ := json.Marshal(doc)
+		return b
+	}
+	for _, method := range []string{"PUT", "PATCH"} {
+		for _, tc := range []struct {
+			name, token string
+			want        int
+			rule        string
+		}{
+			{"stranger", s.practitioner(psStranger, false), 403, ""},
+			{"blocked", s.practitioner(psBlocked, false), 403, ""},
+			{"treating doctor, who may read it", s.practitioner(psTreating, false), 403, "author-only"},
+			{"the patient", s.patient(rec.patient), 403, "author-only"},
+			{"author", s.practitioner(psAuthorized, false), 200, ""},
+		} {
+			value := method + " par " + tc.name
+			body := patch(value)
+			if method == "PUT" {
+				body = put(value)
+			}
+			r := s.do(method, "/DocumentReference/"+rec.plain, body, "Authorization", "Bearer "+tc.token, "Content-Type", "application/fhir+json")
+			if r.status != tc.want {
+				t.Fatalf("%s by %s: %d, want %d: %s", method, tc.name, r.status, tc.want, r.body)
+			}
+			if tc.want != 200 && strings.Contains(string(r.body), "Y29tcHRlIHJlbmR1") {
+				t.Fatalf("%s by %s: the refusal shows the document", method, tc.name)
+			}
+			if tc.rule != "" && !strings.Contains(string(r.body), tc.rule) {
+				t.Fatalf("%s by %s: the refusal does not name %s: %s", method, tc.name, tc.rule, r.body)
+			}
+			got := s.do("GET", "/DocumentReference/"+rec.plain, nil, "Authorization", author).json(t)["description"]
+			if changed := got == value; changed != (tc.want == 200) {
+				t.Fatalf("%s by %s: description now %q", method, tc.name, got)
+			}
 		}
 	}
 	forged := []byte(`{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"replace"},{"name":"path","valueString":"DocumentReference.meta.extension.value"},{"name":"value","valueString":"practitioner/810000000044"}]}]}`)

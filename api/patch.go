@@ -51,9 +51,9 @@ func (s *Server) patch(c *gin.Context) {
 		if ifMatch != 0 && cur.Version != ifMatch {
 			return store.ErrVersionMismatch
 		}
-		// A patch answers the whole patched resource: only its author, or
-		// whom the patient's consent lets read it, may patch it.
-		if err := s.mayPatch(c, cur); err != nil {
+		// Only the author changes a resource (and a patch answers the
+		// whole patched resource).
+		if err := s.mayUpdate(c, cur); err != nil {
 			return err
 		}
 		patched, err := applyPatch(typ, cur.Body, ops)
@@ -227,24 +227,34 @@ func deleteAt(obj fhir.Object, path []string) (fhir.Object, error) {
 	return obj.Set(key, raw), err
 }
 
-// mayPatch lets the author of a resource, or a caller the consent decision
-// lets read it, patch it; others get the read's refusal (403, 409 on a
-// closed DMP), so that the answer never shows what they may not see.
-func (s *Server) mayPatch(ctx context.Context, cur *store.Resource) error {
+// mayUpdate lets only the author of a live resource change it, as only the
+// author deletes or replaces it (DMP TD3.3c: a professional's document is
+// theirs; the patient masks, never edits it). Whom the consent decision
+// does not let read the resource gets the read's refusal (403, 409 on a
+// closed DMP) first, so that no answer tells them more than a read would.
+// A DMP's Patient has its own rules (checkPatientUpdate).
+func (s *Server) mayUpdate(ctx context.Context, cur *store.Resource) error {
 	a := accessOf(ctx)
-	if a == nil || a.caller == nil || s.auth.Unrestricted {
+	if a == nil || a.caller == nil || s.auth.Unrestricted || cur.Type == "Patient" {
 		return nil
 	}
-	if author := authorIn(cur.Body); author != "" && author == authorOf(a.caller, "") {
+	author := authorIn(cur.Body)
+	if author != "" && author == authorOf(a.caller, "") {
 		return nil
 	}
 	ok, rule, err := s.mayRead(ctx, cur)
-	if err != nil || ok {
+	if err != nil {
 		return err
 	}
-	if rule == auth.RuleClosed {
-		patients, _ := patientsOf(cur)
-		return closedDMP(strings.Join(patients, ","))
+	if !ok {
+		if rule == auth.RuleClosed {
+			patients, _ := patientsOf(cur)
+			return closedDMP(strings.Join(patients, ","))
+		}
+		return forbidden(rule, "access refused by the patient's consent rules")
 	}
-	return forbidden(rule, "access refused by the patient's consent rules")
+	if author == "" {
+		return forbidden("author-only", "only the author of a resource may change it, and "+cur.Type+"/"+cur.ID+" has no recorded author")
+	}
+	return forbidden("author-only", "only the author of "+cur.Type+"/"+cur.ID+" may change it")
 }

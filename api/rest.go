@@ -365,8 +365,16 @@ func (s *Server) createIn(ctx context.Context, ops store.Ops, typ, id string, bo
 	return r, err
 }
 
-// putIn is createIn for an update (or a create at a chosen id).
+// putIn is createIn for an update (or a create at a chosen id): a live
+// resource is changed by its author only (mayUpdate).
 func (s *Server) putIn(ctx context.Context, ops store.Ops, typ, id string, body []byte, ifMatch int64) (*store.Resource, store.Outcome, error) {
+	if cur, err := ops.Read(ctx, typ, id); err == nil {
+		if err := s.mayUpdate(ctx, cur); err != nil {
+			return nil, 0, err
+		}
+	} else if !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrDeleted) {
+		return nil, 0, err
+	}
 	stamped, err := s.stampAuthor(ctx, ops, typ, id, body)
 	if err == nil {
 		err = s.supersede(ctx, ops, id, typ, stamped, false)
