@@ -54,19 +54,37 @@ func (o Object) Without(key string) Object {
 
 // MarshalJSON writes the members in order.
 func (o Object) MarshalJSON() ([]byte, error) {
-	var buf bytes.Buffer
-	buf.WriteByte('{')
+	n := 2
+	for _, f := range o {
+		n += len(f.Key) + len(f.Value) + 4
+	}
+	buf := make([]byte, 0, n)
+	buf = append(buf, '{')
 	for i, f := range o {
 		if i > 0 {
-			buf.WriteByte(',')
+			buf = append(buf, ',')
 		}
-		k, _ := json.Marshal(f.Key)
-		buf.Write(k)
-		buf.WriteByte(':')
-		buf.Write(f.Value)
+		if plainKey(f.Key) {
+			buf = append(append(append(buf, '"'), f.Key...), '"')
+		} else {
+			k, _ := json.Marshal(f.Key)
+			buf = append(buf, k...)
+		}
+		buf = append(buf, ':')
+		buf = append(buf, f.Value...)
 	}
-	buf.WriteByte('}')
-	return buf.Bytes(), nil
+	return append(buf, '}'), nil
+}
+
+// plainKey reports whether key needs no escaping in JSON (FHIR element
+// names never do).
+func plainKey(key string) bool {
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // ParseObject reads one JSON object, keeping its members in order. It refuses
