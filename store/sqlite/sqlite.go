@@ -192,6 +192,11 @@ func Open(dir string) (*Store, error) {
 	common.Add("_pragma", "busy_timeout(10000)")
 	common.Add("_pragma", "foreign_keys(OFF)")
 	common.Add("_pragma", "cache_size(-32000)")
+	// Statement journals (written by every INSERT of a transaction that may
+	// have to undo that statement alone) and sort spills in memory, not in
+	// temporary files: they were a tenth of the CPU of the audit trail's
+	// copy, in pwrite system calls.
+	common.Add("_pragma", "temp_store(MEMORY)")
 
 	wq := url.Values{}
 	for k, v := range common {
