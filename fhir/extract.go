@@ -1,7 +1,6 @@
 package fhir
 
 import (
-	"bytes"
 	"encoding/json"
 	"strconv"
 	"strings"
@@ -26,10 +25,8 @@ func ExtractIndex(body []byte) Index {
 // extractWith is ExtractIndex with the parameters of plans only.
 func extractWith(body []byte, plans map[string][]indexParam) Index {
 	var ix Index
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var doc map[string]any
-	if dec.Decode(&doc) != nil {
+	doc, ok := decodeJSONObject(body)
+	if !ok {
 		return ix
 	}
 	typ, _ := doc["resourceType"].(string)
