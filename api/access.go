@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -199,7 +200,7 @@ func (s *Server) audited(c *gin.Context, a *access, refusal ...func()) {
 	status := bw.Status()
 	actx, cancel := auditContext(c)
 	defer cancel()
-	if err := s.recordAll(actx, append(a.deferred, s.auditEvent(c, a, status))); err != nil {
+	if err := s.recordAll(actx, append(coalesce(a.deferred), s.auditEvent(c, a, status))); err != nil {
 		s.log.Error("audit failed: answer withheld", "route", c.FullPath(), "err", err)
 		for k := range orig.Header() {
 			orig.Header().Del(k)
@@ -209,6 +210,42 @@ func (s *Server) audited(c *gin.Context, a *access, refusal ...func()) {
 	}
 	orig.WriteHeader(status)
 	orig.Write(bw.buf.Bytes())
+}
+
+// coalesce merges the AuditEvents of a Bundle's entries that differ only by
+// the resources they name: one event per patient (and outcome, action,
+// interaction...) listing the entries' resources, as auth.Access allows,
+// instead of one per entry, which cost as much as the entry itself (a
+// 700-entry record made 700 AuditEvents). Every entry stays audited: its
+// patients are the event's, its resource is listed (or counted past the
+// auditor's MaxResources).
+func coalesce(events []auth.Access) []auth.Access {
+	if len(events) < 2 {
+		return events
+	}
+	var out []auth.Access
+	at := map[string]int{}
+	for _, ev := range events {
+		k := auditKey(ev)
+		if i, ok := at[k]; ok {
+			out[i].Resources = append(out[i].Resources, ev.Resources...)
+			continue
+		}
+		at[k] = len(out)
+		ev.Resources = append([]string(nil), ev.Resources...)
+		out = append(out, ev)
+	}
+	return out
+}
+
+// auditKey is what two events must share to be one: everything but their
+// resources.
+func auditKey(ev auth.Access) string {
+	patients := append([]string(nil), ev.PatientIDs...)
+	sort.Strings(patients)
+	return strings.Join([]string{ev.Time.String(), ev.Action, ev.Interaction, ev.Outcome, ev.OutcomeDesc,
+		ev.CallerKind, ev.CallerID, ev.CallerName, ev.Organization, ev.AccessMode, ev.Reason,
+		strings.Join(patients, ","), ev.Query, ev.SourceAddr, ev.RequestID}, "\x00")
 }
 
 // recordAll records the events of a request (a Bundle's with its entries')

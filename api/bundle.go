@@ -388,6 +388,7 @@ func (s *Server) dispatch(ctx context.Context, parent *http.Request, e bundleEnt
 	if assigned != "" {
 		ctx = context.WithValue(ctx, assignedIDKey{}, assigned)
 	}
+	ctx = context.WithValue(ctx, validatedKey{}, true)
 	req, err := http.NewRequestWithContext(ctx, e.Request.Method, target, bytes.NewReader(body))
 	if err != nil {
 		return entryResult{status: http.StatusBadRequest, body: fhir.OperationOutcome(fhir.Issue{Code: "invalid", Diagnostics: "malformed request url " + strconv.Quote(e.Request.URL)})}
@@ -405,6 +406,20 @@ func (s *Server) dispatch(ctx context.Context, parent *http.Request, e bundleEnt
 	rec := httptest.NewRecorder()
 	s.engine.ServeHTTP(rec, req)
 	return entryResult{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}
+}
+
+// validatedKey marks the requests of a Bundle's entries: their resources
+// were validated with the Bundle (bundle's Validate checks every nested
+// resource against its own type's schema and rules, urn:uuid and
+// conditional references typed through the Bundle), so the entry's handler
+// does not validate them again. What the transaction changes in them
+// since (references rewritten to the id of the same type, a Binary's
+// securityContext) cannot make them invalid.
+type validatedKey struct{}
+
+func validatedInBundle(ctx context.Context) bool {
+	v, _ := ctx.Value(validatedKey{}).(bool)
+	return v
 }
 
 func responseEntry(r entryResult) models.BundleEntry {

@@ -425,7 +425,8 @@ func TestHabilitationMatrixHidesDocumentTypesFromProfessions(t *testing.T) {
 
 // TestTransactionWithAuditOn: a transaction's entries are audited after its
 // store transaction commits (they cannot wait for the audit writer while the
-// transaction holds the write lock), each entry with its own AuditEvent.
+// transaction holds the write lock), in one AuditEvent per patient that
+// names every entry's resource, beside the Bundle's own.
 func TestTransactionWithAuditOn(t *testing.T) {
 	s := newConsentServer(t, engines[0])
 	// Were an entry's audit to wait inside the transaction, the audit
@@ -436,6 +437,12 @@ func TestTransactionWithAuditOn(t *testing.T) {
 	if r.status != 200 {
 		t.Fatalf("transaction: %d %s", r.status, r.body)
 	}
+	var created []string // Type/id of the entries
+	for _, e := range r.json(t)["entry"].([]any) {
+		loc := e.(map[string]any)["response"].(map[string]any)["location"].(string)
+		parts := strings.Split(loc, "/")
+		created = append(created, parts[len(parts)-4]+"/"+parts[len(parts)-3])
+	}
 	if err := s.auditor.Materialize(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -443,8 +450,25 @@ func TestTransactionWithAuditOn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if page.Total < 3 { // the Bundle and its two entries
-		t.Fatalf("%d AuditEvents, want the Bundle's and one per entry", page.Total)
+	if page.Total != 2 { // the Bundle's, and the patient's with both entries
+		t.Fatalf("%d AuditEvents, want the Bundle's and one for the patient's entries", page.Total)
+	}
+	patient := ""
+	for _, c := range created {
+		if strings.HasPrefix(c, "Patient/") {
+			patient = strings.TrimPrefix(c, "Patient/")
+		}
+	}
+	page, err = s.store.Search(context.Background(), store.Query{Type: "AuditEvent", Count: 10, Where: []store.Clause{
+		{Any: []store.Condition{{Param: "patient", Kind: store.KindReference, RefType: "Patient", RefID: patient}}},
+	}})
+	if err != nil || len(page.Resources) != 1 {
+		t.Fatalf("the patient's AuditEvents: %v %v", page, err)
+	}
+	for _, c := range created {
+		if !strings.Contains(string(page.Resources[0].Body), `"reference":"`+c+`"`) {
+			t.Errorf("the patient's AuditEvent does not name %s: %s", c, page.Resources[0].Body)
+		}
 	}
 }
 

@@ -156,8 +156,10 @@ func (s *Server) incoming(c *gin.Context) (*fhir.Resource, []byte, error) {
 	if res.Type != c.Param("type") {
 		return nil, nil, fhir.Invalid("resourceType", "resourceType "+strconv.Quote(res.Type)+" does not match the URL's type "+strconv.Quote(c.Param("type")))
 	}
-	if err := s.validator.Validate(body); err != nil {
-		return nil, nil, err
+	if !validatedInBundle(c) {
+		if err := s.validator.Validate(body); err != nil {
+			return nil, nil, err
+		}
 	}
 	return res, body, nil
 }
