@@ -15,8 +15,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -94,17 +96,22 @@ func importCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	imp := &importer{server: server, token: token, batch: c.batch, progress: newProgress(stdout, files)}
+	imp := &importer{server: server, token: token, batch: c.batch, workers: runtime.GOMAXPROCS(0), progress: newProgress(stdout, files)}
 	started := time.Now()
-	for _, f := range files {
+	for i, f := range files {
 		if ctx.Err() != nil {
 			break
 		}
+		if i > 0 && importRank(f) != importRank(files[i-1]) {
+			imp.wait(ctx)
+		}
 		if err := imp.file(ctx, f); err != nil {
+			imp.wait(ctx)
 			imp.progress.done()
 			return fmt.Errorf("%s: %w", f, err)
 		}
 	}
+	imp.wait(ctx)
 	imp.progress.done()
 	sum := imp.sum
 	total := sum.created + sum.updated + sum.unchanged + sum.failed
@@ -192,33 +199,92 @@ func importFiles(paths []string) ([]string, error) {
 			return nil, err
 		}
 	}
-	rank := func(f string) (int, string) {
-		if strings.HasSuffix(f, ".json") {
-			return -1, f
-		}
-		typ := strings.SplitN(filepath.Base(f), ".", 2)[0]
-		if r, ok := importOrder[typ]; ok {
-			return r, f
-		}
-		return len(importOrder), f
-	}
 	sort.SliceStable(files, func(i, j int) bool {
-		ri, fi := rank(files[i])
-		rj, fj := rank(files[j])
+		ri, rj := importRank(files[i]), importRank(files[j])
 		if ri != rj {
 			return ri < rj
 		}
-		return fi < fj
+		return files[i] < files[j]
 	})
 	return files, nil
 }
 
+// importRank is a file's place in the import: Bundles first, then NDJSON
+// files by importOrder of their type, the other types last.
+func importRank(f string) int {
+	if strings.HasSuffix(f, ".json") {
+		return -1
+	}
+	typ := strings.SplitN(filepath.Base(f), ".", 2)[0]
+	if r, ok := importOrder[typ]; ok {
+		return r
+	}
+	return len(importOrder)
+}
+
+// importer sends the files' resources as transactions through the server,
+// several at once (GOMAXPROCS): while one holds the store's write lock, the
+// next is parsed, validated and resolved. Files of one rank of importOrder
+// go together; a rank starts once the previous one is done, so that
+// conditional references find what earlier ranks created. A transaction
+// that fails while others run (a conditional reference to what another
+// one creates, two conditional creates racing) is sent again alone once
+// they are done, as a sequential import would have sent it.
 type importer struct {
-	server   http.Handler
-	token    string
-	batch    int
+	server  http.Handler
+	token   string
+	batch   int
+	workers int
+
+	slots   chan struct{} // one per transaction in flight
+	running sync.WaitGroup
+
+	mu       sync.Mutex // guards sum, progress and retry
 	sum      importSummary
 	progress *progress
+	retry    []pendingTx
+}
+
+type pendingTx struct {
+	typ, path string
+	entries   []entry
+}
+
+// submit sends a transaction (or batch) in the background.
+func (imp *importer) submit(ctx context.Context, typ, path string, entries []entry) {
+	if imp.slots == nil {
+		imp.slots = make(chan struct{}, max(imp.workers, 1))
+	}
+	imp.slots <- struct{}{}
+	imp.running.Add(1)
+	go func() {
+		defer func() { <-imp.slots; imp.running.Done() }()
+		status, body := imp.post(ctx, typ, entries)
+		imp.mu.Lock()
+		defer imp.mu.Unlock()
+		if status != http.StatusOK && ctx.Err() == nil {
+			imp.retry = append(imp.retry, pendingTx{typ, path, entries})
+			return
+		}
+		imp.countResponse(status, body, entries)
+		imp.progress.advance(path, len(entries))
+	}()
+}
+
+// wait lets every transaction in flight end, then sends again, one at a
+// time, those that failed.
+func (imp *importer) wait(ctx context.Context) {
+	imp.running.Wait()
+	imp.mu.Lock()
+	retry := imp.retry
+	imp.retry = nil
+	imp.mu.Unlock()
+	for _, p := range retry {
+		imp.send(ctx, p.typ, p.entries)
+		imp.mu.Lock()
+		imp.progress.advance(p.path, len(p.entries))
+		imp.mu.Unlock()
+	}
 }
 
 type entry struct {
@@ -250,8 +316,7 @@ func (imp *importer) file(ctx context.Context, path string) error {
 		for i := range b.Entry {
 			idempotent(&b.Entry[i])
 		}
-		imp.send(ctx, b.Type, b.Entry)
-		imp.progress.advance(path, 1)
+		imp.submit(ctx, b.Type, path, b.Entry)
 		return nil
 	}
 	sc := bufio.NewScanner(f)
@@ -267,7 +332,9 @@ func (imp *importer) file(ctx context.Context, path string) error {
 			ID           string `json:"id"`
 		}
 		if err := json.Unmarshal(line, &head); err != nil || head.ResourceType == "" {
+			imp.mu.Lock()
 			imp.sum.add(0, "", "a line that is not a FHIR resource")
+			imp.mu.Unlock()
 			continue
 		}
 		var e entry
@@ -278,14 +345,12 @@ func (imp *importer) file(ctx context.Context, path string) error {
 		}
 		pending = append(pending, e)
 		if len(pending) == imp.batch {
-			imp.send(ctx, "transaction", pending)
-			imp.progress.advance(path, len(pending))
+			imp.submit(ctx, "transaction", path, pending)
 			pending = nil
 		}
 	}
 	if len(pending) > 0 {
-		imp.send(ctx, "transaction", pending)
-		imp.progress.advance(path, len(pending))
+		imp.submit(ctx, "transaction", path, pending)
 	}
 	return sc.Err()
 }
@@ -312,20 +377,31 @@ func idempotent(e *entry) {
 	e.Request.Method, e.Request.URL = "PUT", res.Type+"/"+uuid
 }
 
-// send posts one Bundle; a failed transaction is retried entry by entry so
-// that each failure gets its own reason.
+// send posts one Bundle and waits for it; a failed transaction is retried
+// entry by entry so that each failure gets its own reason.
 func (imp *importer) send(ctx context.Context, typ string, entries []entry) {
 	status, body := imp.post(ctx, typ, entries)
-	if status == http.StatusOK {
-		imp.count(body)
-		return
-	}
-	if len(entries) == 1 {
-		imp.sum.add(status, "", reasonOf(body))
+	if status == http.StatusOK || len(entries) == 1 || ctx.Err() != nil {
+		imp.mu.Lock()
+		imp.countResponse(status, body, entries)
+		imp.mu.Unlock()
 		return
 	}
 	for _, e := range entries {
 		imp.send(ctx, typ, []entry{e})
+	}
+}
+
+// countResponse adds what a Bundle's answer says to the summary (imp.mu
+// held).
+func (imp *importer) countResponse(status int, body []byte, entries []entry) {
+	if status == http.StatusOK {
+		imp.count(body, entries)
+		return
+	}
+	reason := reasonOf(body)
+	for range entries {
+		imp.sum.add(status, "", reason)
 	}
 }
 
@@ -340,7 +416,10 @@ func (imp *importer) post(ctx context.Context, typ string, entries []entry) (int
 	return rec.Code, rec.Body.Bytes()
 }
 
-func (imp *importer) count(body []byte) {
+// count adds a Bundle's entries' answers to the summary: 201 created, 200
+// updated, unless the entry's outcome says unchanged or the entry is a
+// conditional create that found its resource (nothing written).
+func (imp *importer) count(body []byte, entries []entry) {
 	var b struct {
 		Entry []struct {
 			Response struct {
@@ -350,10 +429,14 @@ func (imp *importer) count(body []byte) {
 		} `json:"entry"`
 	}
 	json.Unmarshal(body, &b)
-	for _, e := range b.Entry {
+	for i, e := range b.Entry {
 		var status int
 		fmt.Sscan(e.Response.Status, &status)
-		imp.sum.add(status, reasonOf(e.Response.Outcome), reasonOf(e.Response.Outcome))
+		outcome := reasonOf(e.Response.Outcome)
+		if status == http.StatusOK && i < len(entries) && entries[i].Request.Method == "POST" {
+			outcome = "unchanged"
+		}
+		imp.sum.add(status, outcome, outcome)
 	}
 }
 
