@@ -58,6 +58,9 @@ type access struct {
 	refused     string // the rule that refused the request
 	patients    []string
 	resources   []string
+	// written is the version a Bundle entry's write made, with the index
+	// values its Bundle extracted ahead (entryIndex), for the audit.
+	written *writtenVersion
 
 	// parent is the access of the Bundle an entry belongs to; the entry's
 	// AuditEvent waits in the parent's deferred list and is recorded with
@@ -66,6 +69,12 @@ type access struct {
 	// store's write lock).
 	parent   *access
 	deferred []auth.Access
+}
+
+type writtenVersion struct {
+	typ, id string
+	version int64
+	ix      fhir.Index
 }
 
 type accessKey struct{}

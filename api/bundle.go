@@ -11,9 +11,12 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/gin-gonic/gin"
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
@@ -147,8 +150,13 @@ func checkEntry(i int, e bundleEntry) error {
 
 func (s *Server) runBatch(c *gin.Context, entries []bundleEntry) []entryResult {
 	results := make([]entryResult, len(entries))
+	bodies := make([]json.RawMessage, len(entries))
+	for i, e := range entries {
+		bodies[i] = e.Resource
+	}
+	indexes := extractAll(entries, bodies)
 	for _, i := range processingOrder(entries) {
-		results[i] = s.dispatch(c.Request.Context(), c.Request, entries[i], entries[i].Resource, "")
+		results[i] = s.dispatch(withEntryIndex(c.Request.Context(), indexes[i]), c.Request, entries[i], entries[i].Resource, "")
 	}
 	return results
 }
@@ -190,13 +198,14 @@ func (s *Server) runTransaction(c *gin.Context, entries []bundleEntry) ([]entryR
 	if err := linkBinaries(entries, bodies, ids); err != nil {
 		return nil, err
 	}
+	indexes := extractAll(entries, bodies)
 	err = s.store.Transaction(c, func(tx store.Ops) error {
 		ctx := context.WithValue(c.Request.Context(), txKey{}, tx)
 		for _, i := range order {
 			if entries[i].Request.Method == "GET" || entries[i].Request.Method == "HEAD" {
 				continue
 			}
-			r := s.dispatch(ctx, c.Request, entries[i], bodies[i], ids.newID[i])
+			r := s.dispatch(withEntryIndex(ctx, indexes[i]), c.Request, entries[i], bodies[i], ids.newID[i])
 			if r.status >= 400 {
 				return entryFailure(i, r)
 			}
@@ -406,6 +415,68 @@ func (s *Server) dispatch(ctx context.Context, parent *http.Request, e bundleEnt
 	rec := httptest.NewRecorder()
 	s.engine.ServeHTTP(rec, req)
 	return entryResult{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}
+}
+
+// entryIndex is the index values of an entry's resource as the Bundle
+// sends it (references rewritten), extracted before the entries are
+// processed: on GOMAXPROCS goroutines, outside the store's write lock. The
+// entry's handler uses them for its checks (the patients the resource
+// belongs to), hands them to the store with the resource (store.WithIndex:
+// the author stamp changes no index value) and to the audit.
+type entryIndex struct {
+	body []byte
+	ix   fhir.Index
+}
+
+type entryIndexKey struct{}
+
+// extractAll extracts the index values of the entries that write a
+// resource, in parallel.
+func extractAll(entries []bundleEntry, bodies []json.RawMessage) []*entryIndex {
+	out := make([]*entryIndex, len(entries))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(entries)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(entries) {
+					return
+				}
+				if m := entries[i].Request; m == nil || (m.Method != "POST" && m.Method != "PUT") || bodies[i] == nil {
+					continue
+				}
+				out[i] = &entryIndex{body: bodies[i], ix: fhir.ExtractIndex(bodies[i])}
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func withEntryIndex(ctx context.Context, ei *entryIndex) context.Context {
+	if ei == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, entryIndexKey{}, ei)
+}
+
+// indexOf returns the index values of body: those its Bundle extracted
+// ahead when body is the entry's resource, else extracted now.
+func indexOf(ctx context.Context, body []byte) fhir.Index {
+	if ix, ok := aheadIndex(ctx, body); ok {
+		return ix
+	}
+	return fhir.ExtractIndex(body)
+}
+
+func aheadIndex(ctx context.Context, body []byte) (fhir.Index, bool) {
+	if ei, ok := ctx.Value(entryIndexKey{}).(*entryIndex); ok && bytes.Equal(ei.body, body) {
+		return ei.ix, true
+	}
+	return fhir.Index{}, false
 }
 
 // validatedKey marks the requests of a Bundle's entries: their resources

@@ -2,11 +2,15 @@ package api_test
 
 import (
 	"encoding/json"
+	"github.com/dmp-fhir/dmp-fhir/api"
+	"github.com/dmp-fhir/dmp-fhir/fhir"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 const transactionPatientObs = `{"resourceType":"Bundle","type":"transaction","entry":[
@@ -220,5 +224,34 @@ func TestConcurrentConditionalCreatesMakeOneResource(t *testing.T) {
 	ids, _, _, _ := entries(t, s.do("GET", "/Patient?identifier=urn:oid:1.2.250.1.213.1.4.10|163117512345696", nil))
 	if created != 1 || len(ids) != 1 {
 		t.Fatalf("%d creates answered 201 and %d patients exist, want 1 and 1", created, len(ids))
+	}
+}
+
+// TestAuthorStampChangesNoIndexValue: a Bundle entry's index values are
+// extracted before its author is stamped (meta.extension) and handed to
+// the store with the stamped body (store.WithIndex): for that to be
+// right, the stamp, and the store's version stamp, must change no index
+// value of any example resource.
+func TestAuthorStampChangesNoIndexValue(t *testing.T) {
+	files, err := filepath.Glob("../testdata/examples/*/*.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("examples: %v %v", files, err)
+	}
+	for _, f := range files {
+		body, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stamped, err := api.WithAuthor(body, "810000000042")
+		if err != nil {
+			continue // not a resource object: nothing is written
+		}
+		stored, err := fhir.Stamp(stamped, "x1", 2, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want, got := fhir.ExtractIndex(body), fhir.ExtractIndex(stored); !reflect.DeepEqual(want, got) {
+			t.Errorf("%s: the stamps changed the index values:\n%+v\n%+v", f, want, got)
+		}
 	}
 }

@@ -5,3 +5,6 @@ import "context"
 // SetAdmittedHook makes every FHIR request, once it has its slot and its
 // deadline, run f first: the tests hold requests open with it.
 func (s *Server) SetAdmittedHook(f func(ctx context.Context)) { s.admitted = f }
+
+// WithAuthor is the author stamp of writes (feeding.go).
+var WithAuthor = withAuthor

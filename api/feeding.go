@@ -128,7 +128,7 @@ func (s *Server) checkFeeding(ctx context.Context, a *access, typ string, r *sto
 	if typ == "Patient" {
 		return nil
 	}
-	patients, _ := patientsOf(r)
+	patients, _ := patientsIn(r, indexOf(ctx, r.Body))
 	for _, p := range patients {
 		st, ok := a.dmps[p]
 		if !ok {

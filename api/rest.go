@@ -360,11 +360,34 @@ func (s *Server) createIn(ctx context.Context, ops store.Ops, typ, id string, bo
 	if err != nil {
 		return nil, err
 	}
-	r, err := ops.Create(ctx, typ, id, stamped)
+	wctx, ix, ahead := withAheadIndex(ctx, body, stamped)
+	r, err := ops.Create(wctx, typ, id, stamped)
 	if err == nil {
+		if ahead {
+			noteWritten(ctx, r, ix)
+		}
 		err = s.supersede(ctx, ops, id, typ, stamped, true)
 	}
 	return r, err
+}
+
+// withAheadIndex passes the index values a Bundle extracted for body to
+// the store's write of stamped (body with its author stamped in
+// meta.extension, which no search parameter reads).
+func withAheadIndex(ctx context.Context, body, stamped []byte) (context.Context, fhir.Index, bool) {
+	ix, ok := aheadIndex(ctx, body)
+	if !ok {
+		return ctx, ix, false
+	}
+	return store.WithIndex(plainContext(ctx), stamped, ix), ix, true
+}
+
+// noteWritten keeps the index values of the version just written for the
+// audit of the request (answerWrite).
+func noteWritten(ctx context.Context, r *store.Resource, ix fhir.Index) {
+	if a := accessOf(ctx); a != nil && r != nil {
+		a.written = &writtenVersion{typ: r.Type, id: r.ID, version: r.Version, ix: ix}
+	}
 }
 
 // putIn is createIn for an update (or a create at a chosen id): a live
@@ -384,7 +407,11 @@ func (s *Server) putIn(ctx context.Context, ops store.Ops, typ, id string, body 
 	if err != nil {
 		return nil, 0, err
 	}
-	r, out, err := ops.Put(ctx, typ, id, stamped, ifMatch)
+	wctx, ix, ahead := withAheadIndex(ctx, body, stamped)
+	r, out, err := ops.Put(wctx, typ, id, stamped, ifMatch)
+	if err == nil && ahead {
+		noteWritten(ctx, r, ix) // unchanged: the same content, the same index values
+	}
 	if err == nil && out != store.Unchanged {
 		err = s.supersede(ctx, ops, id, typ, stamped, true)
 	}
@@ -568,7 +595,12 @@ func (s *Server) versionHeaders(c *gin.Context, r *store.Resource) {
 func (s *Server) answerWrite(c *gin.Context, status int, r *store.Resource) {
 	if a := accessOf(c); a != nil && !s.auth.Unrestricted {
 		// For the audit only: without it, no need to read the patients again.
-		patients, _ := patientsOf(r)
+		var patients []string
+		if w := a.written; w != nil && w.typ == r.Type && w.id == r.ID && w.version == r.Version {
+			patients, _ = patientsIn(r, w.ix)
+		} else {
+			patients, _ = patientsOf(r)
+		}
 		a.touch(patients, r.Type+"/"+r.ID)
 	}
 	s.versionHeaders(c, r)

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"bytes"
+	"context"
 	"time"
 
 	"github.com/dmp-fhir/dmp-fhir/fhir"
@@ -15,16 +17,38 @@ type NewVersion struct {
 }
 
 // Prepare stamps body as version `version` of typ/id at time now and
-// extracts its index values.
-func Prepare(typ, id string, body []byte, version int64, now time.Time) (*NewVersion, error) {
+// extracts its index values, or takes those WithIndex gave in ctx for
+// exactly this body.
+func Prepare(ctx context.Context, typ, id string, body []byte, version int64, now time.Time) (*NewVersion, error) {
 	stamped, err := fhir.Stamp(body, id, version, now)
 	if err != nil {
 		return nil, err
 	}
-	return &NewVersion{
-		Resource: Resource{Type: typ, ID: id, Version: version, LastUpdated: now, Body: stamped},
-		Index:    fhir.ExtractIndex(stamped),
-	}, nil
+	nv := &NewVersion{Resource: Resource{Type: typ, ID: id, Version: version, LastUpdated: now, Body: stamped}}
+	if h, ok := ctx.Value(indexHintKey{}).(*indexHint); ok && bytes.Equal(h.body, body) {
+		nv.Index = h.ix
+	} else {
+		nv.Index = fhir.ExtractIndex(stamped)
+	}
+	return nv, nil
+}
+
+type indexHintKey struct{}
+
+type indexHint struct {
+	body []byte
+	ix   fhir.Index
+}
+
+// WithIndex tells the write of body made with the returned context that its
+// index values are ix, extracted ahead (a transaction Bundle extracts its
+// entries' in parallel, before it takes the store's write lock), so that
+// the engine does not extract them again inside its transaction. ix must be
+// fhir.ExtractIndex of body or of a body that differs from it only by
+// members no search parameter reads (meta.versionId, meta.lastUpdated,
+// meta.extension). A write of any other body extracts its own.
+func WithIndex(ctx context.Context, body []byte, ix fhir.Index) context.Context {
+	return context.WithValue(ctx, indexHintKey{}, &indexHint{body: body, ix: ix})
 }
 
 // Deletion is the deletion version `version` of typ/id.

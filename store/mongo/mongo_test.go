@@ -324,7 +324,7 @@ func TestErrorsAreStoreErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A version the arbiter already holds: what a concurrent writer meets.
-	nv, err := store.Prepare("Patient", "p1", patient(`{"value":"y"}`), 1, store.Now())
+	nv, err := store.Prepare(bg, "Patient", "p1", patient(`{"value":"y"}`), 1, store.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -503,7 +503,7 @@ func TestHistoryPagesThroughTies(t *testing.T) {
 	for _, typ := range []string{"Condition", "Patient"} {
 		for _, id := range []string{"a", "b"} {
 			for v := int64(1); v <= 3; v++ {
-				nv, err := store.Prepare(typ, id, []byte(`{"resourceType":"`+typ+`"}`), v, now)
+				nv, err := store.Prepare(bg, typ, id, []byte(`{"resourceType":"`+typ+`"}`), v, now)
 				if err != nil {
 					t.Fatal(err)
 				}

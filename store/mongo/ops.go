@@ -147,7 +147,7 @@ func (o ops) Create(ctx context.Context, typ, id string, body []byte) (*store.Re
 	if cur != nil {
 		return nil, storeErr(store.ErrExists, nil, "%s/%s", typ, id)
 	}
-	nv, err := store.Prepare(typ, id, body, 1, store.Now())
+	nv, err := store.Prepare(ctx, typ, id, body, 1, store.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +182,7 @@ func (o ops) Put(ctx context.Context, typ, id string, body []byte, ifMatch int64
 		if store.SameAsCurrent(curRes, body) {
 			return curRes, store.Unchanged, nil
 		}
-		nv, err := store.Prepare(typ, id, body, version, store.Now())
+		nv, err := store.Prepare(ctx, typ, id, body, version, store.Now())
 		if err != nil {
 			return nil, 0, err
 		}

@@ -25,7 +25,7 @@ import (
 // what the body would give), so that tests control every value.
 func writeIndexed(t *testing.T, s *Store, typ, id string, version int64, ix fhir.Index) *store.Resource {
 	t.Helper()
-	nv, err := store.Prepare(typ, id, []byte(`{"resourceType":"`+typ+`"}`), version, store.Now())
+	nv, err := store.Prepare(bg, typ, id, []byte(`{"resourceType":"`+typ+`"}`), version, store.Now())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -523,7 +523,7 @@ func (o ops) VRead(ctx context.Context, typ, id string, version int64) (*store.R
 // sixth of the cost of copying the audit trail into the store). The
 // failed INSERT ends only its own statement, not the transaction.
 func (o ops) Create(ctx context.Context, typ, id string, body []byte) (*store.Resource, error) {
-	nv, err := store.Prepare(typ, id, body, 1, store.Now())
+	nv, err := store.Prepare(ctx, typ, id, body, 1, store.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -554,7 +554,7 @@ func (o ops) Put(ctx context.Context, typ, id string, body []byte, ifMatch int64
 			out = store.Updated
 		}
 	}
-	nv, err := store.Prepare(typ, id, body, version, store.Now())
+	nv, err := store.Prepare(ctx, typ, id, body, version, store.Now())
 	if err != nil {
 		return nil, 0, err
 	}
