@@ -150,11 +150,8 @@ func checkEntry(i int, e bundleEntry) error {
 
 func (s *Server) runBatch(c *gin.Context, entries []bundleEntry) []entryResult {
 	results := make([]entryResult, len(entries))
-	bodies := make([]json.RawMessage, len(entries))
-	for i, e := range entries {
-		bodies[i] = e.Resource
-	}
-	indexes := extractAll(entries, bodies)
+	indexes := make([]*entryIndex, len(entries))
+	parallel(len(entries), func(i int) { indexes[i] = extractAhead(entries[i], entries[i].Resource) })
 	for _, i := range processingOrder(entries) {
 		results[i] = s.dispatch(withEntryIndex(c.Request.Context(), indexes[i]), c.Request, entries[i], entries[i].Resource, "")
 	}
@@ -172,33 +169,43 @@ func (s *Server) runTransaction(c *gin.Context, entries []bundleEntry) ([]entryR
 	}
 	results := make([]entryResult, len(entries))
 	order := processingOrder(entries)
+	// References rewritten and index values extracted for every entry at
+	// once, on GOMAXPROCS goroutines, before the store's write lock is
+	// taken.
 	bodies := make([]json.RawMessage, len(entries))
-	for i, e := range entries {
+	failed := make([]error, len(entries))
+	indexes := make([]*entryIndex, len(entries))
+	parallel(len(entries), func(i int) {
+		e := entries[i]
 		bodies[i] = e.Resource
-		if e.Resource == nil {
-			continue
-		}
-		if !ids.mayRewrite(e.Resource) {
-			continue
-		}
-		rewritten, _, err := fhir.RewriteReferences(e.Resource, func(v string) (string, bool) {
-			if to, ok := ids.byFullURL[v]; ok {
-				return to, true
+		if e.Resource != nil && ids.mayRewrite(e.Resource) {
+			rewritten, _, err := fhir.RewriteReferences(e.Resource, func(v string) (string, bool) {
+				if to, ok := ids.byFullURL[v]; ok {
+					return to, true
+				}
+				if to, ok := ids.conditional[v]; ok {
+					return to, true
+				}
+				return "", false
+			})
+			if err != nil {
+				failed[i] = fhir.Invalid("Bundle.entry["+strconv.Itoa(i)+"].resource", err.Error())
+				return
 			}
-			if to, ok := ids.conditional[v]; ok {
-				return to, true
-			}
-			return "", false
-		})
+			bodies[i] = rewritten
+		}
+		indexes[i] = extractAhead(e, bodies[i])
+	})
+	for _, err := range failed {
 		if err != nil {
-			return nil, fhir.Invalid("Bundle.entry["+strconv.Itoa(i)+"].resource", err.Error())
+			return nil, err
 		}
-		bodies[i] = rewritten
 	}
+	// A Binary given its document as securityContext here gets its index
+	// values extracted by its write (its body is no longer the one above).
 	if err := linkBinaries(entries, bodies, ids); err != nil {
 		return nil, err
 	}
-	indexes := extractAll(entries, bodies)
 	err = s.store.Transaction(c, func(tx store.Ops) error {
 		ctx := context.WithValue(c.Request.Context(), txKey{}, tx)
 		for _, i := range order {
@@ -430,30 +437,28 @@ type entryIndex struct {
 
 type entryIndexKey struct{}
 
-// extractAll extracts the index values of the entries that write a
-// resource, in parallel.
-func extractAll(entries []bundleEntry, bodies []json.RawMessage) []*entryIndex {
-	out := make([]*entryIndex, len(entries))
+// extractAhead extracts the index values of the resource an entry writes.
+func extractAhead(e bundleEntry, body []byte) *entryIndex {
+	if e.Request == nil || (e.Request.Method != "POST" && e.Request.Method != "PUT") || body == nil {
+		return nil
+	}
+	return &entryIndex{body: body, ix: fhir.ExtractIndex(body)}
+}
+
+// parallel runs fn(0) ... fn(n-1) on GOMAXPROCS goroutines.
+func parallel(n int, fn func(i int)) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(entries)) {
+	for range min(runtime.GOMAXPROCS(0), n) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(entries) {
-					return
-				}
-				if m := entries[i].Request; m == nil || (m.Method != "POST" && m.Method != "PUT") || bodies[i] == nil {
-					continue
-				}
-				out[i] = &entryIndex{body: bodies[i], ix: fhir.ExtractIndex(bodies[i])}
+			for i := int(next.Add(1)) - 1; i < n; i = int(next.Add(1)) - 1 {
+				fn(i)
 			}
 		}()
 	}
 	wg.Wait()
-	return out
 }
 
 func withEntryIndex(ctx context.Context, ei *entryIndex) context.Context {
