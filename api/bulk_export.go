@@ -458,7 +458,10 @@ func (s *Server) exportCancel(c *gin.Context) {
 	}
 	if t := s.exports.task(job.ID); t != nil {
 		t.cancel()
-		select { // its worker removes what it wrote
+		if !t.started.Load() {
+			s.exports.release(t) // still queued: its worker will skip it
+		}
+		select { // a running job's worker removes what it wrote
 		case <-t.released:
 		case <-time.After(30 * time.Second):
 		}
@@ -494,7 +497,9 @@ func (s *Server) exportFile(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	rc, size, err := s.store.Blobs().Get(plainContext(c), out.Blob)
+	// The request's deadline bounds its store work, not the time the client
+	// takes to receive the file: the reading goes on without it.
+	rc, size, err := s.store.Blobs().Get(context.WithoutCancel(plainContext(c)), out.Blob)
 	if err != nil {
 		s.fail(c, err)
 		return

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dmp-fhir/dmp-fhir/auth"
@@ -146,7 +147,9 @@ type exportTask struct {
 	cancel  context.CancelFunc
 	blobs   []string // every blob written, finished or not
 	// released is closed once no worker holds the task any more.
-	released chan struct{}
+	released    chan struct{}
+	releaseOnce sync.Once
+	started     atomic.Bool // a worker took it
 }
 
 // exporter runs the jobs of one process.
@@ -288,12 +291,14 @@ func (e *exporter) submit(job *exportJob, caller *auth.Caller) error {
 }
 
 func (e *exporter) release(t *exportTask) {
-	t.cancel()
-	e.freeOwner(t)
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	delete(e.tasks, t.job.ID)
-	close(t.released)
+	t.releaseOnce.Do(func() {
+		t.cancel()
+		e.freeOwner(t)
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		delete(e.tasks, t.job.ID)
+		close(t.released)
+	})
 }
 
 // freeOwner lets the job's caller start another one.
@@ -432,14 +437,18 @@ func (s *Server) markDead(ctx context.Context, j *exportJob, version int64) {
 // run exports a job's resources.
 func (e *exporter) run(t *exportTask) {
 	s := e.s
+	t.started.Store(true)
 	err := e.save(t, func(j *exportJob) {
 		j.Status, j.TxTime, j.Progress = exportRunning, store.Now(), "started"
 	})
 	if err != nil {
 		return // cancelled before it ran
 	}
-	if e.hook != nil {
-		e.hook(t.job.ID)
+	e.mu.Lock()
+	hook := e.hook
+	e.mu.Unlock()
+	if hook != nil {
+		hook(t.job.ID)
 	}
 	outcome, status, err := e.export(t)
 	if err == nil && t.ctx.Err() != nil {

@@ -379,6 +379,17 @@ func TestBulkExport(t *testing.T) {
 				if r := s.kickoff("GET", "/$export", f.authorized, nil); r.status != 429 || r.header.Get("Retry-After") == "" {
 					t.Errorf("second export of the same caller: %d %s", r.status, r.body)
 				}
+				// Another caller's job waits for the one worker; cancelled, it never runs.
+				queued := s.startExport(t, "/Patient/$export", f.treating)
+				if r := s.do("GET", queued, nil, "Authorization", "Bearer "+f.treating); r.status != 202 || r.header.Get("X-Progress") != "queued" {
+					t.Errorf("queued job's status: %d %v", r.status, r.header)
+				}
+				if r := s.do("DELETE", queued, nil, "Authorization", "Bearer "+f.treating); r.status != 202 {
+					t.Errorf("DELETE of a queued job: %d %s", r.status, r.body)
+				}
+				if r := s.do("GET", queued, nil, "Authorization", "Bearer "+f.treating); r.status != 404 {
+					t.Errorf("status after cancelling a queued job: %d", r.status)
+				}
 				done := make(chan response)
 				go func() { done <- s.do("DELETE", status, nil, "Authorization", "Bearer "+f.authorized) }()
 				close(hold)
