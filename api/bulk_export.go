@@ -551,13 +551,20 @@ func (s *Server) consentChanged(c *gin.Context, job *exportJob) (context.Context
 	a := accessOf(c)
 	fa := &access{caller: a.caller, mode: job.Mode, reason: job.Reason, verdict: map[string]auth.Verdict{}}
 	ctx := context.WithValue(plainContext(c), accessKey{}, fa)
+	masked, invisible := map[string]bool{}, map[string]bool{}
+	for _, p := range job.Masked {
+		masked[p] = true
+	}
+	for _, p := range job.Invisible {
+		invisible[p] = true
+	}
 	changed := false
 	for _, p := range job.Exported {
 		v, err := s.verdict(ctx, fa, p)
 		if err != nil {
 			return nil, err
 		}
-		if !v.Allow || job.MaskedShown && !v.SeeMasked || job.InvisibleShown && v.HideFromPatient {
+		if !v.Allow || masked[p] && !v.SeeMasked || invisible[p] && v.HideFromPatient {
 			changed = true
 		}
 	}

@@ -95,12 +95,12 @@ type exportJob struct {
 	Output []exportOutput `json:"output,omitempty"`
 	Errors []exportOutput `json:"errors,omitempty"`
 	// Exported are the patients whose consent let the caller read their
-	// record when the job ran; MaskedShown and InvisibleShown say whether
+	// record when the job ran; Masked and Invisible those of them whose
 	// MASQUE_PS and INVISIBLE_PATIENT resources were let through. A
-	// download checks them again (consentChanged).
-	Exported       []string `json:"exported,omitempty"`
-	MaskedShown    bool     `json:"maskedShown,omitempty"`
-	InvisibleShown bool     `json:"invisibleShown,omitempty"`
+	// download decides them again (consentChanged).
+	Exported  []string `json:"exported,omitempty"`
+	Masked    []string `json:"masked,omitempty"`
+	Invisible []string `json:"invisible,omitempty"`
 }
 
 // exportOutput is one file of a job.
@@ -482,7 +482,7 @@ func (e *exporter) run(t *exportTask) {
 	e.freeOwner(t)
 	err = e.save(t, func(j *exportJob) {
 		j.Output, j.Errors = outcome.output, outcome.errors
-		j.Exported, j.MaskedShown, j.InvisibleShown = outcome.exported, outcome.maskedShown, outcome.invisibleShown
+		j.Exported, j.Masked, j.Invisible = outcome.exported, outcome.masked, outcome.invisible
 		j.Status, j.Progress, j.Expires = exportDone, "done", time.Now().UTC().Add(e.ttl)
 	})
 	if err != nil {
@@ -494,60 +494,49 @@ func (e *exporter) run(t *exportTask) {
 
 // exportResult is what a job produced.
 type exportResult struct {
-	output, errors              []exportOutput
-	exported                    []string
-	maskedShown, invisibleShown bool
+	output, errors []exportOutput
+	// exported are the patients whose record the job let through; masked
+	// and invisible those of them whose MASQUE_PS, INVISIBLE_PATIENT
+	// resources it let through.
+	exported, masked, invisible []string
 }
 
-// export writes the files of a job. The caller's access is decided as a
-// search's: searchScope, for each type, inside the store query.
+// export writes the files of a job. What the caller may see is decided as
+// for a search, by searchScope: once for the record's patients (which
+// patients the caller may read, as a search without a patient finds them),
+// then for each type and each of those patients, whose clauses go inside
+// the store query. Per patient, so that each query is an indexed lookup of
+// one record and each record's labels are decided on its own verdict.
 func (e *exporter) export(t *exportTask) (*exportResult, int, error) {
 	s, job := e.s, t.job
 	a := &access{caller: t.caller, mode: job.Mode, reason: job.Reason, verdict: map[string]auth.Verdict{}}
 	ctx := context.WithValue(t.ctx, accessKey{}, a)
-	if len(job.Patients) > 0 && !s.auth.Unrestricted {
-		// The patients named must let the caller read their record: a
-		// refusal fails the job with the rule, as a read would be refused.
-		if _, none, rule, err := s.searchScope(ctx, "Patient", job.Patients); err != nil {
+	var patients []string
+	if !s.auth.Unrestricted {
+		_, none, rule, err := s.searchScope(ctx, "Patient", job.Patients)
+		if err != nil {
 			return nil, 0, err
-		} else if none {
+		}
+		if none && len(job.Patients) > 0 {
+			// The patients named refuse the caller: the job fails with
+			// the rule, as a read would be refused.
 			if rule == auth.RuleClosed {
 				return nil, 0, fhir.NewError(http.StatusConflict, "conflict", "", "the patient's DMP is closed ("+rule+")")
 			}
 			return nil, 0, fhir.NewError(http.StatusForbidden, "forbidden", "", "access refused by the patient's consent rules: "+rule)
 		}
+		patients = append(patients, a.patients...) // those searchScope allowed
+		sort.Strings(patients)
 	}
 	res := &exportResult{}
 	n := 0
 	var problems []fhir.Issue
 	txMillis := float64(job.TxTime.UnixMilli())
 	for ti, typ := range job.Types {
-		clauses, none, _, err := s.searchScope(ctx, typ, job.Patients)
-		if err != nil {
-			return nil, 0, err
-		}
-		if none {
-			continue
-		}
-		if err := s.auditVisible(ctx, typ); err != nil {
-			return nil, 0, err
-		}
-		where := append([]store.Clause(nil), clauses...)
-		where = append(where, store.Clause{Any: []store.Condition{{Param: "_lastUpdated", Kind: store.KindLastUpdated, Range: store.Interval{LowAtMost: &txMillis}}}})
+		common := []store.Clause{{Any: []store.Condition{{Param: "_lastUpdated", Kind: store.KindLastUpdated, Range: store.Interval{LowAtMost: &txMillis}}}}}
 		if job.Since != nil {
 			v := float64(job.Since.UnixMilli())
-			where = append(where, store.Clause{Any: []store.Condition{{Param: "_lastUpdated", Kind: store.KindLastUpdated, Range: store.Interval{HighAtLeast: &v}}}})
-		}
-		if job.Level == "patient" && typ != "Patient" && clauses == nil {
-			// Without a consent scope (Auth.Unrestricted), a resource of
-			// no patient is still not part of a patient-level export.
-			rt, _ := fhir.LookupType(typ)
-			var in store.Clause
-			for _, p := range rt.PatientCompartment {
-				f := false
-				in.Any = append(in.Any, store.Condition{Param: p, Kind: store.KindReference, Missing: &f})
-			}
-			where = append(where, in)
+			common = append(common, store.Clause{Any: []store.Condition{{Param: "_lastUpdated", Kind: store.KindLastUpdated, Range: store.Interval{HighAtLeast: &v}}}})
 		}
 		if f, ok := job.TypeFilters[typ]; ok {
 			values, _ := url.ParseQuery(f)
@@ -555,54 +544,95 @@ func (e *exporter) export(t *exportTask) (*exportResult, int, error) {
 			if err != nil {
 				return nil, 0, err // checked at kick-off
 			}
-			where = append(where, sr.Query.Where...)
+			common = append(common, sr.Query.Where...)
+		}
+		rt, _ := fhir.LookupType(typ)
+		inRecords := typ == "Patient" || len(rt.PatientCompartment) > 0
+		if s.auth.Unrestricted && job.Level == "patient" && typ != "Patient" {
+			// Without a consent scope, a resource of no patient is still
+			// not part of a patient-level export.
+			var in store.Clause
+			for _, p := range rt.PatientCompartment {
+				f := false
+				in.Any = append(in.Any, store.Condition{Param: p, Kind: store.KindReference, Missing: &f})
+			}
+			common = append(common, in)
+		}
+		if err := s.auditVisible(ctx, typ); err != nil {
+			return nil, 0, err
 		}
 		var w *exportWriter
-		q := store.Query{Type: typ, Where: where, Count: exportPageSize}
-		for {
-			page, err := s.store.Search(ctx, q)
-			if err != nil {
-				if w != nil {
-					w.abort(err)
+		// stream writes what the query finds, page by page.
+		stream := func(where []store.Clause) error {
+			q := store.Query{Type: typ, Where: where, Count: exportPageSize}
+			for {
+				page, err := s.store.Search(ctx, q)
+				if err != nil {
+					return err
 				}
-				return nil, 0, err
+				for _, r := range page.Resources {
+					var line bytes.Buffer
+					if err := json.Compact(&line, r.Body); err != nil {
+						problems = append(problems, fhir.Issue{Severity: "error", Code: "exception", Diagnostics: r.Type + "/" + r.ID + " could not be exported: its stored JSON is unreadable"})
+						continue
+					}
+					if w != nil && w.out.Count >= e.fileMax {
+						if err := w.close(); err != nil {
+							w = nil
+							return err
+						}
+						res.output = append(res.output, w.out)
+						w = nil
+					}
+					if w == nil {
+						n++
+						w = e.openFile(t, n, typ)
+					}
+					if err := w.line(line.Bytes()); err != nil {
+						return err
+					}
+				}
+				if page.Next == "" || t.ctx.Err() != nil {
+					return t.ctx.Err()
+				}
+				q.After = page.Next
+				e.progress(t, ti, typ, w)
 			}
-			for _, r := range page.Resources {
-				var line bytes.Buffer
-				if err := json.Compact(&line, r.Body); err != nil {
-					problems = append(problems, fhir.Issue{Severity: "error", Code: "exception", Diagnostics: r.Type + "/" + r.ID + " could not be exported: its stored JSON is unreadable"})
+		}
+		var err error
+		switch {
+		case s.auth.Unrestricted || !inRecords:
+			// Outside the patients' records (Practitioner, Organization,
+			// ...): searchScope restricts nothing, as for a search.
+			clauses, none, _, serr := s.searchScope(ctx, typ, nil)
+			if err = serr; err == nil && !none {
+				err = stream(append(clauses, common...))
+			}
+		default:
+			for _, p := range patients {
+				clauses, none, _, serr := s.searchScope(ctx, typ, []string{p})
+				if err = serr; err != nil || none {
+					if err != nil {
+						break
+					}
 					continue
 				}
-				if w != nil && w.out.Count >= e.fileMax {
-					if err := w.close(); err != nil {
-						return nil, 0, err
-					}
-					res.output = append(res.output, w.out)
-					w = nil
-				}
-				if w == nil {
-					n++
-					w = e.openFile(t, n, typ)
-				}
-				if err := w.line(line.Bytes()); err != nil {
-					w.abort(err)
-					return nil, 0, err
+				if err = stream(append(clauses, common...)); err != nil {
+					break
 				}
 			}
-			if page.Next == "" || t.ctx.Err() != nil {
-				break
+		}
+		if err != nil {
+			if w != nil {
+				w.abort(err)
 			}
-			q.After = page.Next
-			e.progress(t, ti, typ, w)
+			return nil, 0, err
 		}
 		if w != nil {
 			if err := w.close(); err != nil {
 				return nil, 0, err
 			}
 			res.output = append(res.output, w.out)
-		}
-		if t.ctx.Err() != nil {
-			return nil, 0, t.ctx.Err()
 		}
 		e.progress(t, ti+1, "", nil)
 	}
@@ -620,13 +650,15 @@ func (e *exporter) export(t *exportTask) (*exportResult, int, error) {
 		}
 		res.errors = append(res.errors, w.out)
 	}
-	res.exported = append([]string(nil), a.patients...)
-	sort.Strings(res.exported)
-	res.maskedShown, res.invisibleShown = true, true
-	for _, p := range res.exported {
+	res.exported = patients
+	for _, p := range patients {
 		v := a.verdict[p]
-		res.maskedShown = res.maskedShown && v.SeeMasked
-		res.invisibleShown = res.invisibleShown && !v.HideFromPatient
+		if v.SeeMasked {
+			res.masked = append(res.masked, p)
+		}
+		if !v.HideFromPatient {
+			res.invisible = append(res.invisible, p)
+		}
 	}
 	if err := s.auditExported(t, res.exported); err != nil {
 		return nil, 0, err

@@ -18,13 +18,15 @@ import (
 // observation; psAuthorized authorized, psTreating médecin traitant) and a
 // patient B who authorized nobody of them.
 type exportFixture struct {
-	s          *server
-	rec        record
-	other      string // patient B
-	otherObs   string
-	authorized string // tokens
-	treating   string
-	patientA   string
+	s        *server
+	rec      record
+	other    string // patient B
+	otherObs string
+	// otherMasked is a document of B that B masked.
+	otherMasked string
+	authorized  string // tokens
+	treating    string
+	patientA    string
 }
 
 func newExportFixture(t *testing.T, e engine) *exportFixture {
@@ -39,6 +41,19 @@ func newExportFixture(t *testing.T, e engine) *exportFixture {
 		t.Fatalf("observation of B: %d %s", r.status, r.body)
 	}
 	f.otherObs = r.json(t)["id"].(string)
+	// B authorizes the médecin traitant of A (not theirs) and masks a document.
+	r = s.do("POST", "/DocumentReference", []byte(`{"resourceType":"DocumentReference","status":"current","type":{"coding":[{"system":"http://loinc.org","code":"11488-4"}]},"subject":{"reference":"Patient/`+f.other+`"},"content":[{"attachment":{"contentType":"text/plain","data":"Y29tcHRlIHJlbmR1"}}]}`), "Authorization", "Bearer "+desk)
+	if r.status != 201 {
+		t.Fatalf("document of B: %d %s", r.status, r.body)
+	}
+	f.otherMasked = r.json(t)["id"].(string)
+	patB := "Bearer " + s.patient(f.other)
+	if r := s.do("POST", "/DocumentReference/"+f.otherMasked+"/$mask", nil, "Authorization", patB); r.status != 200 {
+		t.Fatalf("$mask by B: %d %s", r.status, r.body)
+	}
+	if r := s.do("POST", "/Patient/"+f.other+"/$authorize", params("practitioner", psTreating), "Authorization", patB); r.status != 200 {
+		t.Fatalf("$authorize by B: %d %s", r.status, r.body)
+	}
 	f.authorized, f.treating, f.patientA = s.practitioner(psAuthorized, false), s.practitioner(psTreating, false), s.patient(f.rec.patient)
 	return f
 }
@@ -200,11 +215,16 @@ func TestBulkExport(t *testing.T) {
 				}
 			})
 
-			run("the médecin traitant's export has the masked document", func(t *testing.T) {
+			run("the médecin traitant's export has the masked documents of their patient only", func(t *testing.T) {
 				m := s.finishedExport(t, s.startExport(t, "/Patient/$export", f.treating), f.treating)
 				got := s.exported(t, m, f.treating)
-				if !got[doc(rec.masked)] || !got[doc(rec.plain)] || got[B] {
-					t.Errorf("médecin traitant's export: %v", got)
+				for _, want := range []string{doc(rec.masked), doc(rec.plain), B, "Observation/" + f.otherObs} {
+					if !got[want] {
+						t.Errorf("%s missing from the médecin traitant's export: %v", want, got)
+					}
+				}
+				if got[doc(f.otherMasked)] {
+					t.Errorf("the masked document of B, who only authorized them, is in the médecin traitant's export")
 				}
 			})
 
