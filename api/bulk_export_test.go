@@ -173,29 +173,13 @@ func (s *server) exported(t *testing.T, m manifest, token string) map[string]boo
 	return got
 }
 
-// sqliteOnly are the cases whose logic is the api's alone (no store query
-// of their own), run on the embedded engine only: every request is an
-// audited access, and the MongoDB test server (FerretDB, no index) slows
-// down with each AuditEvent copied into it.
-var sqliteOnly = map[string]bool{
-	"the médecin traitant's export has the masked document":                       true,
-	"a system client exports no patient data":                                     true,
-	"POST kick-off with a Parameters body and the patient parameter":              true,
-	"a revocation after the job ran keeps the patient's data out of the download": true,
-}
-
 // TestBulkExport runs the Bulk Data export end to end: kick-off, polling,
 // manifest, downloads, under the consent of each kind of caller.
 func TestBulkExport(t *testing.T) {
 	for _, e := range engines {
 		t.Run(e.name, func(t *testing.T) {
 			f := newExportFixture(t, e)
-			run := func(name string, fn func(t *testing.T)) {
-				if e.name != "sqlite" && sqliteOnly[name] {
-					return
-				}
-				t.Run(name, fn)
-			}
+			run := t.Run
 			s, rec := f.s, f.rec
 			A, B := "Patient/"+rec.patient, "Patient/"+f.other
 			doc := func(id string) string { return "DocumentReference/" + id }
