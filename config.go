@@ -41,6 +41,9 @@ type config struct {
 	IdleTimeout       time.Duration
 	RequestTimeout    time.Duration
 	MaxInFlight       int
+	// ExportTTL is how long a bulk export job and its files are kept once
+	// it ended.
+	ExportTTL time.Duration
 
 	// Notifier is how patients are told of codes, first and emergency
 	// accesses: outbox (a local file, the default), webhook or smtp.
@@ -107,6 +110,7 @@ func loadConfig(name string, args []string, stderr io.Writer) (config, error) {
 		{&c.WriteTimeout, fs.String("write-timeout", env("DMP_WRITE_TIMEOUT", "120s"), "longest time from the end of a request's headers to the end of its response (DMP_WRITE_TIMEOUT)"), "DMP_WRITE_TIMEOUT", "write-timeout", false},
 		{&c.IdleTimeout, fs.String("idle-timeout", env("DMP_IDLE_TIMEOUT", "120s"), "how long an idle keep-alive connection stays open (DMP_IDLE_TIMEOUT)"), "DMP_IDLE_TIMEOUT", "idle-timeout", false},
 		{&c.RequestTimeout, fs.String("request-timeout", env("DMP_REQUEST_TIMEOUT", "60s"), "deadline of each FHIR request, store included (503 beyond); 0: none (DMP_REQUEST_TIMEOUT)"), "DMP_REQUEST_TIMEOUT", "request-timeout", true},
+		{&c.ExportTTL, fs.String("export-ttl", env("DMP_EXPORT_TTL", api.DefaultExportTTL.String()), "how long a bulk $export job and its files are kept once it ended (DMP_EXPORT_TTL)"), "DMP_EXPORT_TTL", "export-ttl", false},
 	}
 	maxInFlight := fs.String("max-in-flight", env("DMP_MAX_IN_FLIGHT", "256"), "most FHIR requests served at once (503 + Retry-After beyond); 0: no cap (DMP_MAX_IN_FLIGHT)")
 	if err := fs.Parse(args); err != nil {

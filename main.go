@@ -142,7 +142,9 @@ func serve(args []string, stderr io.Writer) error {
 		BaseURL: c.BaseURL, MaxBodyBytes: c.MaxBodyBytes, MaxBundleEntries: c.MaxBundleEntries, InlineMaxBytes: c.InlineMaxBytes,
 		CursorKey: []byte(c.CursorKey), Version: version, Logger: log, Auth: access,
 		Metrics: m, MetricsToken: c.MetricsToken, RequestTimeout: c.RequestTimeout, MaxInFlight: c.MaxInFlight,
+		ExportTTL: c.ExportTTL,
 	}, st, validator)
+	defer handler.Close() // the export jobs stop before the store closes
 
 	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {

@@ -183,6 +183,7 @@ func TestInvalidConfigurationNamesTheSetting(t *testing.T) {
 		{"DMP_REQUEST_TIMEOUT", "10m", "DMP_WRITE_TIMEOUT"}, // longer than the write timeout: the 503 could not be sent
 		{"DMP_MAX_IN_FLIGHT", "-1", "DMP_MAX_IN_FLIGHT"},
 		{"DMP_MAX_IN_FLIGHT", "many", "DMP_MAX_IN_FLIGHT"},
+		{"DMP_EXPORT_TTL", "0", "DMP_EXPORT_TTL"},
 		{"DMP_INLINE_MAX_BYTES", "-1", "DMP_INLINE_MAX_BYTES"},
 		{"DMP_NOTIFIER", "pigeon", "DMP_NOTIFIER"},
 		{"DMP_NOTIFIER", "webhook", "DMP_NOTIFY_WEBHOOK_URL"}, // webhook without its URL

@@ -69,6 +69,10 @@ type access struct {
 	// store's write lock).
 	parent   *access
 	deferred []auth.Access
+	// streamed: the handler recorded the request's AuditEvent itself and
+	// wrote its answer straight to the client (an export file, too large to
+	// hold in memory: auditBeforeStreaming).
+	streamed bool
 }
 
 type writtenVersion struct {
@@ -206,6 +210,9 @@ func (s *Server) audited(c *gin.Context, a *access, refusal ...func()) {
 		c.Next()
 	}
 	c.Writer = orig
+	if a.streamed {
+		return
+	}
 	status := bw.Status()
 	actx, cancel := auditContext(c)
 	defer cancel()

@@ -55,6 +55,11 @@ func (s *Server) routes() *gin.Engine {
 	a.GET("/_history", s.history)
 	a.POST("", s.bundle)
 	a.POST("/", s.bundle)
+	a.GET("/$export", s.exportKickoff) // bulk_export.go
+	a.POST("/$export", s.exportKickoff)
+	a.GET(exportStatusPath+":job", s.exportStatus)
+	a.DELETE(exportStatusPath+":job", s.exportCancel)
+	a.GET(exportFilePath+":job/:file", s.exportFile)
 
 	t := a.Group("/:type", s.knownType)
 	t.GET("", s.search)
@@ -63,6 +68,8 @@ func (s *Server) routes() *gin.Engine {
 	t.POST("/_search", s.searchPost)
 	t.GET("/_history", s.history)
 	t.POST("/$validate", s.validate)
+	t.GET("/$export", s.exportKickoff)
+	t.POST("/$export", s.exportKickoff)
 	t.GET("/:id", s.read)
 	t.PUT("/:id", s.update)
 	t.DELETE("/:id", s.delete)
@@ -134,12 +141,16 @@ func (s *Server) capabilities(c *gin.Context) {
 			{Name: "dmp-close", Definition: opDefinition("dmp-close")}, {Name: "dmp-reopen", Definition: opDefinition("dmp-reopen")},
 			{Name: "change-password", Definition: opDefinition("change-password")},
 			{Name: "everything", Definition: "http://hl7.org/fhir/OperationDefinition/Patient-everything"}, {Name: "summary", Definition: "http://hl7.org/fhir/uv/ips/OperationDefinition/summary"},
+			{Name: "export", Definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"},
 		}, "DocumentReference": {
 			{Name: "mask", Definition: opDefinition("mask")}, {Name: "unmask", Definition: opDefinition("unmask")},
 			{Name: "hide-from-patient", Definition: opDefinition("hide-from-patient")}, {Name: "show-to-patient", Definition: opDefinition("show-to-patient")},
 		}},
-		SMART:         true,
-		TokenEndpoint: strings.TrimSuffix(s.base(c), "/fhir") + "/auth/token",
+		SystemOperations: []fhir.Operation{{Name: "export", Definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}},
+		Instantiates:     []string{"http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"},
+		Documentation:    exportDocumentation,
+		SMART:            true,
+		TokenEndpoint:    strings.TrimSuffix(s.base(c), "/fhir") + "/auth/token",
 	}, time.Now()))
 }
 

@@ -61,6 +61,14 @@ type Config struct {
 	// MaxInFlight caps the FHIR requests served at once: beyond it, 503 and
 	// Retry-After at once. 0: no cap.
 	MaxInFlight int
+
+	// ExportTTL is how long a bulk export job and its files are kept once
+	// it ended (0: DefaultExportTTL). ExportWorkers is how many jobs run at
+	// once (0: 1). ExportFileMax is the most resources in one output file
+	// (0: DefaultExportFileMax).
+	ExportTTL     time.Duration
+	ExportWorkers int
+	ExportFileMax int
 }
 
 // Server serves the FHIR REST API.
@@ -83,6 +91,8 @@ type Server struct {
 	// admitted, set by tests only, runs when a FHIR request has its slot
 	// and deadline, before anything else is done for it.
 	admitted func(context.Context)
+	// exports runs the bulk export jobs (nil without a store).
+	exports *exporter
 }
 
 // DefaultMaxBodyBytes is the default request body limit: 10 MiB.
@@ -125,7 +135,18 @@ func New(cfg Config, st store.Store, v Validator) *Server {
 		}
 	}
 	s.engine = s.routes()
+	if st != nil {
+		s.exports = newExporter(s, cfg)
+	}
 	return s
+}
+
+// Close stops the background work of the server (the bulk export jobs:
+// those running are marked failed). The store stays open.
+func (s *Server) Close() {
+	if s.exports != nil {
+		s.exports.close()
+	}
 }
 
 // ServeHTTP makes Server an http.Handler.

@@ -27,6 +27,15 @@ type Capabilities struct {
 	// TypeSpecificOperations are operations of one type only (Patient's
 	// consent operations, $everything and $summary).
 	TypeSpecificOperations map[string][]Operation
+	// SystemOperations are operations on the whole server (the Bulk Data
+	// $export).
+	SystemOperations []Operation
+	// Instantiates are the canonical CapabilityStatements this server
+	// implements (the Bulk Data server's).
+	Instantiates []string
+	// Documentation is added to rest.documentation (what an operation
+	// does not support, for instance).
+	Documentation string
 	// SMART says the REST API is protected by SMART on FHIR tokens, with
 	// its token endpoint.
 	SMART             bool
@@ -104,6 +113,12 @@ func CapabilityStatement(c Capabilities, now time.Time) []byte {
 	for _, code := range c.SystemInteractions {
 		rest.Interaction = append(rest.Interaction, models.CapabilityStatementRestInteraction{Code: enum[models.SystemRestfulInteraction](code)})
 	}
+	for _, op := range c.SystemOperations {
+		rest.Operation = append(rest.Operation, models.CapabilityStatementRestResourceOperation{Name: op.Name, Definition: op.Definition})
+	}
+	if c.Documentation != "" {
+		rest.Documentation = ptr(c.Documentation)
+	}
 	name, title := "DmpFhirServer", "dmp-fhir: FHIR R4 server of the Dossier Médical Partagé"
 	version := c.Version
 	if version == "" {
@@ -120,6 +135,7 @@ func CapabilityStatement(c Capabilities, now time.Time) []byte {
 		Software:       &models.CapabilityStatementSoftware{Name: c.Software, Version: &version},
 		Implementation: &models.CapabilityStatementImplementation{Description: title, Url: &c.BaseURL},
 		FhirVersion:    models.FHIRVersion4_0_1,
+		Instantiates:   c.Instantiates,
 		Format:         []string{"application/fhir+json", "json"},
 		Rest:           []models.CapabilityStatementRest{rest},
 	}
