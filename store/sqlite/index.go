@@ -4,13 +4,16 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/dmp-fhir/dmp-fhir/fhir"
 )
 
 // indexTables are the tables holding the search values of current versions.
-var indexTables = []string{"tok_idx", "str_idx", "ref_idx", "date_idx", "num_idx", "uri_idx"}
+var indexTables = []string{"tok_idx", "str_idx", "ref_idx", "date_idx", "num_idx", "uri_idx", "pat_idx"}
 
 // clearTexts are the DELETEs of clearIndex, by table.
 var clearTexts = func() map[string]string {
@@ -53,6 +56,7 @@ var indexColumns = []struct {
 	{"date_idx", "rid, type, param, low, high", 5},
 	{"num_idx", "rid, type, param, value, system, code", 6},
 	{"uri_idx", "rid, type, param, value", 4},
+	{"pat_idx", "rid, type, patient, param, lo, hi, id", 7},
 }
 
 // insertTexts holds the INSERT of each table and chunk size.
@@ -147,7 +151,118 @@ func writeIndex(ctx context.Context, q querier, rid int64, typ, id string, ix *f
 			return err
 		}
 	}
+	if rows := patientRows(rid, typ, id, ix); len(rows) > 0 {
+		if err := insertRows(ctx, q, "pat_idx", "rid, type, patient, param, lo, hi, id", 7, rows); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// The pat_idx values of a resource without a value for a date parameter:
+// after every date in either order.
+const (
+	noDateLo = math.MaxInt64
+	noDateHi = math.MinInt64
+)
+
+// patientOf lists the patients whose record holds a resource: those it
+// refers to (any reference parameter to a Patient), and a Patient itself.
+func patientOf(typ, id string, ix *fhir.Index) []string {
+	var out []string
+	if typ == "Patient" {
+		out = append(out, id)
+	}
+	for _, r := range ix.References {
+		if r.Type == "Patient" && r.ID != "" && !slices.Contains(out, r.ID) {
+			out = append(out, r.ID)
+		}
+	}
+	return out
+}
+
+// patientRows are the pat_idx rows of a resource (see the schema).
+func patientRows(rid int64, typ, id string, ix *fhir.Index) [][]any {
+	patients := patientOf(typ, id, ix)
+	if len(patients) == 0 {
+		return nil
+	}
+	params := patientSortParams(typ)
+	type bounds struct{ lo, hi int64 }
+	vals := make([]bounds, len(params))
+	for i, p := range params {
+		vals[i] = bounds{noDateLo, noDateHi}
+		for _, d := range ix.Dates {
+			if d.Param == p {
+				vals[i].lo, vals[i].hi = min(vals[i].lo, d.Low), max(vals[i].hi, d.High)
+			}
+		}
+	}
+	rows := make([][]any, 0, len(patients)*(1+len(params)))
+	for _, pat := range patients {
+		rows = append(rows, []any{rid, typ, pat, "_id", int64(0), int64(0), id})
+		for i, p := range params {
+			rows = append(rows, []any{rid, typ, pat, p, vals[i].lo, vals[i].hi, id})
+		}
+	}
+	return rows
+}
+
+// sortParams are the date parameters of each type, in pat_idx.
+var sortParams = sync.OnceValue(func() map[string][]string {
+	m := map[string][]string{}
+	for _, t := range fhir.TypeNames() {
+		for _, sp := range fhir.SearchParams(t) {
+			if sp.Type == "date" && !strings.HasPrefix(sp.Name, "_") {
+				m[t] = append(m[t], sp.Name)
+			}
+		}
+	}
+	return m
+})
+
+// patientSortParams are the date parameters of typ that pat_idx holds.
+func patientSortParams(typ string) []string { return sortParams()[typ] }
+
+// fillPatientIndex computes the pat_idx rows of every current resource from
+// its other index rows (ref_idx, date_idx), in one transaction: the upgrade
+// of a database of schema 2, without reading the bodies again. The result
+// is what writeIndex writes.
+func (s *Store) fillPatientIndex(ctx context.Context) error {
+	var values []string
+	var args []any
+	for typ, params := range sortParams() {
+		for _, p := range params {
+			values = append(values, "(?, ?)")
+			args = append(args, typ, p)
+		}
+	}
+	params := "SELECT '' AS type, '' AS param WHERE 0"
+	if len(values) > 0 {
+		params = "VALUES " + strings.Join(values, ", ")
+	}
+	q := `WITH sp(type, param) AS (` + params + `),
+	pats(rid, type, id, patient) AS (
+		SELECT DISTINCT x.rid, r.type, r.id, x.ref_id FROM ref_idx x JOIN resources r ON r.rid = x.rid
+			WHERE x.ref_type = 'Patient' AND x.ref_id <> '' AND r.deleted = 0
+		UNION
+		SELECT rid, type, id, id FROM resources WHERE type = 'Patient' AND deleted = 0)
+	INSERT OR IGNORE INTO pat_idx(rid, type, patient, param, lo, hi, id)
+		SELECT rid, type, patient, '_id', 0, 0, id FROM pats
+		UNION ALL
+		SELECT p.rid, p.type, p.patient, sp.param,
+			coalesce((SELECT min(low) FROM date_idx d WHERE d.rid = p.rid AND d.param = sp.param), ?),
+			coalesce((SELECT max(high) FROM date_idx d WHERE d.rid = p.rid AND d.param = sp.param), ?),
+			p.id
+		FROM pats p JOIN sp ON sp.type = p.type`
+	args = append(args, int64(noDateLo), int64(noDateHi))
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM pat_idx`); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, q, args...)
+		return err
+	})
 }
 
 // reindexBatch is how many resources one Reindex transaction handles.

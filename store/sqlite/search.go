@@ -573,6 +573,9 @@ type candidate struct {
 	// ordered is the clause's one condition when it is an exact
 	// system|code token: tok_code then lists its resources in id order.
 	ordered *store.Condition
+	// patient is the patient whose record holds every match of the clause
+	// (patientPin), or "": pat_idx then lists them in the orders it keeps.
+	patient string
 }
 
 // known reports whether the candidate's size is known exactly.
@@ -641,6 +644,7 @@ outer:
 		if len(cl.Any) == 1 && exactToken(&cl.Any[0]) {
 			c.ordered = &cl.Any[0]
 		}
+		c.patient = patientPin(typ, cl)
 		cands = append(cands, c)
 	}
 	order := make([]int, len(cands))
@@ -664,6 +668,10 @@ outer:
 			c.est = len(where[c.clause].Any)
 		} else {
 			l := limit(c)
+			if l == 0 { // not to be counted
+				c.est = unbounded
+				continue
+			}
 			n, err := p.scalar(frag{"SELECT count(*) FROM (" + c.set.sql + " LIMIT ?)", append(append([]any(nil), c.set.args...), l)})
 			if err != nil {
 				return nil, fmt.Errorf("sqlite: search: %w", err)
@@ -695,6 +703,11 @@ type plan struct {
 	drive   *candidate
 	ordered *candidate
 	index   string
+	// patient: the pinned candidate whose patient's pat_idx range is read
+	// in the order of param ("_id" for the id order), descending or not.
+	patient *candidate
+	param   string
+	desc    bool
 }
 
 // choose picks the cheapest plan for a page of count resources among live
@@ -784,6 +797,18 @@ func (p *planner) matches(a, typ string, where []store.Clause, pl plan) (from st
 		from = "tok_idx d INDEXED BY tok_code CROSS JOIN resources " + a + " ON " + a + ".rid = d.rid"
 		parts = append(parts, frag{"d.type = ? AND d.param = ? AND d.code = ? AND d.system = ?", []any{typ, c.Param, c.Code, c.System}})
 		skip = pl.ordered.clause
+	case pl.patient != nil:
+		// The pinned clause stays a filter: pat_idx holds every patient a
+		// resource refers to, by any parameter.
+		idx, test := "pat_hi", "d.patient = ? AND d.type = ? AND d.param = ?"
+		switch {
+		case pl.param == "_id":
+			test += " AND d.hi = 0" // one value: the range is in id order
+		case !pl.desc:
+			idx, test = "pat_lo", test+" AND d.param <> '_id'" // the partial index's condition
+		}
+		from = "pat_idx d INDEXED BY " + idx + " CROSS JOIN resources " + a + " ON " + a + ".rid = d.rid"
+		parts = append(parts, frag{test, []any{pl.patient.patient, typ, pl.param}})
 	case pl.index != "":
 		from = "resources " + a + " INDEXED BY " + pl.index
 	default:
@@ -821,6 +846,8 @@ type sortKey struct {
 	desc     bool
 	nullable bool   // a parameter value, which a resource may lack
 	sig      string // for the cursor's signature
+	kind     store.Kind
+	param    string
 }
 
 // sortKeys turns the query's sort into ORDER BY keys, ending with id.
@@ -830,9 +857,9 @@ func sortKeys(sorts []store.Sort) ([]sortKey, error) {
 		sig := fmt.Sprintf("%d:%s:%t", s.Kind, s.Param, s.Desc)
 		switch s.Kind {
 		case store.KindID:
-			return append(keys, sortKey{expr: frag{sql: "r.id"}, desc: s.Desc, sig: sig}), nil
+			return append(keys, sortKey{expr: frag{sql: "r.id"}, desc: s.Desc, sig: sig, kind: store.KindID}), nil
 		case store.KindLastUpdated:
-			keys = append(keys, sortKey{expr: frag{sql: "r.last_updated"}, desc: s.Desc, sig: sig})
+			keys = append(keys, sortKey{expr: frag{sql: "r.last_updated"}, desc: s.Desc, sig: sig, kind: store.KindLastUpdated})
 			continue
 		}
 		t, ok := indexTable[s.Kind]
@@ -861,9 +888,9 @@ func sortKeys(sorts []store.Sort) ([]sortKey, error) {
 		}
 		a := "k" + strconv.Itoa(i)
 		expr := frag{"(SELECT " + agg + "(" + a + "." + col + ") FROM " + t + " " + a + " WHERE " + a + ".rid = r.rid AND " + a + ".param = ?)", []any{s.Param}}
-		keys = append(keys, sortKey{expr: expr, desc: s.Desc, nullable: true, sig: sig})
+		keys = append(keys, sortKey{expr: expr, desc: s.Desc, nullable: true, sig: sig, kind: s.Kind, param: s.Param})
 	}
-	return append(keys, sortKey{expr: frag{sql: "r.id"}, sig: "id"}), nil
+	return append(keys, sortKey{expr: frag{sql: "r.id"}, sig: "id", kind: store.KindID}), nil
 }
 
 // streamIndex is the resources index that yields keys in order, or "".
@@ -1000,6 +1027,9 @@ func (p *planner) buildPage(q store.Query, keys []sortKey, after []any, pl plan)
 		keys = []sortKey{keys[0]}
 		keys[0].expr = frag{sql: "d.id"}
 	}
+	if pl.patient != nil { // the same values, from the pat_idx row
+		keys, after = patientKeys(keys, after)
+	}
 	if after != nil {
 		cond = joinFrags([]frag{cond, keyset(keys, after)}, " AND ")
 	}
@@ -1028,9 +1058,20 @@ func (p *planner) buildPage(q store.Query, keys []sortKey, after []any, pl plan)
 	}, ""), nil
 }
 
-// buildCount is the statement counting all matches.
+// buildCount is the statement counting all matches: driven by the
+// smallest candidate when its size is known, else along a pinned patient's
+// pat_idx range when there is one.
 func (p *planner) buildCount(q store.Query, cands []candidate) (frag, error) {
-	from, cond, err := p.matches("r", q.Type, q.Where, plan{drive: best(cands)})
+	pl := plan{drive: best(cands)}
+	if pl.drive == nil || !pl.drive.known() {
+		for i := range cands {
+			if cands[i].patient != "" {
+				pl = plan{patient: &cands[i], param: "_id"}
+				break
+			}
+		}
+	}
+	from, cond, err := p.matches("r", q.Type, q.Where, pl)
 	if err != nil {
 		return frag{}, err
 	}
@@ -1051,16 +1092,97 @@ func (p *planner) prepare(q store.Query) (keys []sortKey, after []any, cands []c
 			return nil, nil, nil, plan{}, err
 		}
 	}
+	count := max(q.Count, 1)
+	if param, desc, ok := patientOrder(q.Type, keys); ok && slices.ContainsFunc(q.Where, func(cl store.Clause) bool { return patientPin(q.Type, cl) != "" }) {
+		// A patient's record in an order pat_idx keeps: read along it, unless
+		// another clause has fewer matches than the page (counted that far;
+		// the pinned clauses are not counted).
+		limit := func(c *candidate) int {
+			if c.patient != "" {
+				return 0
+			}
+			return max(probeGood, count+1) + 1
+		}
+		if cands, err = p.candidates(q.Type, q.Where, limit); err != nil {
+			return nil, nil, nil, plan{}, err
+		}
+		if b := best(cands); b != nil && b.known() && b.est <= count+1 {
+			return keys, after, cands, plan{drive: b}, nil
+		}
+		for i := range cands {
+			if cands[i].patient != "" {
+				return keys, after, cands, plan{patient: &cands[i], param: param, desc: desc}, nil
+			}
+		}
+	}
 	live, err := p.scalar(frag{"SELECT live FROM type_stats WHERE type = ?", []any{q.Type}})
 	if err != nil {
 		return nil, nil, nil, plan{}, fmt.Errorf("sqlite: search: %w", err)
 	}
-	count := max(q.Count, 1)
 	limit := func(c *candidate) int { return probeLimit(c, keys, count, live) }
 	if cands, err = p.candidates(q.Type, q.Where, limit); err != nil {
 		return nil, nil, nil, plan{}, err
 	}
 	return keys, after, cands, choose(cands, keys, count, live), nil
+}
+
+// patientPin is the patient whose record holds every match of cl, or "":
+// each of its conditions a plain reference to Patient/X (on a Patient, or
+// its _id X), the same X for all.
+func patientPin(typ string, cl store.Clause) string {
+	pin := ""
+	for _, c := range cl.Any {
+		var id string
+		switch {
+		case c.Not || c.Missing != nil || c.Chain != nil || c.Has != nil:
+			return ""
+		case c.Kind == store.KindReference && c.RefType == "Patient" && c.RefID != "" && c.URL == "":
+			id = c.RefID
+		case c.Kind == store.KindID && typ == "Patient" && c.Value != "":
+			id = c.Value
+		default:
+			return ""
+		}
+		if pin != "" && id != pin {
+			return ""
+		}
+		pin = id
+	}
+	return pin
+}
+
+// patientOrder says whether pat_idx keeps the order of keys, and in which
+// of its params ("_id" for the id order) and direction.
+func patientOrder(typ string, keys []sortKey) (param string, desc, ok bool) {
+	switch {
+	case len(keys) == 1 && keys[0].kind == store.KindID:
+		return "_id", keys[0].desc, true
+	case len(keys) == 2 && keys[0].kind == store.KindDate && keys[1].kind == store.KindID && !keys[1].desc &&
+		slices.Contains(patientSortParams(typ), keys[0].param):
+		return keys[0].param, keys[0].desc, true
+	}
+	return "", false, false
+}
+
+// patientKeys are keys and the cursor's values after, read from the
+// pat_idx row d of the patient plan: the id, and the date bound the sort
+// uses, where a missing date is noDateHi or noDateLo.
+func patientKeys(keys []sortKey, after []any) ([]sortKey, []any) {
+	if len(keys) == 1 {
+		return []sortKey{{expr: frag{sql: "d.id"}, desc: keys[0].desc}}, after
+	}
+	col, none := "d.lo", int64(noDateLo)
+	if keys[0].desc {
+		col, none = "d.hi", int64(noDateHi)
+	}
+	out := []sortKey{{expr: frag{sql: col}, desc: keys[0].desc}, {expr: frag{sql: "d.id"}}}
+	if after != nil {
+		after = slices.Clone(after)
+		if after[0] == nil {
+			after[0] = none
+		}
+	}
+	return out, after
 }
 
 // Search runs q in one read transaction (so that the page and the total see
@@ -1117,8 +1239,13 @@ func (s *Store) Search(ctx context.Context, q store.Query) (*store.Page, error) 
 		}
 		r.LastUpdated = time.UnixMilli(lu).UTC()
 		for i, v := range vals {
-			if b, ok := v.([]byte); ok {
-				vals[i] = string(b)
+			switch v := v.(type) {
+			case []byte:
+				vals[i] = string(v)
+			case int64:
+				if pl.patient != nil && i == 0 && len(vals) == 2 && (v == noDateHi || v == noDateLo) {
+					vals[i] = nil // no date: the cursor says so, whichever plan reads it
+				}
 			}
 		}
 		page.Resources = append(page.Resources, r)

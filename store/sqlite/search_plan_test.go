@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -31,10 +32,21 @@ func TestSearchPlans(t *testing.T) {
 	cases := []struct {
 		name string
 		q    store.Query
-		want string // "drive", "ordered", "stream" or "" (any)
+		want string // "drive", "ordered", "stream", "patient" or "" (any)
 	}{
-		{"patient sort -date", benchShapes[0].query(p), "drive"},
-		{"patient and status", benchShapes[1].query(p), "drive"},
+		{"patient sort -date", benchShapes[0].query(p), "patient"},
+		{"patient and status", benchShapes[1].query(p), "patient"},
+		{"patient sort date", store.Query{Type: "Observation", Where: benchShapes[0].query(p).Where, Sort: []store.Sort{{Param: "date", Kind: store.KindDate}}}, "patient"},
+		{"patient sort -_id", store.Query{Type: "Observation", Where: benchShapes[0].query(p).Where, Sort: []store.Sort{{Kind: store.KindID, Desc: true}}}, "patient"},
+		{"patient sort -date after a cursor without a date", store.Query{Type: "Observation", Where: benchShapes[0].query(p).Where, Sort: benchShapes[0].query(p).Sort,
+			After: encodeCursor(sortKeysOf(t, benchShapes[0].query(p).Sort), []any{nil, "o12"})}, "patient"},
+		{"compartment OR, category, not masked, sort -date", store.Query{Type: "Observation", Where: []store.Clause{
+			one(tok("category", "http://terminology.hl7.org/CodeSystem/observation-category", "vital-signs")), one(ref("patient", "Patient", p)),
+			{Any: []store.Condition{ref("subject", "Patient", p), ref("performer", "Patient", p)}},
+			one(store.Condition{Param: "_security", Kind: store.KindToken, System: "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", Code: "R", Not: true})},
+			Sort: []store.Sort{{Param: "date", Kind: store.KindDate, Desc: true}}}, "patient"},
+		{"patient and an id", store.Query{Type: "Observation", Where: []store.Clause{one(ref("patient", "Patient", p)), one(store.Condition{Kind: store.KindID, Value: "o1"})}}, "drive"},
+		{"patient sort -_lastUpdated", store.Query{Type: "Observation", Where: benchShapes[0].query(p).Where, Sort: []store.Sort{{Kind: store.KindLastUpdated, Desc: true}}}, ""},
 		{"code and date", benchShapes[2].query(p), "ordered"},
 		{"code and date after a cursor", store.Query{Type: "Observation", Where: benchShapes[2].query(p).Where, After: encodeCursor([]sortKey{{expr: frag{sql: "r.id"}, sig: "id"}}, []any{"o1234"})}, "ordered"},
 		{"every observation", store.Query{Type: "Observation"}, "stream"},
@@ -42,7 +54,7 @@ func TestSearchPlans(t *testing.T) {
 		{"date and _lastUpdated", store.Query{Type: "Observation", Where: []store.Clause{one(ge)}, Sort: []store.Sort{{Kind: store.KindLastUpdated}}}, "stream"},
 		{"status:not", store.Query{Type: "Observation", Where: []store.Clause{one(store.Condition{Param: "status", Kind: store.KindToken, Code: "final", AnySystem: true, Not: true})}}, "stream"},
 		{"date:missing", store.Query{Type: "Observation", Where: []store.Clause{one(store.Condition{Param: "date", Kind: store.KindDate, Missing: &yes})}}, "stream"},
-		{"value-quantity:missing=false sort -date", store.Query{Type: "Observation", Where: []store.Clause{one(store.Condition{Param: "value-quantity", Kind: store.KindNumber, Missing: &no}), one(ref("patient", "Patient", p))}, Sort: []store.Sort{{Param: "date", Kind: store.KindDate, Desc: true}}}, "drive"},
+		{"value-quantity:missing=false sort -date", store.Query{Type: "Observation", Where: []store.Clause{one(store.Condition{Param: "value-quantity", Kind: store.KindNumber, Missing: &no}), one(ref("patient", "Patient", p))}, Sort: []store.Sort{{Param: "date", Kind: store.KindDate, Desc: true}}}, "patient"},
 		{"quantity range and patient", store.Query{Type: "Observation", Where: []store.Clause{one(store.Condition{Param: "value-quantity", Kind: store.KindNumber, Range: store.Interval{LowAtLeast: ge2020()}}), one(ref("patient", "Patient", p))}}, ""},
 		{"code OR code sort date", store.Query{Type: "Observation", Where: []store.Clause{{Any: []store.Condition{code, tok("code", "http://loinc.org", "8310-5")}}, one(ref("subject", "", p))}, Sort: []store.Sort{{Param: "date", Kind: store.KindDate}}}, "drive"},
 		{"code:text", store.Query{Type: "Observation", Where: []store.Clause{one(store.Condition{Param: "code:text", Kind: store.KindString, Value: "heart"})}}, ""},
@@ -69,6 +81,8 @@ func TestSearchPlans(t *testing.T) {
 			got = "ordered"
 		case pl.index != "":
 			got = "stream"
+		case pl.patient != nil:
+			got = "patient"
 		}
 		plan := strings.Join(lines, "\n    ")
 		if c.want != "" && got != c.want {
@@ -79,7 +93,11 @@ func TestSearchPlans(t *testing.T) {
 				t.Errorf("%s: %s in\n    %s", c.name, l, plan)
 			}
 		}
-		// Read in order: only the page itself is sorted.
+		// Read in order: only the page itself is sorted (the patient plan's
+		// page not even that).
+		if got == "patient" && strings.Contains(plan, "USE TEMP B-TREE") {
+			t.Errorf("%s: read along pat_idx but sorted:\n    %s", c.name, plan)
+		}
 		if got != "drive" && strings.Count(plan, "USE TEMP B-TREE FOR ORDER BY") > 1 {
 			t.Errorf("%s: read in order but sorted:\n    %s", c.name, plan)
 		}
@@ -163,5 +181,72 @@ func TestOpenUpgradesOldDatabase(t *testing.T) {
 	s.read.QueryRow("SELECT live FROM type_stats WHERE type = 'Patient'").Scan(&live)
 	if live != 3 {
 		t.Fatalf("type_stats: %d live patients, want 3", live)
+	}
+}
+
+func sortKeysOf(t *testing.T, sorts []store.Sort) []sortKey {
+	t.Helper()
+	keys, err := sortKeys(sorts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys
+}
+
+// TestOpenFillsPatientIndexOfSchema2: a database of schema 2 (without
+// pat_idx rows) gets at Open, from its other index tables, the very rows
+// its resources' writes would have made: dates and their absence, every
+// patient referred to, the Patient's own, and none for deleted resources.
+func TestOpenFillsPatientIndexOfSchema2(t *testing.T) {
+	dir := t.TempDir()
+	f := fillSearch(t, dir, 600)
+	ctx := context.Background()
+	extra := map[string]string{
+		"nodate":   `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/p1"}}`,
+		"twodates": `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/p1"},"performer":[{"reference":"Patient/p2"}],"effectivePeriod":{"start":"2020-01-01","end":"2020-03-01"},"valueDateTime":"2019-05-05"}`,
+		"deleted":  `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/p1"},"effectiveDateTime":"2021-01-01"}`,
+	}
+	for id, body := range extra {
+		if _, err := f.s.Create(ctx, "Observation", id, []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := f.s.Delete(ctx, "Observation", "deleted", 0); err != nil {
+		t.Fatal(err)
+	}
+	dump := func(s *Store) []string {
+		rows, err := s.read.Query(`SELECT rid, type, patient, param, lo, hi, id FROM pat_idx ORDER BY rid, patient, param`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var rid, lo, hi int64
+			var typ, pat, param, id string
+			if err := rows.Scan(&rid, &typ, &pat, &param, &lo, &hi, &id); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, fmt.Sprintf("%d %s %s %s %d %d %s", rid, typ, pat, param, lo, hi, id))
+		}
+		return out
+	}
+	want := dump(f.s)
+	if !slices.ContainsFunc(want, func(r string) bool { return strings.Contains(r, "p2 date") && strings.HasSuffix(r, "twodates") }) {
+		t.Fatalf("no row of twodates in the record of p2, its performer: %v", want[len(want)-6:])
+	}
+	for _, stmt := range []string{"DELETE FROM pat_idx", "PRAGMA user_version = 2"} {
+		if _, err := f.s.write.Exec(stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.s.Close()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := dump(s); !slices.Equal(got, want) {
+		t.Fatalf("after the upgrade: %d rows, want %d (first: %v / %v)", len(got), len(want), got[:min(3, len(got))], want[:3])
 	}
 }

@@ -167,12 +167,35 @@ CREATE TABLE IF NOT EXISTS uri_idx (
 	PRIMARY KEY (rid, param, value)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS uri_value ON uri_idx(type, param, value, rid);
+
+-- pat_idx lists the resources of each patient in the orders a patient's
+-- record is read in (search.go, the patient plan): for every patient a
+-- resource refers to (any reference parameter to a Patient; a Patient is
+-- its own), one row in id order (param '_id', lo = hi = 0) and one per
+-- date parameter of its type, lo the smallest Low of its values and hi the
+-- largest High (the values an ascending and a descending sort use), or
+-- noDateLo / noDateHi when it has none, so that it sorts last either way.
+-- So a patient's observations newest first, or in id order, are one range
+-- of pat_hi read from the cursor on until the page is full.
+CREATE TABLE IF NOT EXISTS pat_idx (
+	rid     INTEGER NOT NULL,
+	type    TEXT    NOT NULL,
+	patient TEXT    NOT NULL,
+	param   TEXT    NOT NULL,
+	lo      INTEGER NOT NULL,
+	hi      INTEGER NOT NULL,
+	id      TEXT    NOT NULL,
+	PRIMARY KEY (rid, patient, param)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS pat_hi ON pat_idx(patient, type, param, hi DESC, id);
+CREATE INDEX IF NOT EXISTS pat_lo ON pat_idx(patient, type, param, lo, id) WHERE param <> '_id';
 `
 
 // schemaVersion is stored in PRAGMA user_version. A database written by an
 // older schema (whose index tables were different or missing) is reindexed
-// once at Open.
-const schemaVersion = 2
+// once at Open; one of version 2 only gets its pat_idx rows, computed from
+// its other index tables (fillPatientIndex).
+const schemaVersion = 3
 
 // Open opens (creating if needed) the database in dir.
 func Open(dir string) (*Store, error) {
@@ -258,7 +281,11 @@ func (s *Store) upgrade() error {
 	if v >= schemaVersion {
 		return nil
 	}
-	if err := s.Reindex(context.Background(), nil); err != nil {
+	if v == 2 {
+		if err := s.fillPatientIndex(context.Background()); err != nil {
+			return fmt.Errorf("sqlite: patient index for schema %d: %w", schemaVersion, err)
+		}
+	} else if err := s.Reindex(context.Background(), nil); err != nil {
 		return fmt.Errorf("sqlite: reindex for schema %d: %w", schemaVersion, err)
 	}
 	if _, err := s.write.Exec(`DELETE FROM type_stats;

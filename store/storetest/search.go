@@ -998,6 +998,26 @@ func testSearchBruteForce(t *testing.T, s store.Store, se store.Searcher) {
 			keys: []key[obsM]{{val: obsDateLow}}, match: func(o *obsM) bool { return true }},
 		{name: "patient sort -date", where: clauses(one(ref("patient", "Patient", "p3"))), sort: []store.Sort{{Param: "date", Kind: store.KindDate, Desc: true}},
 			keys: []key[obsM]{{val: obsDateHigh, desc: true}}, match: func(o *obsM) bool { return o.subject == "Patient/p3" }},
+		// A patient's record in the orders a patient's record is read in
+		// (the embedded engine reads them along its own index).
+		{name: "patient sort date", where: clauses(one(ref("patient", "Patient", "p3"))), sort: []store.Sort{{Param: "date", Kind: store.KindDate}},
+			keys: []key[obsM]{{val: obsDateLow}}, match: func(o *obsM) bool { return o.subject == "Patient/p3" }},
+		{name: "patient in id order", where: clauses(one(ref("patient", "Patient", "p3"))),
+			match: func(o *obsM) bool { return o.subject == "Patient/p3" }},
+		{name: "patient sort -_id", where: clauses(one(ref("subject", "Patient", "p3"))), sort: []store.Sort{{Kind: store.KindID, Desc: true}},
+			keys: []key[obsM]{{val: obsIDKey, desc: true}}, match: func(o *obsM) bool { return o.subject == "Patient/p3" }},
+		{name: "compartment OR, category, not cancelled, sort -date",
+			where: clauses(one(token("category", sysCat, "vital-signs")), one(ref("patient", "Patient", "p3")),
+				anyOf(ref("subject", "Patient", "p3"), ref("performer", "Patient", "p3")), one(not(tokenCode("status", "cancelled")))),
+			sort: []store.Sort{{Param: "date", Kind: store.KindDate, Desc: true}},
+			keys: []key[obsM]{{val: obsDateHigh, desc: true}},
+			match: func(o *obsM) bool {
+				return o.subject == "Patient/p3" && o.category == "vital-signs" && o.status != "cancelled"
+			}},
+		{name: "two patients sort -date", where: clauses(anyOf(ref("patient", "Patient", "p3"), ref("patient", "Patient", "p1"))), sort: []store.Sort{{Param: "date", Kind: store.KindDate, Desc: true}},
+			keys: []key[obsM]{{val: obsDateHigh, desc: true}}, match: func(o *obsM) bool { return o.subject == "Patient/p3" || o.subject == "Patient/p1" }},
+		{name: "patient and one id", where: clauses(one(ref("patient", "Patient", "p3")), one(store.Condition{Kind: store.KindID, Value: "o7"})), sort: []store.Sort{{Param: "date", Kind: store.KindDate, Desc: true}},
+			keys: []key[obsM]{{val: obsDateHigh, desc: true}}, match: func(o *obsM) bool { return o.subject == "Patient/p3" && o.id == "o7" }},
 		{name: "sort token code", sort: []store.Sort{{Param: "code", Kind: store.KindToken}},
 			keys: []key[obsM]{{val: obsCodeMin}}, match: func(o *obsM) bool { return true }},
 		{name: "sort -token code", sort: []store.Sort{{Param: "code", Kind: store.KindToken, Desc: true}},
@@ -1089,6 +1109,8 @@ func testSearchBruteForce(t *testing.T, s store.Store, se store.Searcher) {
 			keys: []key[patM]{{val: nameMin}}, match: func(p *patM) bool { return true }},
 		{name: "sort -birthdate (missing last)", sort: []store.Sort{{Param: "birthdate", Kind: store.KindDate, Desc: true}},
 			keys: []key[patM]{{val: birthHigh, desc: true}}, match: func(p *patM) bool { return true }},
+		{name: "one patient by _id, sort birthdate", where: clauses(one(store.Condition{Param: "_id", Kind: store.KindID, Value: "p3"})), sort: []store.Sort{{Param: "birthdate", Kind: store.KindDate}},
+			match: func(p *patM) bool { return p.id == "p3" }},
 	}
 	checkCases(t, se, "Patient", w.patients, patID, pages, patCases)
 
