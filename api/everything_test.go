@@ -7,12 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/dmp-fhir/dmp-fhir/api"
 	"github.com/dmp-fhir/dmp-fhir/fhir"
 )
 
@@ -601,5 +603,33 @@ func TestCapabilityStatementListsEverythingAndSummaryOnPatient(t *testing.T) {
 	}
 	if ops["everything"] != "http://hl7.org/fhir/OperationDefinition/Patient-everything" || ops["summary"] == "" {
 		t.Fatalf("Patient operations: %v", ops)
+	}
+}
+
+// TestLocalReferencesReadsReferenceKeysOnly: the references $everything
+// follows are read from the stored bytes: string values of "reference"
+// keys at any depth (contained resources' included), escapes decoded,
+// relative or under the base, and nothing from a value that only looks
+// like one.
+func TestLocalReferencesReadsReferenceKeysOnly(t *testing.T) {
+	base := "http://srv/fhir"
+	cases := []struct {
+		name, body string
+		want       []string
+	}{
+		{"relative and versioned", `{"subject":{"reference":"Patient/p1"},"encounter":{"reference":"Encounter/e1/_history/2"}}`, []string{"Patient/p1", "Encounter/e1"}},
+		{"absolute under the base only", `{"a":{"reference":"http://srv/fhir/Organization/o1"},"b":{"reference":"http://other/fhir/Organization/o2"}}`, []string{"Organization/o1"}},
+		{"spaces and escapes", `{"a" : { "reference" : "Practitioner\/pr1" }}`, []string{"Practitioner/pr1"}},
+		{"in a contained resource and an array", `{"contained":[{"resourceType":"Medication","x":[{"reference":"Location/l1"}]}]}`, []string{"Location/l1"}},
+		{"a value, an object, a quoted key in text", `{"code":"reference","reference":{"x":1},"div":"<p>\"reference\":\"Patient/p9\"</p>"}`, nil},
+		{"unknown type, bad id, urn, fragment", `{"a":{"reference":"Nope/x"},"b":{"reference":"Patient/a b"},"c":{"reference":"urn:uuid:1"},"d":{"reference":"#c1"}}`, nil},
+		{"cut short", `{"a":{"reference":"Patient/p1`, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := api.LocalReferences([]byte(c.body), base); !slices.Equal(got, c.want) {
+				t.Errorf("got %v, want %v", got, c.want)
+			}
+		})
 	}
 }

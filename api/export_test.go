@@ -8,3 +8,6 @@ func (s *Server) SetAdmittedHook(f func(ctx context.Context)) { s.admitted = f }
 
 // WithAuthor is the author stamp of writes (feeding.go).
 var WithAuthor = withAuthor
+
+// LocalReferences is localReferences, the references $everything follows.
+var LocalReferences = localReferences
