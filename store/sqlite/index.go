@@ -56,7 +56,7 @@ var indexColumns = []struct {
 	{"date_idx", "rid, type, param, low, high", 5},
 	{"num_idx", "rid, type, param, value, system, code", 6},
 	{"uri_idx", "rid, type, param, value", 4},
-	{"pat_idx", "rid, type, patient, param, lo, hi, id", 7},
+	{"pat_idx", "rid, type, patient, param, lo, hi, id, via", 8},
 }
 
 // insertTexts holds the INSERT of each table and chunk size.
@@ -152,7 +152,7 @@ func writeIndex(ctx context.Context, q querier, rid int64, typ, id string, ix *f
 		}
 	}
 	if rows := patientRows(rid, typ, id, ix); len(rows) > 0 {
-		if err := insertRows(ctx, q, "pat_idx", "rid, type, patient, param, lo, hi, id", 7, rows); err != nil {
+		if err := insertRows(ctx, q, "pat_idx", "rid, type, patient, param, lo, hi, id, via", 8, rows); err != nil {
 			return err
 		}
 	}
@@ -166,24 +166,39 @@ const (
 	noDateHi = math.MinInt64
 )
 
-// patientOf lists the patients whose record holds a resource: those it
-// refers to (any reference parameter to a Patient), and a Patient itself.
-func patientOf(typ, id string, ix *fhir.Index) []string {
-	var out []string
-	if typ == "Patient" {
-		out = append(out, id)
-	}
-	for _, r := range ix.References {
-		if r.Type == "Patient" && r.ID != "" && !slices.Contains(out, r.ID) {
-			out = append(out, r.ID)
+// patientsOf maps each patient whose record holds a resource to the
+// parameters that say so, as pat_idx.via: those referring to the patient
+// (any reference parameter to a Patient), and '_id' on a Patient itself.
+// The patients come in the order they are first named.
+func patientsOf(typ, id string, ix *fhir.Index) (patients []string, via map[string]string) {
+	params := map[string][]string{}
+	add := func(patient, param string) {
+		if _, ok := params[patient]; !ok {
+			patients = append(patients, patient)
+		}
+		if !slices.Contains(params[patient], param) {
+			params[patient] = append(params[patient], param)
 		}
 	}
-	return out
+	if typ == "Patient" {
+		add(id, "_id")
+	}
+	for _, r := range ix.References {
+		if r.Type == "Patient" && r.ID != "" {
+			add(r.ID, r.Param)
+		}
+	}
+	via = make(map[string]string, len(params))
+	for p, ps := range params {
+		slices.Sort(ps)
+		via[p] = "," + strings.Join(ps, ",") + ","
+	}
+	return patients, via
 }
 
 // patientRows are the pat_idx rows of a resource (see the schema).
 func patientRows(rid int64, typ, id string, ix *fhir.Index) [][]any {
-	patients := patientOf(typ, id, ix)
+	patients, via := patientsOf(typ, id, ix)
 	if len(patients) == 0 {
 		return nil
 	}
@@ -200,9 +215,9 @@ func patientRows(rid int64, typ, id string, ix *fhir.Index) [][]any {
 	}
 	rows := make([][]any, 0, len(patients)*(1+len(params)))
 	for _, pat := range patients {
-		rows = append(rows, []any{rid, typ, pat, "_id", int64(0), int64(0), id})
+		rows = append(rows, []any{rid, typ, pat, "_id", int64(0), int64(0), id, via[pat]})
 		for i, p := range params {
-			rows = append(rows, []any{rid, typ, pat, p, vals[i].lo, vals[i].hi, id})
+			rows = append(rows, []any{rid, typ, pat, p, vals[i].lo, vals[i].hi, id, via[pat]})
 		}
 	}
 	return rows
@@ -242,18 +257,21 @@ func (s *Store) fillPatientIndex(ctx context.Context) error {
 		params = "VALUES " + strings.Join(values, ", ")
 	}
 	q := `WITH sp(type, param) AS (` + params + `),
-	pats(rid, type, id, patient) AS (
-		SELECT DISTINCT x.rid, r.type, r.id, x.ref_id FROM ref_idx x JOIN resources r ON r.rid = x.rid
-			WHERE x.ref_type = 'Patient' AND x.ref_id <> '' AND r.deleted = 0
+	refs(rid, patient, param) AS (
+		SELECT rid, ref_id, param FROM ref_idx WHERE ref_type = 'Patient' AND ref_id <> ''
 		UNION
-		SELECT rid, type, id, id FROM resources WHERE type = 'Patient' AND deleted = 0)
-	INSERT OR IGNORE INTO pat_idx(rid, type, patient, param, lo, hi, id)
-		SELECT rid, type, patient, '_id', 0, 0, id FROM pats
+		SELECT rid, id, '_id' FROM resources WHERE type = 'Patient' AND deleted = 0),
+	pats(rid, type, id, patient, via) AS (
+		SELECT x.rid, r.type, r.id, x.patient, ',' || group_concat(x.param, ',' ORDER BY x.param) || ','
+		FROM refs x JOIN resources r ON r.rid = x.rid
+		WHERE r.deleted = 0 GROUP BY x.rid, x.patient)
+	INSERT OR IGNORE INTO pat_idx(rid, type, patient, param, lo, hi, id, via)
+		SELECT rid, type, patient, '_id', 0, 0, id, via FROM pats
 		UNION ALL
 		SELECT p.rid, p.type, p.patient, sp.param,
 			coalesce((SELECT min(low) FROM date_idx d WHERE d.rid = p.rid AND d.param = sp.param), ?),
 			coalesce((SELECT max(high) FROM date_idx d WHERE d.rid = p.rid AND d.param = sp.param), ?),
-			p.id
+			p.id, p.via
 		FROM pats p JOIN sp ON sp.type = p.type`
 	args = append(args, int64(noDateLo), int64(noDateHi))
 	return s.inTx(ctx, func(tx *sql.Tx) error {

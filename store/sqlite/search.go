@@ -815,6 +815,29 @@ func (p *planner) matches(a, typ string, where []store.Clause, pl plan) (from st
 		from = "resources " + a + " INDEXED BY resources_live"
 	}
 	parts = append(parts, frag{a + ".type = ? AND " + a + ".deleted = 0", []any{typ}})
+	if pl.patient != nil {
+		// The clauses naming the patient are tested on the pat_idx entry,
+		// whose via lists the parameters referring to the patient.
+		var rest []store.Clause
+		for _, cl := range where {
+			if patientPin(typ, cl) != pl.patient.patient {
+				rest = append(rest, cl)
+				continue
+			}
+			var ors []frag
+			for _, c := range cl.Any {
+				param := c.Param
+				if c.Kind == store.KindID {
+					param = "_id"
+				}
+				ors = append(ors, frag{"instr(d.via, ?) > 0", []any{"," + param + ","}})
+			}
+			f := joinFrags(ors, " OR ")
+			f.sql = "(" + f.sql + ")"
+			parts = append(parts, f)
+		}
+		where = rest
+	}
 	f, err := p.whereFilter(scope{typ: typ, rid: a + ".rid", res: a}, where, skip)
 	if err != nil {
 		return "", frag{}, err

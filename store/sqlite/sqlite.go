@@ -171,12 +171,15 @@ CREATE INDEX IF NOT EXISTS uri_value ON uri_idx(type, param, value, rid);
 -- pat_idx lists the resources of each patient in the orders a patient's
 -- record is read in (search.go, the patient plan): for every patient a
 -- resource refers to (any reference parameter to a Patient; a Patient is
--- its own), one row in id order (param '_id', lo = hi = 0) and one per
--- date parameter of its type, lo the smallest Low of its values and hi the
--- largest High (the values an ascending and a descending sort use), or
--- noDateLo / noDateHi when it has none, so that it sorts last either way.
--- So a patient's observations newest first, or in id order, are one range
--- of pat_hi read from the cursor on until the page is full.
+-- its own, by the parameter '_id'), one row in id order (param '_id', lo =
+-- hi = 0) and one per date parameter of its type, lo the smallest Low of
+-- its values and hi the largest High (the values an ascending and a
+-- descending sort use), or noDateLo / noDateHi when it has none, so that it
+-- sorts last either way. via lists the parameters that refer to the
+-- patient (",patient,subject,"): a clause naming the patient is tested on
+-- the index entry itself. So a patient's observations newest first, or in
+-- id order, are one range of pat_hi read from the cursor on until the page
+-- is full.
 CREATE TABLE IF NOT EXISTS pat_idx (
 	rid     INTEGER NOT NULL,
 	type    TEXT    NOT NULL,
@@ -185,10 +188,11 @@ CREATE TABLE IF NOT EXISTS pat_idx (
 	lo      INTEGER NOT NULL,
 	hi      INTEGER NOT NULL,
 	id      TEXT    NOT NULL,
+	via     TEXT    NOT NULL,
 	PRIMARY KEY (rid, patient, param)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS pat_hi ON pat_idx(patient, type, param, hi DESC, id);
-CREATE INDEX IF NOT EXISTS pat_lo ON pat_idx(patient, type, param, lo, id) WHERE param <> '_id';
+CREATE INDEX IF NOT EXISTS pat_hi ON pat_idx(patient, type, param, hi DESC, id, via);
+CREATE INDEX IF NOT EXISTS pat_lo ON pat_idx(patient, type, param, lo, id, via) WHERE param <> '_id';
 `
 
 // schemaVersion is stored in PRAGMA user_version. A database written by an
