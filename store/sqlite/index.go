@@ -56,7 +56,7 @@ var indexColumns = []struct {
 	{"date_idx", "rid, type, param, low, high", 5},
 	{"num_idx", "rid, type, param, value, system, code", 6},
 	{"uri_idx", "rid, type, param, value", 4},
-	{"pat_idx", "rid, type, patient, param, lo, hi, id, via", 8},
+	{"pat_idx", "rid, type, patient, param, lo, hi, id, via, vid", 9},
 }
 
 // insertTexts holds the INSERT of each table and chunk size.
@@ -95,8 +95,9 @@ func insertRows(ctx context.Context, q querier, table, cols string, n int, rows 
 	return nil
 }
 
-// writeIndex stores the index values ix of resource typ/id (rid).
-func writeIndex(ctx context.Context, q querier, rid int64, typ, id string, ix *fhir.Index) error {
+// writeIndex stores the index values ix of resource typ/id (rid), whose
+// current version is the history row vid.
+func writeIndex(ctx context.Context, q querier, rid, vid int64, typ, id string, ix *fhir.Index) error {
 	if len(ix.Tokens) > 0 {
 		rows := make([][]any, len(ix.Tokens))
 		for i, v := range ix.Tokens {
@@ -151,8 +152,8 @@ func writeIndex(ctx context.Context, q querier, rid int64, typ, id string, ix *f
 			return err
 		}
 	}
-	if rows := patientRows(rid, typ, id, ix); len(rows) > 0 {
-		if err := insertRows(ctx, q, "pat_idx", "rid, type, patient, param, lo, hi, id, via", 8, rows); err != nil {
+	if rows := patientRows(rid, vid, typ, id, ix); len(rows) > 0 {
+		if err := insertRows(ctx, q, "pat_idx", "rid, type, patient, param, lo, hi, id, via, vid", 9, rows); err != nil {
 			return err
 		}
 	}
@@ -197,7 +198,7 @@ func patientsOf(typ, id string, ix *fhir.Index) (patients []string, via map[stri
 }
 
 // patientRows are the pat_idx rows of a resource (see the schema).
-func patientRows(rid int64, typ, id string, ix *fhir.Index) [][]any {
+func patientRows(rid, vid int64, typ, id string, ix *fhir.Index) [][]any {
 	patients, via := patientsOf(typ, id, ix)
 	if len(patients) == 0 {
 		return nil
@@ -215,9 +216,9 @@ func patientRows(rid int64, typ, id string, ix *fhir.Index) [][]any {
 	}
 	rows := make([][]any, 0, len(patients)*(1+len(params)))
 	for _, pat := range patients {
-		rows = append(rows, []any{rid, typ, pat, "_id", int64(0), int64(0), id, via[pat]})
+		rows = append(rows, []any{rid, typ, pat, "_id", int64(0), int64(0), id, via[pat], vid})
 		for i, p := range params {
-			rows = append(rows, []any{rid, typ, pat, p, vals[i].lo, vals[i].hi, id, via[pat]})
+			rows = append(rows, []any{rid, typ, pat, p, vals[i].lo, vals[i].hi, id, via[pat], vid})
 		}
 	}
 	return rows
@@ -261,17 +262,17 @@ func (s *Store) fillPatientIndex(ctx context.Context) error {
 		SELECT rid, ref_id, param FROM ref_idx WHERE ref_type = 'Patient' AND ref_id <> ''
 		UNION
 		SELECT rid, id, '_id' FROM resources WHERE type = 'Patient' AND deleted = 0),
-	pats(rid, type, id, patient, via) AS (
-		SELECT x.rid, r.type, r.id, x.patient, ',' || group_concat(x.param, ',' ORDER BY x.param) || ','
+	pats(rid, type, id, patient, via, vid) AS (
+		SELECT x.rid, r.type, r.id, x.patient, ',' || group_concat(x.param, ',' ORDER BY x.param) || ',', r.vid
 		FROM refs x JOIN resources r ON r.rid = x.rid
 		WHERE r.deleted = 0 GROUP BY x.rid, x.patient)
-	INSERT OR IGNORE INTO pat_idx(rid, type, patient, param, lo, hi, id, via)
-		SELECT rid, type, patient, '_id', 0, 0, id, via FROM pats
+	INSERT OR IGNORE INTO pat_idx(rid, type, patient, param, lo, hi, id, via, vid)
+		SELECT rid, type, patient, '_id', 0, 0, id, via, vid FROM pats
 		UNION ALL
 		SELECT p.rid, p.type, p.patient, sp.param,
 			coalesce((SELECT min(low) FROM date_idx d WHERE d.rid = p.rid AND d.param = sp.param), ?),
 			coalesce((SELECT max(high) FROM date_idx d WHERE d.rid = p.rid AND d.param = sp.param), ?),
-			p.id, p.via
+			p.id, p.via, p.vid
 		FROM pats p JOIN sp ON sp.type = p.type`
 	args = append(args, int64(noDateLo), int64(noDateHi))
 	return s.inTx(ctx, func(tx *sql.Tx) error {
@@ -295,7 +296,7 @@ func (s *Store) Reindex(ctx context.Context, progress func(done int)) error {
 	for {
 		n := 0
 		err := s.inTx(ctx, func(tx *sql.Tx) error {
-			rows, err := tx.QueryContext(ctx, `SELECT r.rid, r.type, r.id, r.deleted, h.body
+			rows, err := tx.QueryContext(ctx, `SELECT r.rid, r.vid, r.type, r.id, r.deleted, h.body
 				FROM resources r JOIN history h ON h.vid = r.vid
 				WHERE r.rid > ? ORDER BY r.rid LIMIT ?`, last, reindexBatch)
 			if err != nil {
@@ -303,6 +304,7 @@ func (s *Store) Reindex(ctx context.Context, progress func(done int)) error {
 			}
 			type row struct {
 				rid     int64
+				vid     int64
 				typ, id string
 				deleted bool
 				body    []byte
@@ -310,7 +312,7 @@ func (s *Store) Reindex(ctx context.Context, progress func(done int)) error {
 			var batch []row
 			for rows.Next() {
 				var r row
-				if err := rows.Scan(&r.rid, &r.typ, &r.id, &r.deleted, &r.body); err != nil {
+				if err := rows.Scan(&r.rid, &r.vid, &r.typ, &r.id, &r.deleted, &r.body); err != nil {
 					rows.Close()
 					return fmt.Errorf("sqlite: reindex: %w", err)
 				}
@@ -328,7 +330,7 @@ func (s *Store) Reindex(ctx context.Context, progress func(done int)) error {
 					continue
 				}
 				ix := fhir.ExtractIndex(r.body)
-				if err := writeIndex(ctx, s.txOps(tx).q, r.rid, r.typ, r.id, &ix); err != nil {
+				if err := writeIndex(ctx, s.txOps(tx).q, r.rid, r.vid, r.typ, r.id, &ix); err != nil {
 					return err
 				}
 			}

@@ -807,15 +807,20 @@ func (p *planner) matches(a, typ string, where []store.Clause, pl plan) (from st
 		case !pl.desc:
 			idx, test = "pat_lo", test+" AND d.param <> '_id'" // the partial index's condition
 		}
-		from = "pat_idx d INDEXED BY " + idx + " CROSS JOIN resources " + a + " ON " + a + ".rid = d.rid"
+		// Only current, live resources have pat_idx rows: no resources row
+		// is read (the filters that need one read it themselves).
+		from = "pat_idx d INDEXED BY " + idx
 		parts = append(parts, frag{test, []any{pl.patient.patient, typ, pl.param}})
 	case pl.index != "":
 		from = "resources " + a + " INDEXED BY " + pl.index
 	default:
 		from = "resources " + a + " INDEXED BY resources_live"
 	}
-	parts = append(parts, frag{a + ".type = ? AND " + a + ".deleted = 0", []any{typ}})
-	if pl.patient != nil {
+	sc := scope{typ: typ, rid: a + ".rid", res: a}
+	if pl.patient == nil {
+		parts = append(parts, frag{a + ".type = ? AND " + a + ".deleted = 0", []any{typ}})
+	} else {
+		sc = scope{typ: typ, rid: "d.rid"}
 		// The clauses naming the patient are tested on the pat_idx entry,
 		// whose via lists the parameters referring to the patient.
 		var rest []store.Clause
@@ -838,7 +843,7 @@ func (p *planner) matches(a, typ string, where []store.Clause, pl plan) (from st
 		}
 		where = rest
 	}
-	f, err := p.whereFilter(scope{typ: typ, rid: a + ".rid", res: a}, where, skip)
+	f, err := p.whereFilter(sc, where, skip)
 	if err != nil {
 		return "", frag{}, err
 	}
@@ -1050,13 +1055,15 @@ func (p *planner) buildPage(q store.Query, keys []sortKey, after []any, pl plan)
 		keys = []sortKey{keys[0]}
 		keys[0].expr = frag{sql: "d.id"}
 	}
+	cols, outer := "r.id, r.version, r.vid, r.last_updated", "SELECT p.id, p.version, p.last_updated, h.body"
 	if pl.patient != nil { // the same values, from the pat_idx row
 		keys, after = patientKeys(keys, after)
+		cols, outer = "d.id, d.vid", "SELECT p.id, h.version, h.last_updated, h.body"
 	}
 	if after != nil {
 		cond = joinFrags([]frag{cond, keyset(keys, after)}, " AND ")
 	}
-	sel := []frag{{sql: "r.id, r.version, r.vid, r.last_updated"}}
+	sel := []frag{{sql: cols}}
 	for i, k := range keys {
 		sel = append(sel, frag{k.expr.sql + " AS s" + strconv.Itoa(i), k.expr.args})
 	}
@@ -1071,7 +1078,6 @@ func (p *planner) buildPage(q store.Query, keys []sortKey, after []any, pl plan)
 		}),
 		{" LIMIT ?", []any{q.Count + 1}},
 	}, "")
-	outer := "SELECT p.id, p.version, p.last_updated, h.body"
 	for i := range keys {
 		outer += ", p.s" + strconv.Itoa(i)
 	}

@@ -177,9 +177,10 @@ CREATE INDEX IF NOT EXISTS uri_value ON uri_idx(type, param, value, rid);
 -- descending sort use), or noDateLo / noDateHi when it has none, so that it
 -- sorts last either way. via lists the parameters that refer to the
 -- patient (",patient,subject,"): a clause naming the patient is tested on
--- the index entry itself. So a patient's observations newest first, or in
--- id order, are one range of pat_hi read from the cursor on until the page
--- is full.
+-- the index entry itself; vid is the current version's history row. So a
+-- patient's observations newest first, or in id order, are one range of
+-- pat_hi read from the cursor on until the page is full, each entry leading
+-- to its body without the resources row.
 CREATE TABLE IF NOT EXISTS pat_idx (
 	rid     INTEGER NOT NULL,
 	type    TEXT    NOT NULL,
@@ -189,10 +190,11 @@ CREATE TABLE IF NOT EXISTS pat_idx (
 	hi      INTEGER NOT NULL,
 	id      TEXT    NOT NULL,
 	via     TEXT    NOT NULL,
+	vid     INTEGER NOT NULL,
 	PRIMARY KEY (rid, patient, param)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS pat_hi ON pat_idx(patient, type, param, hi DESC, id, via);
-CREATE INDEX IF NOT EXISTS pat_lo ON pat_idx(patient, type, param, lo, id, via) WHERE param <> '_id';
+CREATE INDEX IF NOT EXISTS pat_hi ON pat_idx(patient, type, param, hi DESC, id, via, vid);
+CREATE INDEX IF NOT EXISTS pat_lo ON pat_idx(patient, type, param, lo, id, via, vid) WHERE param <> '_id';
 `
 
 // schemaVersion is stored in PRAGMA user_version. A database written by an
@@ -646,7 +648,7 @@ func (o ops) write(ctx context.Context, rid int64, nv *store.NewVersion) error {
 			return err
 		}
 	}
-	return writeIndex(ctx, o.q, rid, r.Type, r.ID, &nv.Index)
+	return writeIndex(ctx, o.q, rid, vid, r.Type, r.ID, &nv.Index)
 }
 
 func isConstraint(err error) bool {
