@@ -11,3 +11,6 @@ var WithAuthor = withAuthor
 
 // LocalReferences is localReferences, the references $everything follows.
 var LocalReferences = localReferences
+
+// MarshalBundle is marshalBundle, the encoding of searchset Bundles.
+var MarshalBundle = marshalBundle

@@ -10,10 +10,12 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
@@ -241,38 +243,85 @@ func (s *Server) runSearch(c *gin.Context, typ string, params url.Values, scope 
 	s.writeJSON(c, http.StatusOK, body)
 }
 
-// marshalBundle encodes a Bundle as fhir.Marshal does, but writes each
-// entry's resource as its bytes are rather than decoding and encoding it
-// again: a stored body is already a resource's JSON (the store wrote it),
-// and re-encoding fifty or a hundred of them was the largest cost of a
-// searchset after the store's query.
+// marshalBundle encodes a Bundle as fhir.Marshal does (resourceType first,
+// then the model's order), but writes each entry's resource as its bytes
+// are rather than decoding and encoding it again: a stored body is already
+// a resource's JSON (the store wrote it), and re-encoding fifty or a
+// hundred of them was the largest cost of a searchset after the store's
+// query. The searchset's own fields (id, type, timestamp, total, links)
+// and its entries (fullUrl, resource, search mode) are written directly;
+// a Bundle or an entry with any other field goes through encoding/json.
 func marshalBundle(b models.Bundle) ([]byte, error) {
-	entries := b.Entry
-	b.Entry = nil
-	shell, err := fhir.Marshal(b)
-	if err != nil || len(entries) == 0 {
-		return shell, err
+	if b.Meta != nil || b.ImplicitRules != nil || b.Language != nil || b.Identifier != nil || b.Signature != nil ||
+		slices.ContainsFunc(b.Link, func(l models.BundleLink) bool { return l.Id != nil || l.Extension != nil || l.ModifierExtension != nil }) {
+		return marshalBundleSlow(b)
 	}
-	size := len(shell) + 16
-	for _, e := range entries {
-		size += len(e.Resource) + 128
+	size := 256
+	for _, l := range b.Link {
+		size += len(l.Url) + 32
+	}
+	for _, e := range b.Entry {
+		size += len(e.Resource) + 96
+		if e.FullUrl != nil {
+			size += len(*e.FullUrl)
+		}
 	}
 	out := make([]byte, 0, size)
-	out = append(out, shell[:len(shell)-1]...) // all but the closing brace
-	out = append(out, `,"entry":[`...)
-	for i, e := range entries {
-		if i > 0 {
+	out = append(out, `{"resourceType":"Bundle"`...)
+	if b.Id != nil {
+		out = appendJSONString(append(out, `,"id":`...), *b.Id)
+	}
+	out = appendJSONString(append(out, `,"type":`...), b.Type.Code())
+	if b.Timestamp != nil {
+		out = appendJSONString(append(out, `,"timestamp":`...), *b.Timestamp)
+	}
+	if b.Total != nil {
+		out = strconv.AppendInt(append(out, `,"total":`...), int64(*b.Total), 10)
+	}
+	for i, l := range b.Link {
+		if i == 0 {
+			out = append(out, `,"link":[`...)
+		} else {
 			out = append(out, ',')
 		}
+		out = appendJSONString(append(out, `{"relation":`...), l.Relation)
+		out = appendJSONString(append(out, `,"url":`...), l.Url)
+		out = append(out, '}')
+	}
+	if len(b.Link) > 0 {
+		out = append(out, ']')
+	}
+	for i, e := range b.Entry {
+		if i == 0 {
+			out = append(out, `,"entry":[`...)
+		} else {
+			out = append(out, ',')
+		}
+		var err error
+		if out, err = appendEntry(out, e); err != nil {
+			return nil, err
+		}
+	}
+	if len(b.Entry) > 0 {
+		out = append(out, ']')
+	}
+	return append(out, '}'), nil
+}
+
+// appendEntry appends the JSON of one Bundle entry, its resource as it is.
+func appendEntry(out []byte, e models.BundleEntry) ([]byte, error) {
+	plain := e.Id == nil && e.Extension == nil && e.ModifierExtension == nil && e.Link == nil && e.Request == nil && e.Response == nil &&
+		(e.Search == nil || e.Search.Id == nil && e.Search.Extension == nil && e.Search.ModifierExtension == nil && e.Search.Score == nil)
+	if !plain {
 		res := e.Resource
+		if len(res) == 0 {
+			ej, err := json.Marshal(e)
+			return append(out, ej...), err
+		}
 		e.Resource = resourceMark
 		ej, err := json.Marshal(e)
 		if err != nil {
 			return nil, err
-		}
-		if len(res) == 0 {
-			out = append(out, ej...)
-			continue
 		}
 		// The mark can only be the key: a quote inside a JSON string is
 		// escaped.
@@ -282,7 +331,84 @@ func marshalBundle(b models.Bundle) ([]byte, error) {
 		}
 		out = append(out, ej[:at+len(markKey)-1]...)
 		out = append(out, res...)
-		out = append(out, ej[at+len(markKey):]...)
+		return append(out, ej[at+len(markKey):]...), nil
+	}
+	out = append(out, '{')
+	sep := false
+	if e.FullUrl != nil {
+		out = appendJSONString(append(out, `"fullUrl":`...), *e.FullUrl)
+		sep = true
+	}
+	if len(e.Resource) > 0 {
+		if sep {
+			out = append(out, ',')
+		}
+		out = append(append(out, `"resource":`...), e.Resource...)
+		sep = true
+	}
+	if e.Search != nil {
+		if sep {
+			out = append(out, ',')
+		}
+		out = append(out, `"search":{`...)
+		if e.Search.Mode != nil {
+			out = appendJSONString(append(out, `"mode":`...), e.Search.Mode.Code())
+		}
+		out = append(out, '}')
+	}
+	return append(out, '}'), nil
+}
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(out []byte, s string) []byte {
+	if !utf8.ValidString(s) {
+		q, _ := json.Marshal(s) // invalid bytes become U+FFFD
+		return append(out, q...)
+	}
+	out = append(out, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		out = append(out, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			out = append(out, '\\', c)
+		case '\n':
+			out = append(out, '\\', 'n')
+		case '\r':
+			out = append(out, '\\', 'r')
+		case '\t':
+			out = append(out, '\\', 't')
+		default:
+			out = append(out, '\\', 'u', '0', '0', hexDigit[c>>4], hexDigit[c&0xf])
+		}
+		start = i + 1
+	}
+	return append(append(out, s[start:]...), '"')
+}
+
+const hexDigit = "0123456789abcdef"
+
+// marshalBundleSlow encodes the Bundle but its entries with fhir.Marshal,
+// then appends the entries.
+func marshalBundleSlow(b models.Bundle) ([]byte, error) {
+	entries := b.Entry
+	b.Entry = nil
+	shell, err := fhir.Marshal(b)
+	if err != nil || len(entries) == 0 {
+		return shell, err
+	}
+	out := append(shell[:len(shell)-1:len(shell)-1], `,"entry":[`...) // all but the closing brace
+	for i, e := range entries {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		if out, err = appendEntry(out, e); err != nil {
+			return nil, err
+		}
 	}
 	return append(out, "]}"...), nil
 }
