@@ -672,7 +672,8 @@ outer:
 				c.est = unbounded
 				continue
 			}
-			n, err := p.scalar(frag{"SELECT count(*) FROM (" + c.set.sql + " LIMIT ?)", append(append([]any(nil), c.set.args...), l)})
+			l = limitBucket(l)
+			n, err := p.scalar(frag{"SELECT count(*) FROM (" + c.set.sql + " LIMIT " + strconv.Itoa(l) + ")", c.set.args})
 			if err != nil {
 				return nil, fmt.Errorf("sqlite: search: %w", err)
 			}
@@ -1076,7 +1077,7 @@ func (p *planner) buildPage(q store.Query, keys []sortKey, after []any, pl plan)
 			}
 			return k.expr
 		}),
-		{" LIMIT ?", []any{q.Count + 1}},
+		{sql: " LIMIT " + strconv.Itoa(limitBucket(q.Count+1))}, // Search reads Count+1 rows of it
 	}, "")
 	for i := range keys {
 		outer += ", p.s" + strconv.Itoa(i)
@@ -1085,6 +1086,19 @@ func (p *planner) buildPage(q store.Query, keys []sortKey, after []any, pl plan)
 		{sql: outer + " FROM ("}, inner, {sql: ") p JOIN history h ON h.vid = p.vid ORDER BY "},
 		orderBy(keys, func(i int, _ sortKey) frag { return frag{sql: "p.s" + strconv.Itoa(i)} }),
 	}, ""), nil
+}
+
+// limitBucket is the LIMIT written for n rows: the power of two at or above
+// n, as a literal. SQLite's planner reads the value of a bound LIMIT, so a
+// statement run again with another one was compiled again (a third of the
+// cost of a small search); a few literal sizes keep a handful of texts,
+// each prepared once, and at most twice the rows asked for.
+func limitBucket(n int) int {
+	b := 1
+	for b < n {
+		b *= 2
+	}
+	return b
 }
 
 // buildCount is the statement counting all matches: driven by the
