@@ -262,7 +262,17 @@ func (run *everythingRun) referencedIDs() (map[string][]string, error) {
 	}
 	wanted := map[string]bool{}
 	for _, ph := range run.phases {
-		if ph.referenced {
+		if !ph.referenced {
+			continue
+		}
+		// No resource of the type at all: nothing can be referred to, and
+		// the record need not be read for it (a store without
+		// Practitioners or Organizations reads none).
+		page, err := run.s.store.Search(run.ctx, store.Query{Type: ph.typ, Count: 1})
+		if err != nil {
+			return nil, err
+		}
+		if len(page.Resources) > 0 {
 			wanted[ph.typ] = true
 		}
 	}
