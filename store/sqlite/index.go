@@ -199,6 +199,9 @@ func patientsOf(typ, id string, ix *fhir.Index) (patients []string, via map[stri
 
 // patientRows are the pat_idx rows of a resource (see the schema).
 func patientRows(rid, vid int64, typ, id string, ix *fhir.Index) [][]any {
+	if !patientIndexed(typ) {
+		return nil
+	}
 	patients, via := patientsOf(typ, id, ix)
 	if len(patients) == 0 {
 		return nil
@@ -223,6 +226,12 @@ func patientRows(rid, vid int64, typ, id string, ix *fhir.Index) [][]any {
 	}
 	return rows
 }
+
+// patientIndexed says whether typ has pat_idx rows: every type but
+// AuditEvent, written on every access (the hottest write of the server,
+// kept to the fewest index rows); a patient's access history is read with
+// the other plans.
+func patientIndexed(typ string) bool { return typ != "AuditEvent" }
 
 // sortParams are the date parameters of each type, in pat_idx.
 var sortParams = sync.OnceValue(func() map[string][]string {
@@ -265,7 +274,7 @@ func (s *Store) fillPatientIndex(ctx context.Context) error {
 	pats(rid, type, id, patient, via, vid) AS (
 		SELECT x.rid, r.type, r.id, x.patient, ',' || group_concat(x.param, ',' ORDER BY x.param) || ',', r.vid
 		FROM refs x JOIN resources r ON r.rid = x.rid
-		WHERE r.deleted = 0 GROUP BY x.rid, x.patient)
+		WHERE r.deleted = 0 AND r.type <> 'AuditEvent' GROUP BY x.rid, x.patient)
 	INSERT OR IGNORE INTO pat_idx(rid, type, patient, param, lo, hi, id, via, vid)
 		SELECT rid, type, patient, '_id', 0, 0, id, via, vid FROM pats
 		UNION ALL

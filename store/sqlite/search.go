@@ -1106,7 +1106,7 @@ func limitBucket(n int) int {
 // pat_idx range when there is one.
 func (p *planner) buildCount(q store.Query, cands []candidate) (frag, error) {
 	pl := plan{drive: best(cands)}
-	if pl.drive == nil || !pl.drive.known() {
+	if (pl.drive == nil || !pl.drive.known()) && patientIndexed(q.Type) {
 		for i := range cands {
 			if cands[i].patient != "" {
 				pl = plan{patient: &cands[i], param: "_id"}
@@ -1198,6 +1198,8 @@ func patientPin(typ string, cl store.Clause) string {
 // of its params ("_id" for the id order) and direction.
 func patientOrder(typ string, keys []sortKey) (param string, desc, ok bool) {
 	switch {
+	case !patientIndexed(typ):
+		return "", false, false
 	case len(keys) == 1 && keys[0].kind == store.KindID:
 		return "_id", keys[0].desc, true
 	case len(keys) == 2 && keys[0].kind == store.KindDate && keys[1].kind == store.KindID && !keys[1].desc &&

@@ -46,6 +46,7 @@ func TestSearchPlans(t *testing.T) {
 			one(store.Condition{Param: "_security", Kind: store.KindToken, System: "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", Code: "R", Not: true})},
 			Sort: []store.Sort{{Param: "date", Kind: store.KindDate, Desc: true}}}, "patient"},
 		{"patient and an id", store.Query{Type: "Observation", Where: []store.Clause{one(ref("patient", "Patient", p)), one(store.Condition{Kind: store.KindID, Value: "o1"})}}, "drive"},
+		{"AuditEvent patient sort -date (no pat_idx rows)", store.Query{Type: "AuditEvent", Where: []store.Clause{one(ref("patient", "Patient", p))}, Sort: []store.Sort{{Param: "date", Kind: store.KindDate, Desc: true}}}, "drive"},
 		{"patient sort -_lastUpdated", store.Query{Type: "Observation", Where: benchShapes[0].query(p).Where, Sort: []store.Sort{{Kind: store.KindLastUpdated, Desc: true}}}, ""},
 		{"code and date", benchShapes[2].query(p), "ordered"},
 		{"code and date after a cursor", store.Query{Type: "Observation", Where: benchShapes[2].query(p).Where, After: encodeCursor([]sortKey{{expr: frag{sql: "r.id"}, sig: "id"}}, []any{"o1234"})}, "ordered"},
