@@ -249,6 +249,8 @@ func Open(dir string) (*Store, error) {
 		rq[k] = append([]string(nil), v...)
 	}
 	rq.Add("_pragma", "query_only(1)")
+	rq.Add("_pragma", "mmap_size(2147418112)")
+	rq.Add("_pragma", "cache_size(-8000)")
 	read, err := sql.Open("sqlite", "file:"+path+"?"+rq.Encode())
 	if err != nil {
 		write.Close()
