@@ -14,3 +14,6 @@ var LocalReferences = localReferences
 
 // MarshalBundle is marshalBundle, the encoding of searchset Bundles.
 var MarshalBundle = marshalBundle
+
+// NewID is the server's id generator.
+var NewID = newID
