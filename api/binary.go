@@ -651,7 +651,7 @@ func (s *Server) createRawBinary(c *gin.Context) {
 	var r *store.Resource
 	id := s.assignedID(c)
 	err = s.writing(c, "Binary", body, func(ops store.Ops) error {
-		stamped, err := s.stampAuthor(c, ops, "Binary", "", body)
+		stamped, err := s.stampAuthor(c, body)
 		if err == nil {
 			r, err = ops.Create(c, "Binary", id, stamped)
 		}

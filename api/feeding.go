@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -98,24 +97,21 @@ func authorIn(body []byte) string {
 	return ""
 }
 
-// stampAuthor sets the author of a write: the caller for a new resource,
-// the stored author for a new version of an existing one. Without an
+// stampAuthor sets the caller as the author of a new resource. Without an
 // access record (the benchmark switch, internal writes) body is unchanged.
-func (s *Server) stampAuthor(ctx context.Context, ops store.Ops, typ, id string, body []byte) ([]byte, error) {
-	a := accessOf(ctx)
+func (s *Server) stampAuthor(ctx context.Context, body []byte) ([]byte, error) {
+	return s.stampAuthorOver(accessOf(ctx), nil, body)
+}
+
+// stampAuthorOver is stampAuthor once the current version is known: cur,
+// or nil when there is none (a create): the author stays the stored one.
+func (s *Server) stampAuthorOver(a *access, cur *store.Resource, body []byte) ([]byte, error) {
 	if a == nil || a.caller == nil || s.auth.Unrestricted {
 		return body, nil
 	}
 	author := authorOf(a.caller, "")
-	if id != "" {
-		cur, err := ops.Read(ctx, typ, id)
-		switch {
-		case err == nil:
-			author = authorIn(cur.Body)
-		case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrDeleted):
-		default:
-			return nil, err
-		}
+	if cur != nil {
+		author = authorIn(cur.Body)
 	}
 	return withAuthor(body, author)
 }

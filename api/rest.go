@@ -364,7 +364,7 @@ func (s *Server) conditionalUpdate(c *gin.Context) {
 // createIn writes a new resource in ops: its author stamped, and the
 // documents it replaces superseded with it (checked before it is written).
 func (s *Server) createIn(ctx context.Context, ops store.Ops, typ, id string, body []byte) (*store.Resource, error) {
-	stamped, err := s.stampAuthor(ctx, ops, typ, "", body)
+	stamped, err := s.stampAuthor(ctx, body)
 	if err == nil {
 		err = s.supersede(ctx, ops, id, typ, stamped, false)
 	}
@@ -404,14 +404,18 @@ func noteWritten(ctx context.Context, r *store.Resource, ix fhir.Index) {
 // putIn is createIn for an update (or a create at a chosen id): a live
 // resource is changed by its author only (mayUpdate).
 func (s *Server) putIn(ctx context.Context, ops store.Ops, typ, id string, body []byte, ifMatch int64) (*store.Resource, store.Outcome, error) {
-	if cur, err := ops.Read(ctx, typ, id); err == nil {
+	cur, err := ops.Read(ctx, typ, id)
+	switch {
+	case err == nil:
 		if err := s.mayUpdate(ctx, cur); err != nil {
 			return nil, 0, err
 		}
-	} else if !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrDeleted) {
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrDeleted):
+		cur = nil // a create, or a new life after a delete
+	default:
 		return nil, 0, err
 	}
-	stamped, err := s.stampAuthor(ctx, ops, typ, id, body)
+	stamped, err := s.stampAuthorOver(accessOf(ctx), cur, body)
 	if err == nil {
 		err = s.supersede(ctx, ops, id, typ, stamped, false)
 	}
