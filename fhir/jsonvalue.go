@@ -3,6 +3,7 @@ package fhir
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -24,7 +25,8 @@ func decodeJSONObject(body []byte) (doc map[string]any, ok bool) {
 	return d.object(), true
 }
 
-// jsonDecoder reads valid JSON (json.Valid said so): it checks nothing.
+// jsonDecoder reads valid JSON (json.Valid said so) with ParseObject's
+// scanners (resource.go): it checks nothing.
 // Strings without escapes are slices of text, one copy of the whole body,
 // instead of one allocation each.
 type jsonDecoder struct {
@@ -33,16 +35,7 @@ type jsonDecoder struct {
 	i    int
 }
 
-func (d *jsonDecoder) space() {
-	for d.i < len(d.data) {
-		switch d.data[d.i] {
-		case ' ', '\t', '\n', '\r':
-			d.i++
-		default:
-			return
-		}
-	}
-}
+func (d *jsonDecoder) space() { d.i = skipSpace(d.data, d.i) }
 
 func (d *jsonDecoder) value() any {
 	d.space()
@@ -62,15 +55,9 @@ func (d *jsonDecoder) value() any {
 	case 'n':
 		d.i += 4
 		return nil
-	default:
+	default: // a number
 		start := d.i
-		for d.i < len(d.data) {
-			switch d.data[d.i] {
-			case ',', '}', ']', ' ', '\t', '\n', '\r':
-				return json.Number(d.text[start:d.i])
-			}
-			d.i++
-		}
+		d.i = skipValue(d.data, d.i)
 		return json.Number(d.text[start:d.i])
 	}
 }
@@ -121,20 +108,9 @@ func (d *jsonDecoder) array() []any {
 // encoding/json, for its exact decoding (U+FFFD replacements included).
 func (d *jsonDecoder) string() string {
 	start := d.i
-	escaped := false
-	for d.i++; ; d.i++ {
-		c := d.data[d.i]
-		if c == '\\' {
-			escaped = true
-			d.i++
-			continue
-		}
-		if c == '"' {
-			d.i++
-			break
-		}
-	}
-	if raw := d.text[start+1 : d.i-1]; !escaped && utf8.ValidString(raw) {
+	d.i = skipString(d.data, d.i)
+	raw := d.text[start+1 : d.i-1]
+	if strings.IndexByte(raw, '\\') < 0 && utf8.ValidString(raw) {
 		return raw
 	}
 	var s string
