@@ -651,10 +651,8 @@ func (s *Server) createRawBinary(c *gin.Context) {
 	var r *store.Resource
 	id := s.assignedID(c)
 	err = s.writing(c, "Binary", body, func(ops store.Ops) error {
-		stamped, err := s.stampAuthor(c, body)
-		if err == nil {
-			r, err = ops.Create(c, "Binary", id, stamped)
-		}
+		var err error
+		r, err = s.createIn(c, ops, "Binary", id, body)
 		return err
 	})
 	if err != nil {

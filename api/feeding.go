@@ -97,14 +97,10 @@ func authorIn(body []byte) string {
 	return ""
 }
 
-// stampAuthor sets the caller as the author of a new resource. Without an
-// access record (the benchmark switch, internal writes) body is unchanged.
-func (s *Server) stampAuthor(ctx context.Context, body []byte) ([]byte, error) {
-	return s.stampAuthorOver(accessOf(ctx), nil, body)
-}
-
-// stampAuthorOver is stampAuthor once the current version is known: cur,
-// or nil when there is none (a create): the author stays the stored one.
+// stampAuthorOver sets the author of a write over the current version cur:
+// the caller for a new resource (cur nil), the stored author for a new
+// version of an existing one. Without an access record (the benchmark
+// switch, internal writes) body is unchanged.
 func (s *Server) stampAuthorOver(a *access, cur *store.Resource, body []byte) ([]byte, error) {
 	if a == nil || a.caller == nil || s.auth.Unrestricted {
 		return body, nil

@@ -66,9 +66,10 @@ func (s *Server) patch(c *gin.Context) {
 		if err := s.mayWrite(c, typ, patched); err != nil {
 			return err
 		}
-		// Through putIn, like an update: the stored author is kept whatever
-		// the patch said of meta, and a replacement supersedes its target.
-		r, out, err = s.putIn(c, st, typ, id, patched, cur.Version)
+		// Like an update (putIn, cur read and checked above): the stored
+		// author is kept whatever the patch said of meta, and a replacement
+		// supersedes its target.
+		r, out, err = s.putOver(c, st, typ, id, patched, cur.Version, cur)
 		return err
 	})
 	if err != nil {

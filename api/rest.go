@@ -364,7 +364,7 @@ func (s *Server) conditionalUpdate(c *gin.Context) {
 // createIn writes a new resource in ops: its author stamped, and the
 // documents it replaces superseded with it (checked before it is written).
 func (s *Server) createIn(ctx context.Context, ops store.Ops, typ, id string, body []byte) (*store.Resource, error) {
-	stamped, err := s.stampAuthor(ctx, body)
+	stamped, err := s.stampAuthorOver(accessOf(ctx), nil, body)
 	if err == nil {
 		err = s.supersede(ctx, ops, id, typ, stamped, false)
 	}
@@ -415,6 +415,12 @@ func (s *Server) putIn(ctx context.Context, ops store.Ops, typ, id string, body 
 	default:
 		return nil, 0, err
 	}
+	return s.putOver(ctx, ops, typ, id, body, ifMatch, cur)
+}
+
+// putOver is putIn once the caller read the current version cur (nil when
+// there is none) and checked the caller may change it (mayUpdate).
+func (s *Server) putOver(ctx context.Context, ops store.Ops, typ, id string, body []byte, ifMatch int64, cur *store.Resource) (*store.Resource, store.Outcome, error) {
 	stamped, err := s.stampAuthorOver(accessOf(ctx), cur, body)
 	if err == nil {
 		err = s.supersede(ctx, ops, id, typ, stamped, false)
