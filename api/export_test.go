@@ -14,6 +14,3 @@ var LocalReferences = localReferences
 
 // MarshalBundle is marshalBundle, the encoding of searchset Bundles.
 var MarshalBundle = marshalBundle
-
-// NewID is the server's id generator.
-var NewID = newID

@@ -3,8 +3,6 @@ package api
 import (
 	"context"
 
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"github.com/dmp-fhir/dmp-fhir/auth"
 	"io"
@@ -18,6 +16,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/dmp-fhir/dmp-fhir/fhir"
+	"github.com/dmp-fhir/dmp-fhir/internal/ids"
 	"github.com/dmp-fhir/dmp-fhir/store"
 )
 
@@ -700,24 +699,6 @@ func etagMatches(header, etag string) bool {
 	return false
 }
 
-// newID makes a server-assigned logical id: a UUID version 7 (RFC 9562),
-// the creation time in milliseconds then 74 random bits. Ids that grow with
-// time put each new resource's rows at the end of the store's indexes on
-// the id instead of on a random page of trees that grow with the record
-// (an insert touches a few hot pages, not one cold page per index).
-func newID() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(err)
-	}
-	ms := uint64(time.Now().UnixMilli())
-	b[0], b[1], b[2], b[3], b[4], b[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
-	b[6] = b[6]&0x0f | 0x70
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
-}
-
 // matches resolves the criteria of a conditional create or update with a
 // search (strict: an unknown parameter is refused rather than ignored, as
 // ignoring it would widen the match). Two ids are enough to tell one match
@@ -761,3 +742,6 @@ func (s *Server) matches(ctx context.Context, typ, rawQuery, header, base string
 	}
 	return ids, nil
 }
+
+// newID makes a server-assigned logical id (ids.New: a UUID version 7).
+func newID() string { return ids.New() }

@@ -2,10 +2,7 @@ package auth
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/dmp-fhir/dmp-fhir/fhir"
+	"github.com/dmp-fhir/dmp-fhir/internal/ids"
 	"github.com/dmp-fhir/dmp-fhir/store"
 )
 
@@ -485,18 +483,10 @@ func (a *Auditor) write(batch []*auditPending) {
 	}
 }
 
-// auditNewID is a random 128-bit id, in hex (a valid FHIR id).
-func auditNewID() string {
-	// Time first (nanoseconds, 16 hex digits, so that the text sorts as the
-	// number), then 64 random bits. Ids that grow with time put each new
-	// AuditEvent's rows at the end of the store's indexes on the id (and of
-	// each token's range, which lists ids in order) instead of on a random
-	// page of trees that grow with every access.
-	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(time.Now().UnixNano()))
-	rand.Read(b[8:]) // never fails (crypto/rand, Go 1.24+)
-	return hex.EncodeToString(b[:])
-}
+// auditNewID is an AuditEvent's id: time-ordered (ids.New), so that each
+// event's rows land at the end of the store's indexes, not on random pages
+// of trees that grow with every access.
+func auditNewID() string { return ids.New() }
 
 // ---------------------------------------------------------------------------
 // The AuditEvent.

@@ -117,7 +117,7 @@ func TestJournalRecordWaitsForFsync(t *testing.T) {
 		t.Fatal(err)
 	}
 	e, err := parseJournalLine(data)
-	if err != nil || !bytes.Contains(e.body, []byte(`"reference":"Patient/fsync"`)) || len(e.id) != 32 {
+	if err != nil || !bytes.Contains(e.body, []byte(`"reference":"Patient/fsync"`)) || len(e.id) != 36 {
 		t.Fatalf("journal line %q: %v", data, err)
 	}
 }
