@@ -13,7 +13,24 @@ import (
 )
 
 // indexTables are the tables holding the search values of current versions.
-var indexTables = []string{"tok_idx", "str_idx", "ref_idx", "date_idx", "num_idx", "uri_idx", "pat_idx"}
+var indexTables = []string{"tok_idx", "str_idx", "ref_idx", "ref_fwd", "date_idx", "num_idx", "uri_idx", "pat_idx"}
+
+// forwardOnly are the reference parameters (type, then parameter) kept in
+// ref_fwd instead of ref_idx: listed by their resource, never searched by
+// target alone. AuditEvent.entity is what every access lists (the resources
+// read, up to a page of them); an index by target would be written on a
+// random page for each. A search by entity is still answered, by testing the
+// candidates another clause finds (the patient, the agent, the date) or,
+// without one, every AuditEvent.
+var forwardOnly = map[string]map[string]bool{"AuditEvent": {"entity": true}}
+
+// refTable is the table of the values of reference parameter param of typ.
+func refTable(typ, param string) string {
+	if forwardOnly[typ][param] {
+		return "ref_fwd"
+	}
+	return "ref_idx"
+}
 
 // clearTexts are the DELETEs of clearIndex, by table.
 var clearTexts = func() map[string]string {
@@ -53,6 +70,7 @@ var indexColumns = []struct {
 	{"tok_idx", "rid, type, param, system, code, id", 6},
 	{"str_idx", "rid, type, param, norm, exact", 5},
 	{"ref_idx", "rid, type, param, ref_type, ref_id, url", 6},
+	{"ref_fwd", "rid, param, ref_type, ref_id, url", 5},
 	{"date_idx", "rid, type, param, low, high", 5},
 	{"num_idx", "rid, type, param, value, system, code", 6},
 	{"uri_idx", "rid, type, param, value", 4},
@@ -117,11 +135,19 @@ func writeIndex(ctx context.Context, q querier, rid, vid int64, typ, id string, 
 		}
 	}
 	if len(ix.References) > 0 {
-		rows := make([][]any, len(ix.References))
-		for i, v := range ix.References {
-			rows[i] = []any{rid, typ, v.Param, v.Type, v.ID, v.URL}
+		rows := make([][]any, 0, len(ix.References))
+		var fwd [][]any
+		for _, v := range ix.References {
+			if forwardOnly[typ][v.Param] {
+				fwd = append(fwd, []any{rid, v.Param, v.Type, v.ID, v.URL})
+				continue
+			}
+			rows = append(rows, []any{rid, typ, v.Param, v.Type, v.ID, v.URL})
 		}
 		if err := insertRows(ctx, q, "ref_idx", "rid, type, param, ref_type, ref_id, url", 6, rows); err != nil {
+			return err
+		}
+		if err := insertRows(ctx, q, "ref_fwd", "rid, param, ref_type, ref_id, url", 5, fwd); err != nil {
 			return err
 		}
 	}
@@ -290,6 +316,25 @@ func (s *Store) fillPatientIndex(ctx context.Context) error {
 		}
 		_, err := tx.ExecContext(ctx, q, args...)
 		return err
+	})
+}
+
+// moveForwardOnly moves the rows of forwardOnly parameters from ref_idx to
+// ref_fwd, in one transaction: the upgrade of a database of schema 3.
+func (s *Store) moveForwardOnly(ctx context.Context) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		for typ, params := range forwardOnly {
+			for param := range params {
+				if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO ref_fwd(rid, param, ref_type, ref_id, url)
+					SELECT rid, param, ref_type, ref_id, url FROM ref_idx WHERE type = ? AND param = ?`, typ, param); err != nil {
+					return err
+				}
+				if _, err := tx.ExecContext(ctx, `DELETE FROM ref_idx WHERE type = ? AND param = ?`, typ, param); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
 	})
 }
 

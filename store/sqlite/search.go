@@ -71,6 +71,15 @@ var indexTable = map[store.Kind]string{
 	store.KindURI:       "uri_idx",
 }
 
+// valueTable is the table holding the values of c's parameter of typ.
+func valueTable(typ string, c *store.Condition) (string, bool) {
+	if c.Kind == store.KindReference {
+		return refTable(typ, c.Param), true
+	}
+	t, ok := indexTable[c.Kind]
+	return t, ok
+}
+
 // frag is a piece of SQL and its arguments, in order.
 type frag struct {
 	sql  string
@@ -434,14 +443,27 @@ func (p *planner) positiveFilter(s scope, c *store.Condition) (frag, error) {
 	switch {
 	case c.Has != nil:
 		h := c.Has
+		id := frag{sql: s.res + ".id"}
+		if s.res == "" {
+			id.sql = "(SELECT id FROM resources WHERE rid = " + s.rid + ")"
+		}
+		if forwardOnly[h.Type][h.Param] {
+			// ref_fwd cannot be read by target: the ids the matching
+			// resources refer to, computed once.
+			inner, err := p.matchSet(h.Type, h.Where)
+			if err != nil {
+				return frag{}, err
+			}
+			x := p.alias("hx")
+			f := frag{sql: id.sql + " IN (SELECT " + x + ".ref_id FROM ref_fwd " + x + " WHERE " + x + ".rid IN (" + inner.sql + ") AND " +
+				x + ".param = ? AND " + x + ".ref_type = ?)"}
+			f.args = append(append(append([]any{}, id.args...), inner.args...), h.Param, s.typ)
+			return f, nil
+		}
 		x := p.alias("hx")
 		inner, err := p.whereFilter(scope{typ: h.Type, rid: x + ".rid"}, h.Where, -1)
 		if err != nil {
 			return frag{}, err
-		}
-		id := frag{sql: s.res + ".id"}
-		if s.res == "" {
-			id.sql = "(SELECT id FROM resources WHERE rid = " + s.rid + ")"
 		}
 		f := frag{sql: "EXISTS (SELECT 1 FROM ref_idx " + x + " WHERE " + x + ".type = ? AND " + x + ".param = ? AND " +
 			x + ".ref_type = ? AND " + x + ".ref_id = " + id.sql + " AND " + inner.sql + ")"}
@@ -454,7 +476,7 @@ func (p *planner) positiveFilter(s scope, c *store.Condition) (frag, error) {
 			}
 			return frag{sql: "1"}, nil
 		}
-		t, ok := indexTable[c.Kind]
+		t, ok := valueTable(s.typ, c)
 		if !ok {
 			return frag{}, fmt.Errorf("%w: kind %d", errUnsupported, c.Kind)
 		}
@@ -473,7 +495,7 @@ func (p *planner) positiveFilter(s scope, c *store.Condition) (frag, error) {
 		if err != nil {
 			return frag{}, err
 		}
-		f := frag{sql: "EXISTS (SELECT 1 FROM ref_idx " + x + " CROSS JOIN resources " + cp +
+		f := frag{sql: "EXISTS (SELECT 1 FROM " + refTable(s.typ, c.Param) + " " + x + " CROSS JOIN resources " + cp +
 			" ON " + cp + ".type = " + x + ".ref_type AND " + cp + ".id = " + x + ".ref_id" +
 			" WHERE " + x + ".rid = " + s.rid + " AND " + x + ".param = ? AND " + x + ".ref_type = ? AND " +
 			cp + ".deleted = 0 AND " + inner.sql + ")"}
@@ -485,7 +507,7 @@ func (p *planner) positiveFilter(s scope, c *store.Condition) (frag, error) {
 		test, args := lastUpdatedTest(c.Range)
 		return p.onResource(s, test, args...), nil
 	}
-	t, ok := indexTable[c.Kind]
+	t, ok := valueTable(s.typ, c)
 	if !ok {
 		return frag{}, fmt.Errorf("%w: kind %d", errUnsupported, c.Kind)
 	}
@@ -506,6 +528,9 @@ func (p *planner) set(typ string, c *store.Condition) (f frag, seek, ok bool, er
 	if c.Not || (c.Missing != nil && *c.Missing) {
 		return frag{}, false, false, nil
 	}
+	if c.Kind == store.KindReference && c.Has == nil && forwardOnly[typ][c.Param] {
+		return frag{}, false, false, nil // ref_fwd is not read by target
+	}
 	switch {
 	case c.Has != nil:
 		h := c.Has
@@ -515,7 +540,7 @@ func (p *planner) set(typ string, c *store.Condition) (f frag, seek, ok bool, er
 		}
 		a, x := p.alias("hp"), p.alias("hx")
 		f := frag{sql: "SELECT " + a + ".rid FROM resources " + a + " WHERE " + a + ".type = ? AND " + a + ".deleted = 0 AND " +
-			a + ".id IN (SELECT " + x + ".ref_id FROM ref_idx " + x + " WHERE " + x + ".rid IN (" + inner.sql + ") AND " +
+			a + ".id IN (SELECT " + x + ".ref_id FROM " + refTable(h.Type, h.Param) + " " + x + " WHERE " + x + ".rid IN (" + inner.sql + ") AND " +
 			x + ".param = ? AND " + x + ".ref_type = ?)"}
 		f.args = append(append([]any{typ}, inner.args...), h.Param, typ)
 		return f, true, true, nil

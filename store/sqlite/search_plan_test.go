@@ -253,3 +253,67 @@ func TestOpenFillsPatientIndexOfSchema2(t *testing.T) {
 		t.Fatalf("after the upgrade: %d rows, want %d (first: %v / %v)", len(got), len(want), got[:min(3, len(got))], want[:3])
 	}
 }
+
+// TestOpenMovesAuditEntitiesOfSchema3: a database of schema 3, whose
+// AuditEvent entity references were in ref_idx (with the index by target),
+// has them in ref_fwd after Open, and a search by entity finds the same
+// events before and after.
+func TestOpenMovesAuditEntitiesOfSchema3(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := range 30 {
+		body := fmt.Sprintf(`{"resourceType":"AuditEvent","type":{"code":"rest"},"action":"R","recorded":"2024-01-02T03:04:05Z",`+
+			`"agent":[{"who":{"reference":"Practitioner/pr1"},"requestor":true}],"source":{"observer":{"display":"t"}},`+
+			`"entity":[{"what":{"reference":"Patient/p%d"}},{"what":{"reference":"Observation/o%d"}}]}`, i%2, i%7)
+		if _, err := s.Create(ctx, "AuditEvent", fmt.Sprintf("ae%d", i), []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q := store.Query{Type: "AuditEvent", Count: 100, Total: true, Where: []store.Clause{{Any: []store.Condition{
+		{Param: "entity", Kind: store.KindReference, RefType: "Observation", RefID: "o3"}}}}}
+	count := func(s *Store, table string) (n int) {
+		if err := s.read.QueryRow("SELECT count(*) FROM " + table + " WHERE param = 'entity'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before, err := s.Search(ctx, q)
+	if err != nil || before.Total != 4 {
+		t.Fatalf("before: %v %v", before, err)
+	}
+	if n := count(s, "ref_fwd"); n != 60 {
+		t.Fatalf("ref_fwd holds %d entity rows, want 60", n)
+	}
+	for _, stmt := range []string{
+		`INSERT INTO ref_idx(rid, type, param, ref_type, ref_id, url) SELECT rid, 'AuditEvent', param, ref_type, ref_id, url FROM ref_fwd`,
+		`DELETE FROM ref_fwd`, "PRAGMA user_version = 3"} {
+		if _, err := s.write.Exec(stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.Close()
+	s, err = Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if f, x := count(s, "ref_fwd"), count(s, "ref_idx"); f != 60 || x != 0 {
+		t.Fatalf("after the upgrade: ref_fwd %d rows, ref_idx %d, want 60 and 0", f, x)
+	}
+	after, err := s.Search(ctx, q)
+	if err != nil || after.Total != 4 || !slices.Equal(resourceIDs(after.Resources), resourceIDs(before.Resources)) {
+		t.Fatalf("after: %v %v", after, err)
+	}
+}
+
+func resourceIDs(rs []*store.Resource) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.ID)
+	}
+	return out
+}

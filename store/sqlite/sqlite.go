@@ -137,6 +137,20 @@ CREATE TABLE IF NOT EXISTS ref_idx (
 CREATE INDEX IF NOT EXISTS ref_target ON ref_idx(type, param, ref_id, ref_type, rid);
 CREATE INDEX IF NOT EXISTS ref_url ON ref_idx(type, param, url, rid) WHERE url <> '';
 
+-- ref_fwd holds the references of the parameters in forwardOnly (the
+-- resources an AuditEvent lists): clustered by rid and nothing else, so that
+-- writing them appends, where an index by target would take a random page
+-- for each of the up to a hundred resources an access lists. They are
+-- tested on a candidate (a primary-key seek), never read by target.
+CREATE TABLE IF NOT EXISTS ref_fwd (
+	rid      INTEGER NOT NULL,
+	param    TEXT    NOT NULL,
+	ref_type TEXT    NOT NULL,
+	ref_id   TEXT    NOT NULL,
+	url      TEXT    NOT NULL,
+	PRIMARY KEY (rid, param, ref_type, ref_id, url)
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS date_idx (
 	rid   INTEGER NOT NULL,
 	type  TEXT    NOT NULL,
@@ -200,8 +214,9 @@ CREATE INDEX IF NOT EXISTS pat_lo ON pat_idx(patient, type, param, lo, id, via, 
 // schemaVersion is stored in PRAGMA user_version. A database written by an
 // older schema (whose index tables were different or missing) is reindexed
 // once at Open; one of version 2 only gets its pat_idx rows, computed from
-// its other index tables (fillPatientIndex).
-const schemaVersion = 3
+// its other index tables (fillPatientIndex); one of version 3 moves the
+// forwardOnly references from ref_idx to ref_fwd (moveForwardOnly).
+const schemaVersion = 4
 
 // Open opens (creating if needed) the database in dir.
 func Open(dir string) (*Store, error) {
@@ -293,12 +308,21 @@ func (s *Store) upgrade() error {
 	if v >= schemaVersion {
 		return nil
 	}
-	if v == 2 {
-		if err := s.fillPatientIndex(context.Background()); err != nil {
-			return fmt.Errorf("sqlite: patient index for schema %d: %w", schemaVersion, err)
+	ctx := context.Background()
+	switch v {
+	case 2, 3:
+		if v == 2 {
+			if err := s.fillPatientIndex(ctx); err != nil {
+				return fmt.Errorf("sqlite: patient index for schema %d: %w", schemaVersion, err)
+			}
 		}
-	} else if err := s.Reindex(context.Background(), nil); err != nil {
-		return fmt.Errorf("sqlite: reindex for schema %d: %w", schemaVersion, err)
+		if err := s.moveForwardOnly(ctx); err != nil {
+			return fmt.Errorf("sqlite: forward-only references for schema %d: %w", schemaVersion, err)
+		}
+	default:
+		if err := s.Reindex(ctx, nil); err != nil {
+			return fmt.Errorf("sqlite: reindex for schema %d: %w", schemaVersion, err)
+		}
 	}
 	if _, err := s.write.Exec(`DELETE FROM type_stats;
 		INSERT INTO type_stats(type, live) SELECT type, count(*) FROM resources WHERE deleted = 0 GROUP BY type`); err != nil {

@@ -35,6 +35,7 @@ func RunSearch(t *testing.T, open Opener) {
 		{"UpdatesAndDeletesMoveIndexValues", testSearchUpdateDelete},
 		{"BadCursorIsRefused", testSearchBadCursor},
 		{"OtherTypesNeverMatch", testSearchOtherTypes},
+		{"FindsAuditEventsByTheResourcesTheyList", testSearchAuditEntities},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1507,4 +1508,121 @@ func testSearchOtherTypes(t *testing.T, s store.Store, se store.Searcher) {
 	if err != nil || len(p.Resources) != 0 || p.Total != 0 {
 		t.Fatalf("a type without resources: %v %v", p, err)
 	}
+}
+
+// testSearchAuditEntities: AuditEvent.entity (the resources an access
+// listed, which an engine may keep outside its index by target) answers
+// every form of search a reference parameter does, alone or beside the
+// patient, and follows updates and deletions.
+func testSearchAuditEntities(t *testing.T, s store.Store, se store.Searcher) {
+	type event struct {
+		id, action, patient string
+		docs                []string
+	}
+	var events []*event
+	for i := range 40 {
+		e := &event{id: fmt.Sprintf("ae%02d", i), action: []string{"R", "C"}[i%2], patient: fmt.Sprintf("p%d", i%3)}
+		if i%10 != 9 { // an access that listed no resource
+			e.docs = []string{fmt.Sprintf("d%d", i%5), fmt.Sprintf("d%d", i*7%11)}
+		}
+		events = append(events, e)
+	}
+	body := func(e *event) []byte {
+		var ents []string
+		if len(e.docs) > 0 {
+			ents = append(ents, `{"what":{"reference":"Patient/`+e.patient+`"}}`)
+		}
+		for _, d := range e.docs {
+			ents = append(ents, `{"what":{"reference":"DocumentReference/`+d+`"}}`)
+		}
+		b := `{"resourceType":"AuditEvent","type":{"system":"http://terminology.hl7.org/CodeSystem/audit-event-type","code":"rest"},` +
+			`"action":"` + e.action + `","recorded":"2024-01-02T03:04:05Z","agent":[{"who":{"reference":"Practitioner/pr1"},"requestor":true}],` +
+			`"source":{"observer":{"display":"test"}}`
+		if len(ents) > 0 {
+			b += `,"entity":[` + strings.Join(ents, ",") + `]`
+		}
+		return []byte(b + "}")
+	}
+	var evIDs []string
+	var evBodies [][]byte
+	for _, e := range events {
+		evIDs, evBodies = append(evIDs, e.id), append(evBodies, body(e))
+	}
+	bulk(t, s, "AuditEvent", evIDs, evBodies)
+	var docIDs []string
+	var docBodies [][]byte
+	for i := range 11 {
+		status := []string{"current", "superseded"}[i%2]
+		docIDs = append(docIDs, fmt.Sprintf("d%d", i))
+		docBodies = append(docBodies, []byte(`{"resourceType":"DocumentReference","status":"`+status+`","content":[{"attachment":{"contentType":"text/plain"}}]}`))
+	}
+	bulk(t, s, "DocumentReference", docIDs, docBodies)
+
+	entity := func(typ, id string) store.Condition { return ref("entity", typ, id) }
+	lists := func(e *event, ds ...string) bool {
+		return slices.ContainsFunc(e.docs, func(d string) bool { return slices.Contains(ds, d) })
+	}
+	check := func(name string, q store.Query, want []string) {
+		t.Helper()
+		q.Total = true
+		got := ids(collect(t, se, q, 7))
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s (%s): got %v, want %v", name, describe(q), got, want)
+		}
+	}
+	eventsWhere := func(match func(e *event) bool) []string {
+		var out []string
+		for _, e := range events {
+			if match(e) {
+				out = append(out, e.id)
+			}
+		}
+		return out
+	}
+	run := func() {
+		t.Helper()
+		audit := func(where ...store.Clause) store.Query { return store.Query{Type: "AuditEvent", Where: where} }
+		check("one resource", audit(one(entity("DocumentReference", "d1"))),
+			eventsWhere(func(e *event) bool { return lists(e, "d1") }))
+		check("an id of any type", audit(one(entity("", "d3"))),
+			eventsWhere(func(e *event) bool { return lists(e, "d3") }))
+		check("either of two", audit(anyOf(entity("DocumentReference", "d2"), entity("DocumentReference", "d6"))),
+			eventsWhere(func(e *event) bool { return lists(e, "d2", "d6") }))
+		check("beside the patient", audit(one(ref("patient", "Patient", "p1")), one(entity("DocumentReference", "d4"))),
+			eventsWhere(func(e *event) bool { return e.patient == "p1" && lists(e, "d4") }))
+		check("beside the action", audit(one(tokenCode("action", "C")), one(entity("DocumentReference", "d0"))),
+			eventsWhere(func(e *event) bool { return e.action == "C" && lists(e, "d0") }))
+		check("not that resource", audit(one(not(entity("DocumentReference", "d1")))),
+			eventsWhere(func(e *event) bool { return !lists(e, "d1") }))
+		check("missing", audit(one(missing("entity", store.KindReference, true))),
+			eventsWhere(func(e *event) bool { return len(e.docs) == 0 }))
+		check("present", audit(one(missing("entity", store.KindReference, false))),
+			eventsWhere(func(e *event) bool { return len(e.docs) > 0 }))
+		current := []string{"d0", "d2", "d4", "d6", "d8", "d10"}
+		check("chained to the document's status", audit(one(store.Condition{Param: "entity", Kind: store.KindReference,
+			Chain: &store.Query{Type: "DocumentReference", Where: clauses(one(tokenCode("status", "current")))}})),
+			eventsWhere(func(e *event) bool { return lists(e, current...) }))
+		var created []string
+		for _, d := range docIDs {
+			if len(eventsWhere(func(e *event) bool { return e.action == "C" && lists(e, d) })) > 0 {
+				created = append(created, d)
+			}
+		}
+		check("documents listed by a creation (_has)", store.Query{Type: "DocumentReference", Where: clauses(one(store.Condition{
+			Has: &store.HasQuery{Type: "AuditEvent", Param: "entity", Where: clauses(one(tokenCode("action", "C")))}}))}, created)
+	}
+	run()
+
+	// An update lists other resources; a deletion lists none.
+	events[0].docs = []string{"d10"}
+	if _, _, err := s.Put(ctx(), "AuditEvent", events[0].id, body(events[0]), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Delete(ctx(), "AuditEvent", events[1].id, 0); err != nil {
+		t.Fatal(err)
+	}
+	events = slices.Delete(events, 1, 2)
+	run()
 }
