@@ -54,7 +54,7 @@ func clearIndex(ctx context.Context, q querier, rid int64) error {
 // chunkSizes are the row counts of the multi-row INSERTs: the rows of one
 // resource are written in chunks of these sizes (largest first), so that a
 // handful of statement texts, prepared once, serve every write.
-var chunkSizes = []int{32, 8, 1}
+var chunkSizes = []int{32, 16, 8, 4, 2, 1}
 
 // insertSQL is the INSERT of n rows of cols (ncols values each) into table.
 func insertSQL(table, cols string, ncols, n int) string {
