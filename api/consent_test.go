@@ -359,6 +359,22 @@ func TestEveryAccessIsAuditedAndThePatientReadsTheirTrace(t *testing.T) {
 	if refused < 1 || emergency < 1 || consent < 4 {
 		t.Fatalf("trace: %d refused, %d emergency, %d consent changes in %d events", refused, emergency, consent, len(b.Entry))
 	}
+	// Who saw that document: the trace searched by the resource it lists.
+	r = s.do("GET", "/AuditEvent?patient="+rec.patient+"&entity=DocumentReference/"+rec.plain+"&action=R&outcome=0", nil, "Authorization", pat)
+	b.Entry = nil
+	json.Unmarshal(r.body, &b)
+	if r.status != 200 || len(b.Entry) != 2 {
+		t.Fatalf("the document's reads in the trace: %d, %d events, want 2 (the authorized and the emergency read): %s", r.status, len(b.Entry), r.body)
+	}
+	for _, e := range b.Entry {
+		if !strings.Contains(string(e.Resource), `"DocumentReference/`+rec.plain+`"`) {
+			t.Fatalf("an event that does not list the document: %s", e.Resource)
+		}
+	}
+	// The texts of AuditEvent's tokens are not indexed: :text is refused, not answered empty.
+	if r := s.do("GET", "/AuditEvent?patient="+rec.patient+"&type:text=rest", nil, "Authorization", pat); r.status != 400 || !strings.Contains(string(r.body), "type:text") {
+		t.Fatalf("type:text on AuditEvent: %d %s", r.status, r.body)
+	}
 	for _, tok := range []string{s.practitioner(psTreating, false), s.patient("someone-else")} {
 		r := s.do("GET", "/AuditEvent?patient="+rec.patient, nil, "Authorization", "Bearer "+tok)
 		if r.status != 403 {

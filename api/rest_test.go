@@ -48,6 +48,20 @@ func TestMetadataListsEveryTypeAndInteraction(t *testing.T) {
 			t.Errorf("CapabilityStatement misses %s", name)
 		}
 	}
+	// AuditEvent's tokens say that :text is refused; Observation's do not.
+	noText := map[string]bool{}
+	for _, res := range resources {
+		m := res.(map[string]any)
+		for _, sp := range m["searchParam"].([]any) {
+			p := sp.(map[string]any)
+			if doc, _ := p["documentation"].(string); strings.Contains(doc, ":text modifier is not supported") {
+				noText[m["type"].(string)+"."+p["name"].(string)] = true
+			}
+		}
+	}
+	if !noText["AuditEvent.type"] || !noText["AuditEvent.subtype"] || noText["Observation.code"] || noText["AuditEvent.date"] {
+		t.Errorf("the parameters documented without :text: %v", noText)
+	}
 	if len(got) != len(fhir.TypeNames()) {
 		t.Errorf("CapabilityStatement lists %d types, registry has %d", len(got), len(fhir.TypeNames()))
 	}

@@ -91,7 +91,11 @@ func CapabilityStatement(c Capabilities, now time.Time) []byte {
 		}
 		sort.Strings(pnames)
 		for _, pname := range pnames {
-			r.SearchParam = append(r.SearchParam, models.CapabilityStatementRestResourceSearchParam{Name: pname, Type: enum[models.SearchParamType](params[pname])})
+			sp := models.CapabilityStatementRestResourceSearchParam{Name: pname, Type: enum[models.SearchParamType](params[pname])}
+			if d, ok := LookupSearchParam(name, pname); ok && d.NoText {
+				sp.Documentation = ptr("The :text modifier is not supported: the texts of this parameter are not indexed.")
+			}
+			r.SearchParam = append(r.SearchParam, sp)
 		}
 		for _, op := range append(append([]Operation(nil), c.TypeOperations...), c.TypeSpecificOperations[name]...) {
 			r.Operation = append(r.Operation, models.CapabilityStatementRestResourceOperation{Name: op.Name, Definition: op.Definition})

@@ -80,6 +80,9 @@ func (ix *Index) add(p *indexParam, items []fpNode) {
 			ix.addURI(p.name, n)
 		}
 	}
+	if p.noText { // a token adds Strings only for :text
+		ix.Strings = ix.Strings[:m.strings]
+	}
 	ix.Tokens = dedupe(ix.Tokens, m.tokens)
 	ix.Strings = dedupe(ix.Strings, m.strings)
 	ix.References = dedupe(ix.References, m.refs)

@@ -193,6 +193,9 @@ func TestExtractIndexOfficialExamples(t *testing.T) {
 			// Not served for AuditEvent (servedOnly): never indexed.
 			"address":    nil,
 			"agent-name": nil,
+			// Nor the texts of its tokens ("Export", "Disclosure"): no :text.
+			"type:text":    nil,
+			"subtype:text": nil,
 		}},
 		{name: "Binary-f006 has no indexed values", body: example("Binary", "Binary-f006.json"), want: map[string][]string{
 			"_tag": nil, "_profile": nil, "identifier": nil,

@@ -33,6 +33,9 @@ type SearchParam struct {
 	Expression string   // the FHIRPath for this resource type only
 	Targets    []string // reference target types
 	URL        string   // canonical of the definition
+	// NoText: a token parameter whose :text values (display, text) are not
+	// indexed, so :text is refused (the types of servedOnly).
+	NoText bool
 }
 
 // spFile is the layout of searchparams/search-parameters.json.
@@ -98,7 +101,8 @@ var (
 // (agent, altid: the professional's idNatPs), what (entity), action,
 // outcome and type/subtype of the interaction. Its other R4 parameters
 // (address, agent-name, agent-role, entity-name, entity-role, entity-type,
-// policy, site, source, _profile, _security, _source, _tag) are left out.
+// policy, site, source, _profile, _security, _source, _tag) are left out, and
+// so is the :text modifier of its tokens (SearchParam.NoText).
 var servedOnly = map[string]map[string]bool{
 	"AuditEvent": {
 		"patient": true, "date": true, "agent": true, "altid": true, "entity": true,
@@ -176,6 +180,7 @@ func parseSearchModel(data []byte) (*searchModel, error) {
 						Expression: d.Expression[b],
 						Targets:    d.Target,
 						URL:        d.URL,
+						NoText:     servedOnly[typ] != nil && d.Type == "token",
 					}
 					uses = append(uses, spUse{def: d, base: b})
 				}
@@ -225,6 +230,8 @@ type indexParam struct {
 	kind string // the SearchParameter type
 	root string // the type of the focus: the resource type, or Resource
 	expr fpExpr
+	// noText: the parameter's :text values are not indexed (NoText).
+	noText bool
 }
 
 var (
@@ -259,7 +266,8 @@ func loadIndexPlans() map[string][]indexParam {
 					indexPlanErrs = append(indexPlanErrs, fmt.Errorf("%s %s: %w", typ, d.Code, err))
 					continue
 				}
-				plan = append(plan, indexParam{name: d.Code, kind: d.Type, root: root, expr: fn})
+				plan = append(plan, indexParam{name: d.Code, kind: d.Type, root: root, expr: fn,
+					noText: servedOnly[typ] != nil && d.Type == "token"})
 			}
 			sort.SliceStable(plan, func(i, j int) bool { return plan[i].name < plan[j].name })
 			indexPlans[typ] = plan
