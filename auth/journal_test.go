@@ -743,3 +743,37 @@ func TestJournalCheckpointSlots(t *testing.T) {
 		})
 	}
 }
+
+// TestJournalLinesAreCheckedWhateverTheirLayout: a line as journalLine
+// writes it is read without decoding its JSON, and its checksum still
+// refuses a damaged AuditEvent; a line laid out otherwise is decoded.
+func TestJournalLinesAreCheckedWhateverTheirLayout(t *testing.T) {
+	id := auditNewID()
+	body := []byte(`{"resourceType":"AuditEvent","action":"R"}`)
+	own := journalLine(nil, id, body)
+	crc := string(own[len(`{"id":"`)+len(id)+len(`","crc":"`):][:8])
+	flip := func(b []byte, i int) []byte { c := bytes.Clone(b); c[i] ^= 0x20; return c }
+	for _, tc := range []struct {
+		name string
+		line []byte
+		ok   bool
+	}{
+		{"as written", own, true},
+		{"members in another order", []byte(`{"crc":"` + crc + `","ae":` + string(body) + `,"id":"` + id + `"}` + "\n"), true},
+		{"a byte of the AuditEvent changed", flip(own, len(own)-10), false},
+		{"a byte of the checksum changed", flip(own, len(`{"id":"`)+len(id)+len(`","crc":"`)+1), false},
+		{"cut short", own[:len(own)-5], false},
+		{"not an id", journalLine(nil, "not an id", body), false},
+		{"not JSON", []byte("garbage\n"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := parseJournalLine(tc.line)
+			if tc.ok != (err == nil) {
+				t.Fatalf("err %v, want ok %v", err, tc.ok)
+			}
+			if tc.ok && (e.id != id || !bytes.Equal(e.body, body)) {
+				t.Fatalf("read %q %s", e.id, e.body)
+			}
+		})
+	}
+}
