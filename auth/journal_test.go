@@ -116,7 +116,12 @@ func TestJournalRecordWaitsForFsync(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := parseJournalLine(data)
+	// The segment is zero-filled ahead of its records while it is written.
+	line, _, _ := bytes.Cut(data, []byte("\n"))
+	if rest := data[len(line)+1:]; len(bytes.Trim(rest, "\x00")) != 0 {
+		t.Fatalf("after the record: %d bytes, not all zeros", len(rest))
+	}
+	e, err := parseJournalLine(append(line, '\n'))
 	if err != nil || !bytes.Contains(e.body, []byte(`"reference":"Patient/fsync"`)) || len(e.id) != 36 {
 		t.Fatalf("journal line %q: %v", data, err)
 	}
@@ -198,15 +203,22 @@ func TestJournalAcknowledgedRecordsSurviveACrash(t *testing.T) {
 			a := journalTestOpen(t, st, opts)
 			tc.run(t, a, down)
 			a.j.crash()
+			// The crash left the zeros written ahead of the last records.
+			segs, _ := journalSegments(opts.JournalDir)
+			last, err := os.ReadFile(filepath.Join(opts.JournalDir, journalSegmentName(segs[len(segs)-1])))
+			if err != nil || len(last) == 0 || last[len(last)-1] != 0 {
+				t.Fatalf("the last segment (%d bytes, %v) does not end with the zeros written ahead", len(last), err)
+			}
 			if tc.damage != nil {
 				tc.damage(t, opts.JournalDir)
 			}
 
-			// The next start copies what the crash left before returning.
+			// The next start copies what the crash left before returning,
+			// taking the zeros for the end of the segment.
 			b := journalTestOpen(t, real, opts)
 			journalTestExactlyOnce(t, real, "c", n, n)
-			if s := b.Stats(); s.JournalBacklog != 0 {
-				t.Errorf("backlog %d after the restart", s.JournalBacklog)
+			if s := b.Stats(); s.JournalBacklog != 0 || s.JournalSkipped != 0 {
+				t.Errorf("backlog %d, %d lines skipped after the restart", s.JournalBacklog, s.JournalSkipped)
 			}
 			// The copied segments are gone: only the new run's one is left.
 			if segs, _ := journalSegments(opts.JournalDir); len(segs) != 1 {
@@ -219,6 +231,15 @@ func TestJournalAcknowledgedRecordsSurviveACrash(t *testing.T) {
 			b.Close()
 			if got := auditTestCount(t, real, "after"); got != 1 {
 				t.Errorf("the record after the restart: %d stored", got)
+			}
+			// A clean close cuts the segment back to its records.
+			if segs, _ := journalSegments(opts.JournalDir); len(segs) != 1 {
+				t.Errorf("segments after a clean close: %v", segs)
+			} else {
+				data, _ := os.ReadFile(filepath.Join(opts.JournalDir, journalSegmentName(segs[0])))
+				if len(data) == 0 || data[len(data)-1] != '\n' {
+					t.Errorf("after a clean close the segment ends with %q, not a record's newline", data[len(data)-1])
+				}
 			}
 		})
 	}
