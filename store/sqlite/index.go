@@ -13,16 +13,20 @@ import (
 )
 
 // indexTables are the tables holding the search values of current versions.
-var indexTables = []string{"tok_idx", "str_idx", "ref_idx", "ref_fwd", "date_idx", "num_idx", "uri_idx", "pat_idx"}
+var indexTables = []string{"tok_idx", "tok_fwd", "str_idx", "ref_idx", "ref_fwd", "date_idx", "num_idx", "uri_idx", "pat_idx"}
 
-// forwardOnly are the reference parameters (type, then parameter) kept in
-// ref_fwd instead of ref_idx: listed by their resource, never searched by
-// target alone. AuditEvent.entity is what every access lists (the resources
-// read, up to a page of them); an index by target would be written on a
-// random page for each. A search by entity is still answered, by testing the
-// candidates another clause finds (the patient, the agent, the date) or,
-// without one, every AuditEvent.
-var forwardOnly = map[string]map[string]bool{"AuditEvent": {"entity": true}}
+// forwardOnly are the reference and token parameters (type, then
+// parameter) kept in ref_fwd and tok_fwd instead of ref_idx and tok_idx:
+// listed by their resource, never searched by value alone, so that writing
+// them appends to one B-tree. They are AuditEvent's, written on every access:
+// entity lists the resources read (up to a page of them), which an index by
+// target would write on a random page each; action, outcome, type and
+// subtype take a handful of values, each shared by a large part of the
+// trail, useless to drive a search. A search by them is still answered, by
+// testing the candidates another clause finds (the patient, the agent, the
+// professional's altid, the date) or, without one, every AuditEvent.
+var forwardOnly = map[string]map[string]bool{"AuditEvent": {
+	"entity": true, "action": true, "outcome": true, "type": true, "subtype": true}}
 
 // refTable is the table of the values of reference parameter param of typ.
 func refTable(typ, param string) string {
@@ -30,6 +34,14 @@ func refTable(typ, param string) string {
 		return "ref_fwd"
 	}
 	return "ref_idx"
+}
+
+// tokTable is the table of the values of token parameter param of typ.
+func tokTable(typ, param string) string {
+	if forwardOnly[typ][param] {
+		return "tok_fwd"
+	}
+	return "tok_idx"
 }
 
 // clearTexts are the DELETEs of clearIndex, by table.
@@ -71,6 +83,7 @@ var indexColumns = []struct {
 	{"str_idx", "rid, type, param, norm, exact", 5},
 	{"ref_idx", "rid, type, param, ref_type, ref_id, url", 6},
 	{"ref_fwd", "rid, param, ref_type, ref_id, url", 5},
+	{"tok_fwd", "rid, param, system, code", 4},
 	{"date_idx", "rid, type, param, low, high", 5},
 	{"num_idx", "rid, type, param, value, system, code", 6},
 	{"uri_idx", "rid, type, param, value", 4},
@@ -117,11 +130,19 @@ func insertRows(ctx context.Context, q querier, table, cols string, n int, rows 
 // current version is the history row vid.
 func writeIndex(ctx context.Context, q querier, rid, vid int64, typ, id string, ix *fhir.Index) error {
 	if len(ix.Tokens) > 0 {
-		rows := make([][]any, len(ix.Tokens))
-		for i, v := range ix.Tokens {
-			rows[i] = []any{rid, typ, v.Param, v.System, v.Code, id}
+		rows := make([][]any, 0, len(ix.Tokens))
+		var fwd [][]any
+		for _, v := range ix.Tokens {
+			if forwardOnly[typ][v.Param] {
+				fwd = append(fwd, []any{rid, v.Param, v.System, v.Code})
+				continue
+			}
+			rows = append(rows, []any{rid, typ, v.Param, v.System, v.Code, id})
 		}
 		if err := insertRows(ctx, q, "tok_idx", "rid, type, param, system, code, id", 6, rows); err != nil {
+			return err
+		}
+		if err := insertRows(ctx, q, "tok_fwd", "rid, param, system, code", 4, fwd); err != nil {
 			return err
 		}
 	}
@@ -319,18 +340,24 @@ func (s *Store) fillPatientIndex(ctx context.Context) error {
 	})
 }
 
-// moveForwardOnly moves the rows of forwardOnly parameters from ref_idx to
-// ref_fwd, in one transaction: the upgrade of a database of schema 3.
+// moveForwardOnly moves the rows of forwardOnly parameters from ref_idx and
+// tok_idx to ref_fwd and tok_fwd, in one transaction: the upgrade of a
+// database of schema 2 to 4.
 func (s *Store) moveForwardOnly(ctx context.Context) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		for typ, params := range forwardOnly {
 			for param := range params {
-				if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO ref_fwd(rid, param, ref_type, ref_id, url)
-					SELECT rid, param, ref_type, ref_id, url FROM ref_idx WHERE type = ? AND param = ?`, typ, param); err != nil {
-					return err
-				}
-				if _, err := tx.ExecContext(ctx, `DELETE FROM ref_idx WHERE type = ? AND param = ?`, typ, param); err != nil {
-					return err
+				for _, stmt := range []string{
+					`INSERT OR IGNORE INTO ref_fwd(rid, param, ref_type, ref_id, url)
+						SELECT rid, param, ref_type, ref_id, url FROM ref_idx WHERE type = ? AND param = ?`,
+					`DELETE FROM ref_idx WHERE type = ? AND param = ?`,
+					`INSERT OR IGNORE INTO tok_fwd(rid, param, system, code)
+						SELECT rid, param, system, code FROM tok_idx WHERE type = ? AND param = ?`,
+					`DELETE FROM tok_idx WHERE type = ? AND param = ?`,
+				} {
+					if _, err := tx.ExecContext(ctx, stmt, typ, param); err != nil {
+						return err
+					}
 				}
 			}
 		}

@@ -73,8 +73,11 @@ var indexTable = map[store.Kind]string{
 
 // valueTable is the table holding the values of c's parameter of typ.
 func valueTable(typ string, c *store.Condition) (string, bool) {
-	if c.Kind == store.KindReference {
+	switch c.Kind {
+	case store.KindReference:
 		return refTable(typ, c.Param), true
+	case store.KindToken:
+		return tokTable(typ, c.Param), true
 	}
 	t, ok := indexTable[c.Kind]
 	return t, ok
@@ -528,8 +531,8 @@ func (p *planner) set(typ string, c *store.Condition) (f frag, seek, ok bool, er
 	if c.Not || (c.Missing != nil && *c.Missing) {
 		return frag{}, false, false, nil
 	}
-	if c.Kind == store.KindReference && c.Has == nil && forwardOnly[typ][c.Param] {
-		return frag{}, false, false, nil // ref_fwd is not read by target
+	if c.Has == nil && forwardOnly[typ][c.Param] {
+		return frag{}, false, false, nil // ref_fwd and tok_fwd are not read by value
 	}
 	switch {
 	case c.Has != nil:
@@ -905,7 +908,7 @@ type sortKey struct {
 }
 
 // sortKeys turns the query's sort into ORDER BY keys, ending with id.
-func sortKeys(sorts []store.Sort) ([]sortKey, error) {
+func sortKeys(typ string, sorts []store.Sort) ([]sortKey, error) {
 	var keys []sortKey
 	for i, s := range sorts {
 		sig := fmt.Sprintf("%d:%s:%t", s.Kind, s.Param, s.Desc)
@@ -916,7 +919,7 @@ func sortKeys(sorts []store.Sort) ([]sortKey, error) {
 			keys = append(keys, sortKey{expr: frag{sql: "r.last_updated"}, desc: s.Desc, sig: sig, kind: store.KindLastUpdated})
 			continue
 		}
-		t, ok := indexTable[s.Kind]
+		t, ok := valueTable(typ, &store.Condition{Param: s.Param, Kind: s.Kind})
 		var col string
 		switch s.Kind {
 		case store.KindDate:
@@ -1152,7 +1155,7 @@ func (p *planner) prepare(q store.Query) (keys []sortKey, after []any, cands []c
 	if q.Type == "" {
 		return nil, nil, nil, plan{}, errors.New("sqlite: search without a type")
 	}
-	if keys, err = sortKeys(q.Sort); err != nil {
+	if keys, err = sortKeys(q.Type, q.Sort); err != nil {
 		return nil, nil, nil, plan{}, err
 	}
 	if q.After != "" {

@@ -187,7 +187,7 @@ func TestOpenUpgradesOldDatabase(t *testing.T) {
 
 func sortKeysOf(t *testing.T, sorts []store.Sort) []sortKey {
 	t.Helper()
-	keys, err := sortKeys(sorts)
+	keys, err := sortKeys("Observation", sorts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,9 +255,9 @@ func TestOpenFillsPatientIndexOfSchema2(t *testing.T) {
 }
 
 // TestOpenMovesAuditEntitiesOfSchema3: a database of schema 3, whose
-// AuditEvent entity references were in ref_idx (with the index by target),
-// has them in ref_fwd after Open, and a search by entity finds the same
-// events before and after.
+// AuditEvent entity references and codes were in ref_idx and tok_idx (with
+// their indexes by value), has them in ref_fwd and tok_fwd after Open, and
+// searches by entity and by action find the same events before and after.
 func TestOpenMovesAuditEntitiesOfSchema3(t *testing.T) {
 	dir := t.TempDir()
 	s, err := Open(dir)
@@ -266,7 +266,7 @@ func TestOpenMovesAuditEntitiesOfSchema3(t *testing.T) {
 	}
 	ctx := context.Background()
 	for i := range 30 {
-		body := fmt.Sprintf(`{"resourceType":"AuditEvent","type":{"code":"rest"},"action":"R","recorded":"2024-01-02T03:04:05Z",`+
+		body := fmt.Sprintf(`{"resourceType":"AuditEvent","type":{"code":"rest"},"action":"`+[]string{"R", "C", "U"}[i%3]+`","recorded":"2024-01-02T03:04:05Z",`+
 			`"agent":[{"who":{"reference":"Practitioner/pr1"},"requestor":true}],"source":{"observer":{"display":"t"}},`+
 			`"entity":[{"what":{"reference":"Patient/p%d"}},{"what":{"reference":"Observation/o%d"}}]}`, i%2, i%7)
 		if _, err := s.Create(ctx, "AuditEvent", fmt.Sprintf("ae%d", i), []byte(body)); err != nil {
@@ -275,8 +275,10 @@ func TestOpenMovesAuditEntitiesOfSchema3(t *testing.T) {
 	}
 	q := store.Query{Type: "AuditEvent", Count: 100, Total: true, Where: []store.Clause{{Any: []store.Condition{
 		{Param: "entity", Kind: store.KindReference, RefType: "Observation", RefID: "o3"}}}}}
-	count := func(s *Store, table string) (n int) {
-		if err := s.read.QueryRow("SELECT count(*) FROM " + table + " WHERE param = 'entity'").Scan(&n); err != nil {
+	qa := store.Query{Type: "AuditEvent", Count: 100, Total: true, Where: []store.Clause{{Any: []store.Condition{
+		{Param: "action", Kind: store.KindToken, Code: "C", AnySystem: true}}}}}
+	count := func(s *Store, table, param string) (n int) {
+		if err := s.read.QueryRow("SELECT count(*) FROM "+table+" WHERE param = ?", param).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		return n
@@ -285,12 +287,17 @@ func TestOpenMovesAuditEntitiesOfSchema3(t *testing.T) {
 	if err != nil || before.Total != 4 {
 		t.Fatalf("before: %v %v", before, err)
 	}
-	if n := count(s, "ref_fwd"); n != 60 {
-		t.Fatalf("ref_fwd holds %d entity rows, want 60", n)
+	beforeA, err := s.Search(ctx, qa)
+	if err != nil || beforeA.Total != 10 {
+		t.Fatalf("before, by action: %v %v", beforeA, err)
+	}
+	if e, a := count(s, "ref_fwd", "entity"), count(s, "tok_fwd", "action"); e != 60 || a != 30 {
+		t.Fatalf("ref_fwd holds %d entity rows, tok_fwd %d action rows, want 60 and 30", e, a)
 	}
 	for _, stmt := range []string{
 		`INSERT INTO ref_idx(rid, type, param, ref_type, ref_id, url) SELECT rid, 'AuditEvent', param, ref_type, ref_id, url FROM ref_fwd`,
-		`DELETE FROM ref_fwd`, "PRAGMA user_version = 3"} {
+		`INSERT INTO tok_idx(rid, type, param, system, code, id) SELECT f.rid, 'AuditEvent', f.param, f.system, f.code, r.id FROM tok_fwd f JOIN resources r ON r.rid = f.rid`,
+		`DELETE FROM ref_fwd`, `DELETE FROM tok_fwd`, "PRAGMA user_version = 3"} {
 		if _, err := s.write.Exec(stmt); err != nil {
 			t.Fatal(err)
 		}
@@ -301,12 +308,19 @@ func TestOpenMovesAuditEntitiesOfSchema3(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if f, x := count(s, "ref_fwd"), count(s, "ref_idx"); f != 60 || x != 0 {
+	if f, x := count(s, "ref_fwd", "entity"), count(s, "ref_idx", "entity"); f != 60 || x != 0 {
 		t.Fatalf("after the upgrade: ref_fwd %d rows, ref_idx %d, want 60 and 0", f, x)
+	}
+	if f, x := count(s, "tok_fwd", "action"), count(s, "tok_idx", "action"); f != 30 || x != 0 {
+		t.Fatalf("after the upgrade: tok_fwd %d action rows, tok_idx %d, want 30 and 0", f, x)
 	}
 	after, err := s.Search(ctx, q)
 	if err != nil || after.Total != 4 || !slices.Equal(resourceIDs(after.Resources), resourceIDs(before.Resources)) {
 		t.Fatalf("after: %v %v", after, err)
+	}
+	afterA, err := s.Search(ctx, qa)
+	if err != nil || afterA.Total != 10 || !slices.Equal(resourceIDs(afterA.Resources), resourceIDs(beforeA.Resources)) {
+		t.Fatalf("after, by action: %v %v", afterA, err)
 	}
 }
 

@@ -137,11 +137,13 @@ CREATE TABLE IF NOT EXISTS ref_idx (
 CREATE INDEX IF NOT EXISTS ref_target ON ref_idx(type, param, ref_id, ref_type, rid);
 CREATE INDEX IF NOT EXISTS ref_url ON ref_idx(type, param, url, rid) WHERE url <> '';
 
--- ref_fwd holds the references of the parameters in forwardOnly (the
--- resources an AuditEvent lists): clustered by rid and nothing else, so that
--- writing them appends, where an index by target would take a random page
--- for each of the up to a hundred resources an access lists. They are
--- tested on a candidate (a primary-key seek), never read by target.
+-- ref_fwd and tok_fwd hold the references and tokens of the parameters in
+-- forwardOnly (what an AuditEvent lists, its action, outcome, type and
+-- subtype): clustered by rid and nothing else, so that writing them
+-- appends, where an index by value would take a random page for each of
+-- the up to a hundred resources an access lists (and a second B-tree for
+-- every token). They are tested on a candidate (a primary-key seek), never
+-- read by value.
 CREATE TABLE IF NOT EXISTS ref_fwd (
 	rid      INTEGER NOT NULL,
 	param    TEXT    NOT NULL,
@@ -149,6 +151,14 @@ CREATE TABLE IF NOT EXISTS ref_fwd (
 	ref_id   TEXT    NOT NULL,
 	url      TEXT    NOT NULL,
 	PRIMARY KEY (rid, param, ref_type, ref_id, url)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS tok_fwd (
+	rid    INTEGER NOT NULL,
+	param  TEXT    NOT NULL,
+	system TEXT    NOT NULL,
+	code   TEXT    NOT NULL,
+	PRIMARY KEY (rid, param, code, system)
 ) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS date_idx (
@@ -214,9 +224,9 @@ CREATE INDEX IF NOT EXISTS pat_lo ON pat_idx(patient, type, param, lo, id, via, 
 // schemaVersion is stored in PRAGMA user_version. A database written by an
 // older schema (whose index tables were different or missing) is reindexed
 // once at Open; one of version 2 only gets its pat_idx rows, computed from
-// its other index tables (fillPatientIndex); one of version 3 moves the
-// forwardOnly references from ref_idx to ref_fwd (moveForwardOnly).
-const schemaVersion = 4
+// its other index tables (fillPatientIndex); one of version 2 to 4 moves the
+// forwardOnly references and tokens to ref_fwd and tok_fwd (moveForwardOnly).
+const schemaVersion = 5
 
 // Open opens (creating if needed) the database in dir.
 func Open(dir string) (*Store, error) {
@@ -310,7 +320,7 @@ func (s *Store) upgrade() error {
 	}
 	ctx := context.Background()
 	switch v {
-	case 2, 3:
+	case 2, 3, 4:
 		if v == 2 {
 			if err := s.fillPatientIndex(ctx); err != nil {
 				return fmt.Errorf("sqlite: patient index for schema %d: %w", schemaVersion, err)
@@ -687,6 +697,9 @@ func isConstraint(err error) bool {
 
 func (o ops) FindByToken(ctx context.Context, typ string, tq store.TokenQuery, limit int) ([]string, error) {
 	q := `SELECT r.id FROM tok_idx t JOIN resources r ON r.rid = t.rid WHERE t.type = ? AND t.param = ? AND t.code = ?`
+	if forwardOnly[typ][tq.Param] { // not indexed by value: every resource of the type
+		q = `SELECT r.id FROM resources r JOIN tok_fwd t ON t.rid = r.rid WHERE r.type = ? AND t.param = ? AND t.code = ?`
+	}
 	args := []any{typ, tq.Param, tq.Code}
 	switch {
 	case tq.NoSystem:

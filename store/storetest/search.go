@@ -35,7 +35,7 @@ func RunSearch(t *testing.T, open Opener) {
 		{"UpdatesAndDeletesMoveIndexValues", testSearchUpdateDelete},
 		{"BadCursorIsRefused", testSearchBadCursor},
 		{"OtherTypesNeverMatch", testSearchOtherTypes},
-		{"FindsAuditEventsByTheResourcesTheyList", testSearchAuditEntities},
+		{"FindsAuditEventsByWhatTheyListAndTheirCodes", testSearchAuditEntities},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1511,23 +1511,29 @@ func testSearchOtherTypes(t *testing.T, s store.Store, se store.Searcher) {
 }
 
 // testSearchAuditEntities: AuditEvent.entity (the resources an access
-// listed, which an engine may keep outside its index by target) answers
-// every form of search a reference parameter does, alone or beside the
-// patient, and follows updates and deletions.
+// listed) and its codes (action, outcome), which an engine may keep outside
+// its indexes by value, answer every form of search a reference or token
+// parameter does, alone or beside the patient, sorted, and follow updates
+// and deletions.
 func testSearchAuditEntities(t *testing.T, s store.Store, se store.Searcher) {
 	type event struct {
-		id, action, patient string
-		docs                []string
+		id, action, outcome, patient string
+		docs                         []string
 	}
 	var events []*event
 	for i := range 40 {
-		e := &event{id: fmt.Sprintf("ae%02d", i), action: []string{"R", "C"}[i%2], patient: fmt.Sprintf("p%d", i%3)}
+		e := &event{id: fmt.Sprintf("ae%02d", i), action: []string{"R", "C"}[i%2], patient: fmt.Sprintf("p%d", i%3),
+			outcome: []string{"0", "", "0", "4"}[i%4]}
 		if i%10 != 9 { // an access that listed no resource
 			e.docs = []string{fmt.Sprintf("d%d", i%5), fmt.Sprintf("d%d", i*7%11)}
 		}
 		events = append(events, e)
 	}
 	body := func(e *event) []byte {
+		outcome := ""
+		if e.outcome != "" {
+			outcome = `"outcome":"` + e.outcome + `",`
+		}
 		var ents []string
 		if len(e.docs) > 0 {
 			ents = append(ents, `{"what":{"reference":"Patient/`+e.patient+`"}}`)
@@ -1536,7 +1542,7 @@ func testSearchAuditEntities(t *testing.T, s store.Store, se store.Searcher) {
 			ents = append(ents, `{"what":{"reference":"DocumentReference/`+d+`"}}`)
 		}
 		b := `{"resourceType":"AuditEvent","type":{"system":"http://terminology.hl7.org/CodeSystem/audit-event-type","code":"rest"},` +
-			`"action":"` + e.action + `","recorded":"2024-01-02T03:04:05Z","agent":[{"who":{"reference":"Practitioner/pr1"},"requestor":true}],` +
+			`"action":"` + e.action + `","recorded":"2024-01-02T03:04:05Z",` + outcome + `"agent":[{"who":{"reference":"Practitioner/pr1"},"requestor":true}],` +
 			`"source":{"observer":{"display":"test"}}`
 		if len(ents) > 0 {
 			b += `,"entity":[` + strings.Join(ents, ",") + `]`
@@ -1566,8 +1572,10 @@ func testSearchAuditEntities(t *testing.T, s store.Store, se store.Searcher) {
 		t.Helper()
 		q.Total = true
 		got := ids(collect(t, se, q, 7))
-		slices.Sort(got)
-		slices.Sort(want)
+		if len(q.Sort) == 0 {
+			slices.Sort(got)
+			slices.Sort(want)
+		}
 		if !slices.Equal(got, want) {
 			t.Errorf("%s (%s): got %v, want %v", name, describe(q), got, want)
 		}
@@ -1594,6 +1602,20 @@ func testSearchAuditEntities(t *testing.T, s store.Store, se store.Searcher) {
 			eventsWhere(func(e *event) bool { return e.patient == "p1" && lists(e, "d4") }))
 		check("beside the action", audit(one(tokenCode("action", "C")), one(entity("DocumentReference", "d0"))),
 			eventsWhere(func(e *event) bool { return e.action == "C" && lists(e, "d0") }))
+		check("an action alone", audit(one(tokenCode("action", "C"))),
+			eventsWhere(func(e *event) bool { return e.action == "C" }))
+		check("either outcome", audit(anyOf(tokenCode("outcome", "4"), tokenCode("outcome", "8"))),
+			eventsWhere(func(e *event) bool { return e.outcome == "4" }))
+		check("not that outcome", audit(one(not(tokenCode("outcome", "0")))),
+			eventsWhere(func(e *event) bool { return e.outcome != "0" }))
+		check("no outcome", audit(one(missing("outcome", store.KindToken, true))),
+			eventsWhere(func(e *event) bool { return e.outcome == "" }))
+		check("type in its system", audit(one(token("type", "http://terminology.hl7.org/CodeSystem/audit-event-type", "rest")), one(ref("patient", "Patient", "p2"))),
+			eventsWhere(func(e *event) bool { return e.patient == "p2" && len(e.docs) > 0 })) // the patient is named by an entity
+		check("type in another system", audit(one(token("type", "urn:other", "rest"))), nil)
+		byAction := eventsWhere(func(e *event) bool { return e.action == "C" })
+		byAction = append(byAction, eventsWhere(func(e *event) bool { return e.action == "R" })...)
+		check("sorted by action", store.Query{Type: "AuditEvent", Sort: []store.Sort{{Param: "action", Kind: store.KindToken}}}, byAction)
 		check("not that resource", audit(one(not(entity("DocumentReference", "d1")))),
 			eventsWhere(func(e *event) bool { return !lists(e, "d1") }))
 		check("missing", audit(one(missing("entity", store.KindReference, true))),
