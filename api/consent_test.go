@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http/httptest"
 	"sort"
 	"strings"
 	"testing"
@@ -541,5 +542,48 @@ func TestClosedDMPIsRefusedToProfessionals(t *testing.T) {
 	}
 	if r := s.do("GET", "/DocumentReference/"+rec.plain, nil, "Authorization", "Bearer "+s.patient(rec.patient)); r.status != 200 {
 		t.Fatalf("closed DMP, patient: %d", r.status)
+	}
+}
+
+// TestAConsentChangedByAnotherServerCountsAtOnce: two servers on one
+// store. After a professional's read on the first (which keeps the parsed
+// policy), the patient blocks them through the second: the first refuses
+// their next read, its cached policy notwithstanding, and lets them read
+// again once unblocked and authorized again.
+func TestAConsentChangedByAnotherServerCountsAtOnce(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			a := newConsentServer(t, e)
+			rec := a.seedRecord(t)
+			v, err := auth.NewVerifier(auth.VerifierConfig{Key: a.key})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The second server shares the store, which the first one closes.
+			auditor := auth.NewAuditor(a.store, auth.AuditorOptions{JournalDir: t.TempDir()})
+			hb := httptest.NewServer(api.New(api.Config{Auth: &api.Auth{Verifier: v, Key: a.key, Auditor: auditor}}, a.store, validator(t)))
+			t.Cleanup(func() { hb.Close(); auditor.Close() })
+			b := &server{t: t, url: hb.URL + "/fhir", key: a.key, store: a.store}
+
+			doctor := "Bearer " + a.practitioner(psAuthorized, false)
+			pat := "Bearer " + a.patient(rec.patient)
+			read := func(step string, want int) {
+				t.Helper()
+				if r := a.do("GET", "/DocumentReference/"+rec.plain, nil, "Authorization", doctor); r.status != want {
+					t.Fatalf("%s: read on the first server %d, want %d: %s", step, r.status, want, r.body)
+				}
+			}
+			read("authorized", 200)
+			if r := b.do("POST", "/Patient/"+rec.patient+"/$block", params("practitioner", psAuthorized), "Authorization", pat); r.status != 200 {
+				t.Fatalf("$block on the second server: %d %s", r.status, r.body)
+			}
+			read("blocked on the other server", 403)
+			for _, op := range []string{"$unblock", "$authorize"} {
+				if r := b.do("POST", "/Patient/"+rec.patient+"/"+op, params("practitioner", psAuthorized), "Authorization", pat); r.status != 200 {
+					t.Fatalf("%s on the second server: %d %s", op, r.status, r.body)
+				}
+			}
+			read("unblocked and authorized again on the other server", 200)
+		})
 	}
 }
