@@ -73,7 +73,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("dmpbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o := &options{}
-	dataset := fs.String("dataset", "D0", "D0 (10 patients, ~10k resources), D1 (100, ~100k) or D2 (1,000, ~1M)")
+	dataset := fs.String("dataset", "D0", "D00 (3 patients, ~1k resources), D0 (10, ~10k), D1 (100, ~100k) or D2 (1,000, ~1M)")
 	seed := fs.Int64("seed", gen.DefaultSeed, "seed of the generated data")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time of each workload run")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured time before each run")

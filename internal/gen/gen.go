@@ -34,12 +34,16 @@ type Dataset struct {
 const DefaultSeed = 20261126
 
 // Preset returns D0 (10 patients, ~10k resources), D1 (100, ~100k) or D2
-// (1,000, ~1M); "T" is a tiny set (3 patients, ~300) for tests.
+// (1,000, ~1M); D00 (3 patients, ~1k) is the small end of the latency
+// scaling target (1k to 1M resources); "T" is a tiny set (3 patients, ~300)
+// for tests.
 func Preset(name string, seed int64) (Dataset, error) {
 	d := Dataset{Name: name, Seed: seed}
 	switch strings.ToUpper(name) {
 	case "T":
 		d.Patients, d.Resources = 3, 300
+	case "D00":
+		d.Patients, d.Resources = 3, 1_000
 	case "D0":
 		d.Patients, d.Resources = 10, 10_000
 	case "D1":
@@ -47,7 +51,7 @@ func Preset(name string, seed int64) (Dataset, error) {
 	case "D2":
 		d.Patients, d.Resources = 1_000, 1_000_000
 	default:
-		return d, fmt.Errorf("unknown dataset %q: say D0, D1 or D2", name)
+		return d, fmt.Errorf("unknown dataset %q: say D00, D0, D1 or D2", name)
 	}
 	d.Name = strings.ToUpper(name)
 	return d, nil
