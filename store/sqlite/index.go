@@ -87,7 +87,7 @@ var indexColumns = []struct {
 	{"date_idx", "rid, type, param, low, high", 5},
 	{"num_idx", "rid, type, param, value, system, code", 6},
 	{"uri_idx", "rid, type, param, value", 4},
-	{"pat_idx", "rid, type, patient, param, lo, hi, id, via, vid", 9},
+	{"pat_idx", "rid, type, patient, param, lo, hi, id, via, vid, sec", 10},
 }
 
 // insertTexts holds the INSERT of each table and chunk size.
@@ -200,7 +200,7 @@ func writeIndex(ctx context.Context, q querier, rid, vid int64, typ, id string, 
 		}
 	}
 	if rows := patientRows(rid, vid, typ, id, ix); len(rows) > 0 {
-		if err := insertRows(ctx, q, "pat_idx", "rid, type, patient, param, lo, hi, id, via, vid", 9, rows); err != nil {
+		if err := insertRows(ctx, q, "pat_idx", "rid, type, patient, param, lo, hi, id, via, vid, sec", 10, rows); err != nil {
 			return err
 		}
 	}
@@ -264,14 +264,85 @@ func patientRows(rid, vid int64, typ, id string, ix *fhir.Index) [][]any {
 			}
 		}
 	}
+	sec := secLabels(ix)
 	rows := make([][]any, 0, len(patients)*(1+len(params)))
 	for _, pat := range patients {
-		rows = append(rows, []any{rid, typ, pat, "_id", int64(0), int64(0), id, via[pat], vid})
+		rows = append(rows, []any{rid, typ, pat, "_id", int64(0), int64(0), id, via[pat], vid, sec})
 		for i, p := range params {
-			rows = append(rows, []any{rid, typ, pat, p, vals[i].lo, vals[i].hi, id, via[pat], vid})
+			rows = append(rows, []any{rid, typ, pat, p, vals[i].lo, vals[i].hi, id, via[pat], vid, sec})
 		}
 	}
 	return rows
+}
+
+// secSep separates the labels in pat_idx.sec: a control character, which
+// no valid FHIR string holds.
+const secSep = "\x1f"
+
+// secLabels is pat_idx.sec of a resource: its _security labels as
+// "\x1fsystem|code\x1fsystem|code\x1f" in sorted order ("" without one),
+// so that the entry answers a system|code test (secNeedle) exactly. A label
+// whose system holds '|' or whose system or code holds secSep could be read
+// across its bounds: it is left out, and secNeedle never tests one like it.
+func secLabels(ix *fhir.Index) string {
+	var labels []string
+	for _, t := range ix.Tokens {
+		if t.Param == "_security" && secTestable(t.System, t.Code) {
+			labels = append(labels, t.System+"|"+t.Code)
+		}
+	}
+	if len(labels) == 0 {
+		return ""
+	}
+	slices.Sort(labels)
+	labels = slices.Compact(labels)
+	return secSep + strings.Join(labels, secSep) + secSep
+}
+
+// secTestable says whether a label system|code is kept in pat_idx.sec.
+func secTestable(system, code string) bool {
+	return code != "" && !strings.Contains(system, "|") && !strings.Contains(system, secSep) && !strings.Contains(code, secSep)
+}
+
+// secNeedle is what instr(sec, needle) looks for to test the label
+// system|code on a pat_idx entry.
+func secNeedle(system, code string) string { return secSep + system + "|" + code + secSep }
+
+// addPatientLabelColumn adds pat_idx.sec to a database of schema 3 to 5
+// (empty: addPatientLabels fills it).
+func addPatientLabelColumn(db *sql.DB) error {
+	var has int
+	if err := db.QueryRow(`SELECT count(*) FROM pragma_table_info('pat_idx') WHERE name = 'sec'`).Scan(&has); err != nil {
+		return err
+	}
+	if has > 0 {
+		return nil
+	}
+	_, err := db.Exec(`ALTER TABLE pat_idx ADD COLUMN sec TEXT NOT NULL DEFAULT ''`)
+	return err
+}
+
+// addPatientLabels gives the pat_idx entries of a database of schema 2 to 5
+// their labels from tok_idx, and the indexes that cover them, in one
+// transaction.
+func (s *Store) addPatientLabels(ctx context.Context) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		stmts := []string{
+			`DROP INDEX IF EXISTS pat_hi`,
+			`DROP INDEX IF EXISTS pat_lo`,
+			`UPDATE pat_idx SET sec = coalesce((SELECT char(31) || group_concat(t.system || '|' || t.code, char(31) ORDER BY t.system || '|' || t.code) || char(31)
+				FROM (SELECT DISTINCT system, code FROM tok_idx WHERE rid = pat_idx.rid AND param = '_security' AND code <> ''
+					AND instr(system, '|') = 0 AND instr(system, char(31)) = 0 AND instr(code, char(31)) = 0) t), '')`,
+			`CREATE INDEX pat_hi ON pat_idx(patient, type, param, hi DESC, id, via, vid, sec)`,
+			`CREATE INDEX pat_lo ON pat_idx(patient, type, param, lo, id, via, vid, sec) WHERE param <> '_id'`,
+		}
+		for _, st := range stmts {
+			if _, err := tx.ExecContext(ctx, st); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // patientIndexed says whether typ has pat_idx rows: every type but

@@ -854,6 +854,10 @@ func (p *planner) matches(a, typ string, where []store.Clause, pl plan) (from st
 		// whose via lists the parameters referring to the patient.
 		var rest []store.Clause
 		for _, cl := range where {
+			if f, ok := secTest(cl); ok {
+				parts = append(parts, f)
+				continue
+			}
 			if patientPin(typ, cl) != pl.patient.patient {
 				rest = append(rest, cl)
 				continue
@@ -880,6 +884,31 @@ func (p *planner) matches(a, typ string, where []store.Clause, pl plan) (from st
 		parts = append(parts, f)
 	}
 	return from, joinFrags(parts, " AND "), nil
+}
+
+// secTest is clause cl tested on the pat_idx entry d, whose sec lists the
+// resource's security labels (secLabels), when every condition of cl is a
+// system|code or |code test of _security that sec answers exactly (the
+// consent's "not masked" is one): no seek into tok_idx for each entry.
+func secTest(cl store.Clause) (frag, bool) {
+	var ors []frag
+	for _, c := range cl.Any {
+		if c.Param != "_security" || c.Kind != store.KindToken || c.Missing != nil || c.Chain != nil || c.Has != nil ||
+			c.AnySystem || !secTestable(c.System, c.Code) {
+			return frag{}, false
+		}
+		f := frag{"(instr(d.sec, ?) > 0)", []any{secNeedle(c.System, c.Code)}}
+		if c.Not {
+			f.sql = "NOT " + f.sql
+		}
+		ors = append(ors, f)
+	}
+	if len(ors) == 0 {
+		return frag{}, false
+	}
+	f := joinFrags(ors, " OR ")
+	f.sql = "(" + f.sql + ")"
+	return f, true
 }
 
 // matchSet is the SQL of the rids of all resources of typ meeting where

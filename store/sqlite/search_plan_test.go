@@ -195,10 +195,17 @@ func sortKeysOf(t *testing.T, sorts []store.Sort) []sortKey {
 }
 
 // TestOpenFillsPatientIndexOfSchema2: a database of schema 2 (without
-// pat_idx rows) gets at Open, from its other index tables, the very rows
-// its resources' writes would have made: dates and their absence, every
-// patient referred to, the Patient's own, and none for deleted resources.
+// pat_idx rows), or of schema 5 (without their labels), gets at Open, from
+// its other index tables, the very rows its resources' writes would have
+// made: dates and their absence, every patient referred to, the Patient's
+// own, the security labels, and none for deleted resources.
 func TestOpenFillsPatientIndexOfSchema2(t *testing.T) {
+	for _, schema := range []int{2, 5} {
+		t.Run(fmt.Sprint("schema ", schema), func(t *testing.T) { testOpenFillsPatientIndex(t, schema) })
+	}
+}
+
+func testOpenFillsPatientIndex(t *testing.T, schema int) {
 	dir := t.TempDir()
 	f := fillSearch(t, dir, 600)
 	ctx := context.Background()
@@ -206,6 +213,7 @@ func TestOpenFillsPatientIndexOfSchema2(t *testing.T) {
 		"nodate":   `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/p1"}}`,
 		"twodates": `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/p1"},"performer":[{"reference":"Patient/p2"}],"effectivePeriod":{"start":"2020-01-01","end":"2020-03-01"},"valueDateTime":"2019-05-05"}`,
 		"deleted":  `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/p1"},"effectiveDateTime":"2021-01-01"}`,
+		"labelled": `{"resourceType":"Observation","meta":{"security":[{"system":"urn:lab","code":"N"},{"system":"urn:lab","code":"MASQUE_PS"},{"system":"urn:a|b","code":"c"},{"code":"X"}]},"status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/p1"},"effectiveDateTime":"2021-01-01"}`,
 	}
 	for id, body := range extra {
 		if _, err := f.s.Create(ctx, "Observation", id, []byte(body)); err != nil {
@@ -216,7 +224,7 @@ func TestOpenFillsPatientIndexOfSchema2(t *testing.T) {
 		t.Fatal(err)
 	}
 	dump := func(s *Store) []string {
-		rows, err := s.read.Query(`SELECT rid, type, patient, param, lo, hi, id || via || vid FROM pat_idx ORDER BY rid, patient, param`)
+		rows, err := s.read.Query(`SELECT rid, type, patient, param, lo, hi, id || via || vid || '/' || sec FROM pat_idx ORDER BY rid, patient, param`)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -238,7 +246,20 @@ func TestOpenFillsPatientIndexOfSchema2(t *testing.T) {
 	}) {
 		t.Fatalf("no row of twodates in the record of p2, its performer: %v", want[len(want)-6:])
 	}
-	for _, stmt := range []string{"DELETE FROM pat_idx", "PRAGMA user_version = 2"} {
+	// The labels, sorted, without the one whose system holds '|'.
+	if !slices.ContainsFunc(want, func(r string) bool {
+		return strings.Contains(r, "labelled") && strings.HasSuffix(r, "/\x1furn:lab|MASQUE_PS\x1furn:lab|N\x1f|X\x1f")
+	}) {
+		t.Fatalf("no labels on the entries of labelled: %q", want[len(want)-3:])
+	}
+	older := []string{"DELETE FROM pat_idx", "PRAGMA user_version = 2"}
+	if schema == 5 { // pat_idx as it was: no sec column, indexes without it
+		older = []string{"DROP INDEX pat_hi", "DROP INDEX pat_lo", "ALTER TABLE pat_idx DROP COLUMN sec",
+			"CREATE INDEX pat_hi ON pat_idx(patient, type, param, hi DESC, id, via, vid)",
+			"CREATE INDEX pat_lo ON pat_idx(patient, type, param, lo, id, via, vid) WHERE param <> '_id'",
+			"PRAGMA user_version = 5"}
+	}
+	for _, stmt := range older {
 		if _, err := f.s.write.Exec(stmt); err != nil {
 			t.Fatal(err)
 		}

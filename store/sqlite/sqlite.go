@@ -201,7 +201,9 @@ CREATE INDEX IF NOT EXISTS uri_value ON uri_idx(type, param, value, rid);
 -- descending sort use), or noDateLo / noDateHi when it has none, so that it
 -- sorts last either way. via lists the parameters that refer to the
 -- patient (",patient,subject,"): a clause naming the patient is tested on
--- the index entry itself; vid is the current version's history row. So a
+-- the index entry itself; so is a clause on a _security label, which the
+-- consent puts on every professional's search (secLabels: the resource's
+-- labels, "\x1fsystem|code\x1f..."); vid is the current version's history row. So a
 -- patient's observations newest first, or in id order, are one range of
 -- pat_hi read from the cursor on until the page is full, each entry leading
 -- to its body without the resources row.
@@ -215,18 +217,21 @@ CREATE TABLE IF NOT EXISTS pat_idx (
 	id      TEXT    NOT NULL,
 	via     TEXT    NOT NULL,
 	vid     INTEGER NOT NULL,
+	sec     TEXT    NOT NULL DEFAULT '',
 	PRIMARY KEY (rid, patient, param)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS pat_hi ON pat_idx(patient, type, param, hi DESC, id, via, vid);
-CREATE INDEX IF NOT EXISTS pat_lo ON pat_idx(patient, type, param, lo, id, via, vid) WHERE param <> '_id';
+CREATE INDEX IF NOT EXISTS pat_hi ON pat_idx(patient, type, param, hi DESC, id, via, vid, sec);
+CREATE INDEX IF NOT EXISTS pat_lo ON pat_idx(patient, type, param, lo, id, via, vid, sec) WHERE param <> '_id';
 `
 
 // schemaVersion is stored in PRAGMA user_version. A database written by an
 // older schema (whose index tables were different or missing) is reindexed
 // once at Open; one of version 2 only gets its pat_idx rows, computed from
 // its other index tables (fillPatientIndex); one of version 2 to 4 moves the
-// forwardOnly references and tokens to ref_fwd and tok_fwd (moveForwardOnly).
-const schemaVersion = 5
+// forwardOnly references and tokens to ref_fwd and tok_fwd (moveForwardOnly);
+// one of version 2 to 5 gets the security labels on its pat_idx entries
+// (addPatientLabels).
+const schemaVersion = 6
 
 // Open opens (creating if needed) the database in dir.
 func Open(dir string) (*Store, error) {
@@ -298,6 +303,12 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
 	s := &Store{write: write, read: read, blobs: blobs}
+	// The columns an older database lacks, before the writes are prepared;
+	// upgrade fills them.
+	if err := addPatientLabelColumn(write); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("sqlite: schema: %w", err)
+	}
 	if err := s.prepareWrites(); err != nil {
 		s.Close()
 		return nil, err
@@ -320,14 +331,19 @@ func (s *Store) upgrade() error {
 	}
 	ctx := context.Background()
 	switch v {
-	case 2, 3, 4:
+	case 2, 3, 4, 5:
 		if v == 2 {
 			if err := s.fillPatientIndex(ctx); err != nil {
 				return fmt.Errorf("sqlite: patient index for schema %d: %w", schemaVersion, err)
 			}
 		}
-		if err := s.moveForwardOnly(ctx); err != nil {
-			return fmt.Errorf("sqlite: forward-only references for schema %d: %w", schemaVersion, err)
+		if err := s.addPatientLabels(ctx); err != nil {
+			return fmt.Errorf("sqlite: patient index labels for schema %d: %w", schemaVersion, err)
+		}
+		if v < 5 {
+			if err := s.moveForwardOnly(ctx); err != nil {
+				return fmt.Errorf("sqlite: forward-only references for schema %d: %w", schemaVersion, err)
+			}
 		}
 	default:
 		if err := s.Reindex(ctx, nil); err != nil {

@@ -36,6 +36,7 @@ func RunSearch(t *testing.T, open Opener) {
 		{"BadCursorIsRefused", testSearchBadCursor},
 		{"OtherTypesNeverMatch", testSearchOtherTypes},
 		{"FindsAuditEventsByWhatTheyListAndTheirCodes", testSearchAuditEntities},
+		{"SecurityLabelsBesideThePatient", testSearchSecurityLabels},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1647,4 +1648,97 @@ func testSearchAuditEntities(t *testing.T, s store.Store, se store.Searcher) {
 	}
 	events = slices.Delete(events, 1, 2)
 	run()
+}
+
+// testSearchSecurityLabels: _security tests (the consent's "not masked",
+// positive, OR, without a system, in any system, systems and codes holding
+// '|') beside a patient, the shape of every professional's search, which an
+// engine may answer from its index of the patient's record, give what the
+// labels say, in both orders and across pages.
+func testSearchSecurityLabels(t *testing.T, s store.Store, se store.Searcher) {
+	const lab = "https://mos.esante.gouv.fr/NOS/TRE_A07-StatutVisibiliteDocument/FHIR/TRE-A07-StatutVisibiliteDocument"
+	type label struct{ system, code string }
+	sets := [][]label{
+		nil,
+		{{lab, "MASQUE_PS"}},
+		{{lab, "N"}},
+		{{lab, "MASQUE_PS"}, {lab, "N"}},
+		{{lab, "INVISIBLE_PATIENT"}, {lab, "N"}},
+		{{"urn:other", "MASQUE_PS"}},
+		{{"", "MASQUE_PS"}},
+		{{"urn:a|b", "c"}},
+		{{"urn:a", "b|c"}},
+	}
+	type obs struct {
+		id, patient string
+		labels      []label
+	}
+	var all []*obs
+	var obsIDs []string
+	var bodies [][]byte
+	for i := range 54 {
+		o := &obs{id: fmt.Sprintf("sl%02d", i), patient: fmt.Sprintf("slp%d", i%2), labels: sets[i%len(sets)]}
+		var sec []string
+		for _, l := range o.labels {
+			if l.system == "" {
+				sec = append(sec, `{"code":"`+l.code+`"}`)
+			} else {
+				sec = append(sec, `{"system":"`+l.system+`","code":"`+l.code+`"}`)
+			}
+		}
+		meta := ""
+		if len(sec) > 0 {
+			meta = `"meta":{"security":[` + strings.Join(sec, ",") + `]},`
+		}
+		all = append(all, o)
+		obsIDs = append(obsIDs, o.id)
+		bodies = append(bodies, []byte(`{"resourceType":"Observation",`+meta+`"status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},`+
+			`"subject":{"reference":"Patient/`+o.patient+`"},"effectiveDateTime":"2024-01-`+fmt.Sprintf("%02d", 1+i%28)+`"}`))
+	}
+	bulk(t, s, "Observation", obsIDs, bodies)
+
+	has := func(o *obs, system, code string, anySystem bool) bool {
+		return slices.ContainsFunc(o.labels, func(l label) bool { return l.code == code && (anySystem || l.system == system) })
+	}
+	sec := func(system, code string, not bool) store.Condition {
+		return store.Condition{Param: "_security", Kind: store.KindToken, System: system, Code: code, Not: not}
+	}
+	anySec := func(code string) store.Condition {
+		return store.Condition{Param: "_security", Kind: store.KindToken, Code: code, AnySystem: true}
+	}
+	cases := []struct {
+		name  string
+		where []store.Clause
+		match func(o *obs) bool
+	}{
+		{"not masked", clauses(one(sec(lab, "MASQUE_PS", true))), func(o *obs) bool { return !has(o, lab, "MASQUE_PS", false) }},
+		{"neither masked nor invisible", clauses(one(sec(lab, "MASQUE_PS", true)), one(sec(lab, "INVISIBLE_PATIENT", true))),
+			func(o *obs) bool { return !has(o, lab, "MASQUE_PS", false) && !has(o, lab, "INVISIBLE_PATIENT", false) }},
+		{"masked", clauses(one(sec(lab, "MASQUE_PS", false))), func(o *obs) bool { return has(o, lab, "MASQUE_PS", false) }},
+		{"normal or masked elsewhere", clauses(anyOf(sec(lab, "N", false), sec("urn:other", "MASQUE_PS", false))),
+			func(o *obs) bool { return has(o, lab, "N", false) || has(o, "urn:other", "MASQUE_PS", false) }},
+		{"masked without a system", clauses(one(sec("", "MASQUE_PS", false))), func(o *obs) bool { return has(o, "", "MASQUE_PS", false) }},
+		{"not masked without a system", clauses(one(sec("", "MASQUE_PS", true))), func(o *obs) bool { return !has(o, "", "MASQUE_PS", false) }},
+		{"masked in any system", clauses(one(anySec("MASQUE_PS"))), func(o *obs) bool { return has(o, "", "MASQUE_PS", true) }},
+		{"a system holding |", clauses(one(sec("urn:a|b", "c", false))), func(o *obs) bool { return has(o, "urn:a|b", "c", false) }},
+		{"a code holding |", clauses(one(sec("urn:a", "b|c", false))), func(o *obs) bool { return has(o, "urn:a", "b|c", false) }},
+		{"not a code holding |", clauses(one(sec("urn:a", "b|c", true))), func(o *obs) bool { return !has(o, "urn:a", "b|c", false) }},
+	}
+	for _, tc := range cases {
+		for _, sorts := range [][]store.Sort{nil, {{Param: "date", Kind: store.KindDate, Desc: true}}} {
+			q := store.Query{Type: "Observation", Sort: sorts, Total: true,
+				Where: append(clauses(one(ref("patient", "Patient", "slp1"))), tc.where...)}
+			var want []string
+			for _, o := range all {
+				if o.patient == "slp1" && tc.match(o) {
+					want = append(want, o.id)
+				}
+			}
+			got := ids(collect(t, se, q, 4))
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				t.Errorf("%s (sorted %v): got %v, want %v", tc.name, sorts != nil, got, want)
+			}
+		}
+	}
 }
