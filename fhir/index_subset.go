@@ -28,5 +28,5 @@ func NewIndexSubset(keep func(resourceType, param string) bool) *IndexSubset {
 // Extract is ExtractIndex restricted to the subset's parameters: the same
 // values, for those parameters, as ExtractIndex gives.
 func (s *IndexSubset) Extract(body []byte) Index {
-	return extractWith(body, s.plans)
+	return extractWith(body, s.plans, false)
 }

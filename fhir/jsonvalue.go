@@ -13,8 +13,8 @@ import (
 // consent decision of every read decode their resource this way. ok is false
 // when body does not start with a JSON object; what is not valid JSON goes
 // through encoding/json, which reads a first object and ignores the rest.
-func decodeJSONObject(body []byte) (doc map[string]any, ok bool) {
-	if !json.Valid(body) {
+func decodeJSONObject(body []byte, valid bool) (doc map[string]any, ok bool) {
+	if !valid && !json.Valid(body) {
 		return decodeJSONObjectStd(body)
 	}
 	d := jsonDecoder{data: body, text: string(body)}

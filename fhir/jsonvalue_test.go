@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The fast decoder gives exactly what encoding/json gives (UseNumber) for
@@ -34,7 +35,7 @@ func TestDecodeJSONObjectAgreesWithEncodingJSON(t *testing.T) {
 		bodies = append(bodies, []byte(s))
 	}
 	for _, b := range bodies {
-		fast, okFast := decodeJSONObject(b)
+		fast, okFast := decodeJSONObject(b, false)
 		std, okStd := decodeJSONObjectStd(b)
 		if okFast != okStd || !reflect.DeepEqual(fast, std) {
 			t.Fatalf("%.100q: fast (%v) %v\nencoding/json (%v) %v", b, okFast, fast, okStd, std)
@@ -50,7 +51,11 @@ func BenchmarkDecodeJSONObject(b *testing.B) {
 	for _, d := range []struct {
 		name   string
 		decode func([]byte) (map[string]any, bool)
-	}{{"fast", decodeJSONObject}, {"encoding-json", decodeJSONObjectStd}} {
+	}{
+		{"fast", func(b []byte) (map[string]any, bool) { return decodeJSONObject(b, false) }},
+		{"fast-known-valid", func(b []byte) (map[string]any, bool) { return decodeJSONObject(b, true) }},
+		{"encoding-json", decodeJSONObjectStd},
+	} {
 		b.Run(d.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
@@ -59,5 +64,31 @@ func BenchmarkDecodeJSONObject(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// What Stamp returns is indexed without validating it again, and the index
+// is the same as ExtractIndex's, for every example that stamps.
+func TestExtractIndexOfStampedAgreesWithExtractIndex(t *testing.T) {
+	n := 0
+	for _, dir := range []string{"../testdata/examples", "../testdata/pdsm"} {
+		filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || !strings.HasSuffix(path, ".json") {
+				return nil
+			}
+			b, _ := os.ReadFile(path)
+			stamped, err := Stamp(b, "stamped-id", 3, time.Date(2026, 11, 26, 6, 0, 0, 0, time.UTC))
+			if err != nil {
+				return nil
+			}
+			n++
+			if got, want := ExtractIndexOfStamped(stamped), ExtractIndex(stamped); !reflect.DeepEqual(got, want) {
+				t.Errorf("%s: %+v, ExtractIndex %+v", path, got, want)
+			}
+			return nil
+		})
+	}
+	if n < 100 {
+		t.Fatalf("only %d examples stamped", n)
 	}
 }

@@ -28,7 +28,7 @@ func Prepare(ctx context.Context, typ, id string, body []byte, version int64, no
 	if h, ok := ctx.Value(indexHintKey{}).(*indexHint); ok && bytes.Equal(h.body, body) {
 		nv.Index = h.ix
 	} else {
-		nv.Index = fhir.ExtractIndex(stamped)
+		nv.Index = fhir.ExtractIndexOfStamped(stamped)
 	}
 	return nv, nil
 }
