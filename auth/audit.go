@@ -105,6 +105,11 @@ type AuditorOptions struct {
 	// MaterializeBatch is the most journaled events copied into the store
 	// in one transaction (default 1000).
 	MaterializeBatch int
+	// MaterializeBytes bounds the journal lines copied in one transaction
+	// (default 1 MiB, at least one line): a transaction holds the store's
+	// write lock, which every writer waits for, and 1,000 events listing 100
+	// resources each held it about a second.
+	MaterializeBytes int64
 	// MaterializeDelay is how long the materializer lets events accumulate
 	// when fewer than MaterializeBatch wait (default 50 ms; negative: no
 	// wait). Materialize does not wait for it.
@@ -225,6 +230,9 @@ func newAuditor(st store.Store, opts AuditorOptions) *Auditor {
 	}
 	if opts.MaterializeBatch <= 0 {
 		opts.MaterializeBatch = defaultMaterializeBatch
+	}
+	if opts.MaterializeBytes <= 0 {
+		opts.MaterializeBytes = defaultMaterializeBytes
 	}
 	switch {
 	case opts.MaterializeDelay == 0:

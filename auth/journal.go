@@ -76,6 +76,7 @@ const (
 const (
 	defaultSegmentSize      = 64 << 20
 	defaultMaterializeBatch = 1000
+	defaultMaterializeBytes = 1 << 20
 	defaultMaterializeDelay = 50 * time.Millisecond
 	defaultCloseTimeout     = 10 * time.Second
 	// journalZeroAhead is how far ahead of its records a segment is
@@ -553,7 +554,10 @@ func (j *journal) materializer(start jpos) {
 			}
 			continue
 		}
-		if backoff > 0 || j.opts.MaterializeDelay > 0 && j.waiters.Load() == 0 && j.backlog.Load() < int64(j.opts.MaterializeBatch) {
+		// Let a small backlog grow into a batch; a full one (by count or
+		// bytes) is copied at once.
+		full := j.backlog.Load() >= int64(j.opts.MaterializeBatch) || pos.seg != durable.seg || durable.off-pos.off >= j.opts.MaterializeBytes
+		if backoff > 0 || j.opts.MaterializeDelay > 0 && j.waiters.Load() == 0 && !full {
 			wait := j.opts.MaterializeDelay
 			if backoff > 0 {
 				wait = backoff
@@ -604,7 +608,7 @@ func (j *journal) pass(r *journalReader, pos, durable jpos) (jpos, error) {
 	if finished {
 		limit = -1
 	}
-	recs, next, lines, eof, err := r.read(pos, limit, j.opts.MaterializeBatch)
+	recs, next, lines, eof, err := r.read(pos, limit, j.opts.MaterializeBatch, j.opts.MaterializeBytes)
 	if errors.Is(err, fs.ErrNotExist) && finished {
 		j.log.Error("audit: a journal segment vanished before it was copied into the store", "segment", journalSegmentName(pos.seg))
 		recs, next, eof, err = nil, pos, true, nil
@@ -955,12 +959,13 @@ func (r *journalReader) close() {
 	}
 }
 
-// read returns up to max records from pos, not reading past limit (-1: the
-// end of the file, for a finished segment). next is the position after the
+// read returns up to max records from pos, and no more once their lines
+// reach maxBytes, not reading past limit (-1: the end of the file, for a
+// finished segment). next is the position after the
 // last line read, lines how many lines were read (skipped ones included),
 // eof whether the segment ended (a last line without its newline is a write
 // that was never acknowledged: it is ignored).
-func (r *journalReader) read(pos jpos, limit int64, max int) (recs []journalEntry, next jpos, lines int64, eof bool, err error) {
+func (r *journalReader) read(pos jpos, limit int64, max int, maxBytes int64) (recs []journalEntry, next jpos, lines int64, eof bool, err error) {
 	next = pos
 	if r.f == nil || r.seg != pos.seg {
 		r.close()
@@ -982,7 +987,7 @@ func (r *journalReader) read(pos jpos, limit int64, max int) (recs []journalEntr
 		return nil, pos, 0, finished, nil
 	}
 	br := bufio.NewReaderSize(io.NewSectionReader(r.f, pos.off, limit-pos.off), 256<<10)
-	for len(recs) < max {
+	for len(recs) < max && next.off-pos.off < maxBytes {
 		line, err := br.ReadBytes('\n')
 		if err == io.EOF {
 			if len(bytes.TrimLeft(line, "\x00")) > 0 && finished {

@@ -798,3 +798,40 @@ func TestJournalLinesAreCheckedWhateverTheirLayout(t *testing.T) {
 		})
 	}
 }
+
+// A copy transaction holds the store's write lock: it takes at most
+// MaterializeBytes of journal lines (at least one), whatever
+// MaterializeBatch allows, and every record still reaches the store once.
+func TestJournalCopyTransactionsAreBoundedInBytes(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		maxBytes int64
+		atLeast  int64 // copy transactions for n records
+	}{
+		{"about three lines a transaction", 5000, 10},
+		{"smaller than a line: one line a transaction", 10, 30},
+		{"the default", 0, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const n = 30
+			st := auditTestSQLite(t)
+			opts := journalTestOptions(t.TempDir())
+			opts.MaterializeBytes = tc.maxBytes
+			opts.MaterializeDelay = time.Hour // copy only when asked: the backlog is whole
+			a := journalTestOpen(t, st, opts)
+			for i := range n {
+				if err := a.Record(context.Background(), auditTestAccess(fmt.Sprintf("c%d", i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := a.Materialize(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			journalTestExactlyOnce(t, st, "c", n, n)
+			s := a.Stats()
+			if s.MaterializeBatches < tc.atLeast || tc.maxBytes == 0 && s.MaterializeBatches > 2 {
+				t.Errorf("%d records copied in %d transactions, want at least %d", n, s.MaterializeBatches, tc.atLeast)
+			}
+		})
+	}
+}
