@@ -1739,6 +1739,10 @@ func testSearchSecurityLabels(t *testing.T, s store.Store, se store.Searcher) {
 			if !slices.Equal(got, want) {
 				t.Errorf("%s (sorted %v): got %v, want %v", tc.name, sorts != nil, got, want)
 			}
+			q.Count = 2
+			if page, err := se.Search(ctx(), q); err != nil || page.Total != len(want) {
+				t.Errorf("%s (sorted %v): total %v (%v), want %d", tc.name, sorts != nil, page, err, len(want))
+			}
 		}
 	}
 }
