@@ -92,6 +92,10 @@ commands:
 Run "dmp-fhir serve -h" for the server's settings.`)
 }
 
+// slowOpenNotice is how long opening the store may take before serve says
+// why it is waiting.
+const slowOpenNotice = 2 * time.Second
+
 func openStore(ctx context.Context, c config) (store.Store, error) {
 	if c.MongoURI != "" {
 		return mongo.Open(ctx, c.MongoURI, c.MongoDatabase)
@@ -115,8 +119,17 @@ func serve(args []string, stderr io.Writer) error {
 
 	started := time.Now()
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	// A database written by an older version is brought to the current
+	// layout when it is opened: say so when that takes a while, so that an
+	// operator does not take the silence for a hang.
+	slow := time.AfterFunc(slowOpenNotice, func() {
+		log.Warn("the store is still opening: a database written by an older version is brought to the current layout at its first start (seconds per 100,000 resources)")
+	})
 	raw, err := openStore(openCtx, c)
 	cancel()
+	if !slow.Stop() {
+		log.Info("store opened", "ms", time.Since(started).Milliseconds())
+	}
 	if err != nil {
 		return err
 	}
