@@ -102,9 +102,10 @@ var insertTexts = func() map[string]map[int]string {
 	return m
 }()
 
-// insertRows writes rows (each of n values) into table. Duplicate values
-// (same primary key) are kept once.
-func insertRows(ctx context.Context, q querier, table, cols string, n int, rows [][]any) error {
+// insertRows writes rows (each with a value for every column of table, as
+// indexColumns lists them) into table. Duplicate values (same primary key)
+// are kept once.
+func insertRows(ctx context.Context, q querier, table string, rows [][]any) error {
 	for len(rows) > 0 {
 		size := 1
 		for _, c := range chunkSizes {
@@ -115,7 +116,7 @@ func insertRows(ctx context.Context, q querier, table, cols string, n int, rows 
 		}
 		chunk := rows[:size]
 		rows = rows[size:]
-		args := make([]any, 0, n*len(chunk))
+		args := make([]any, 0, len(chunk[0])*len(chunk))
 		for _, r := range chunk {
 			args = append(args, r...)
 		}
@@ -139,10 +140,10 @@ func writeIndex(ctx context.Context, q querier, rid, vid int64, typ, id string, 
 			}
 			rows = append(rows, []any{rid, typ, v.Param, v.System, v.Code, id})
 		}
-		if err := insertRows(ctx, q, "tok_idx", "rid, type, param, system, code, id", 6, rows); err != nil {
+		if err := insertRows(ctx, q, "tok_idx", rows); err != nil {
 			return err
 		}
-		if err := insertRows(ctx, q, "tok_fwd", "rid, param, system, code", 4, fwd); err != nil {
+		if err := insertRows(ctx, q, "tok_fwd", fwd); err != nil {
 			return err
 		}
 	}
@@ -151,7 +152,7 @@ func writeIndex(ctx context.Context, q querier, rid, vid int64, typ, id string, 
 		for i, v := range ix.Strings {
 			rows[i] = []any{rid, typ, v.Param, v.Norm, v.Exact}
 		}
-		if err := insertRows(ctx, q, "str_idx", "rid, type, param, norm, exact", 5, rows); err != nil {
+		if err := insertRows(ctx, q, "str_idx", rows); err != nil {
 			return err
 		}
 	}
@@ -165,10 +166,10 @@ func writeIndex(ctx context.Context, q querier, rid, vid int64, typ, id string, 
 			}
 			rows = append(rows, []any{rid, typ, v.Param, v.Type, v.ID, v.URL})
 		}
-		if err := insertRows(ctx, q, "ref_idx", "rid, type, param, ref_type, ref_id, url", 6, rows); err != nil {
+		if err := insertRows(ctx, q, "ref_idx", rows); err != nil {
 			return err
 		}
-		if err := insertRows(ctx, q, "ref_fwd", "rid, param, ref_type, ref_id, url", 5, fwd); err != nil {
+		if err := insertRows(ctx, q, "ref_fwd", fwd); err != nil {
 			return err
 		}
 	}
@@ -177,7 +178,7 @@ func writeIndex(ctx context.Context, q querier, rid, vid int64, typ, id string, 
 		for i, v := range ix.Dates {
 			rows[i] = []any{rid, typ, v.Param, v.Low, v.High}
 		}
-		if err := insertRows(ctx, q, "date_idx", "rid, type, param, low, high", 5, rows); err != nil {
+		if err := insertRows(ctx, q, "date_idx", rows); err != nil {
 			return err
 		}
 	}
@@ -186,7 +187,7 @@ func writeIndex(ctx context.Context, q querier, rid, vid int64, typ, id string, 
 		for i, v := range ix.Numbers {
 			rows[i] = []any{rid, typ, v.Param, v.Value, v.System, v.Code}
 		}
-		if err := insertRows(ctx, q, "num_idx", "rid, type, param, value, system, code", 6, rows); err != nil {
+		if err := insertRows(ctx, q, "num_idx", rows); err != nil {
 			return err
 		}
 	}
@@ -195,12 +196,12 @@ func writeIndex(ctx context.Context, q querier, rid, vid int64, typ, id string, 
 		for i, v := range ix.URIs {
 			rows[i] = []any{rid, typ, v.Param, v.Value}
 		}
-		if err := insertRows(ctx, q, "uri_idx", "rid, type, param, value", 4, rows); err != nil {
+		if err := insertRows(ctx, q, "uri_idx", rows); err != nil {
 			return err
 		}
 	}
 	if rows := patientRows(rid, vid, typ, id, ix); len(rows) > 0 {
-		if err := insertRows(ctx, q, "pat_idx", "rid, type, patient, param, lo, hi, id, via, vid, sec", 10, rows); err != nil {
+		if err := insertRows(ctx, q, "pat_idx", rows); err != nil {
 			return err
 		}
 	}
