@@ -13,7 +13,7 @@ package auth
 // The directory (mode 0700) holds:
 //
 //	journal-000001.jsonl  segments (0600): one JSON line per AuditEvent,
-//	                      {"id":"<32 hex>","crc":"<crc32c of ae, 8 hex>","ae":{...}}
+//	                      {"id":"<UUID>","crc":"<crc32c of ae, 8 hex>","ae":{...}}
 //	                      A new segment is started at each start, after a
 //	                      failed write, and when the current one would exceed
 //	                      AuditorOptions.SegmentSize. The writer zero-fills a
@@ -873,9 +873,7 @@ func journalCountLines(dir string, segs []int64, off int64) (int64, error) {
 // journalLine appends the journal line of one AuditEvent to dst. body is
 // compact JSON (json.Marshal output): it holds no newline.
 func journalLine(dst []byte, id string, body []byte) []byte {
-	var crc [4]byte
-	c := crc32.Checksum(body, journalCRC)
-	crc[0], crc[1], crc[2], crc[3] = byte(c>>24), byte(c>>16), byte(c>>8), byte(c)
+	crc := journalChecksum(body)
 	dst = append(dst, `{"id":"`...)
 	dst = append(dst, id...)
 	dst = append(dst, `","crc":"`...)
@@ -901,9 +899,8 @@ func parseJournalLine(line []byte) (journalEntry, error) {
 	if !auditIsID(l.ID) || len(l.AE) == 0 || l.AE[0] != '{' {
 		return journalEntry{}, errors.New("not a journal record")
 	}
-	c := crc32.Checksum(l.AE, journalCRC)
-	want := []byte{byte(c >> 24), byte(c >> 16), byte(c >> 8), byte(c)}
-	if got, err := hex.DecodeString(l.CRC); err != nil || string(got) != string(want) {
+	want := journalChecksum(l.AE)
+	if got, err := hex.DecodeString(l.CRC); err != nil || string(got) != string(want[:]) {
 		return journalEntry{}, errors.New("checksum mismatch")
 	}
 	return journalEntry{id: l.ID, body: l.AE}, nil
@@ -939,11 +936,17 @@ func parseOwnJournalLine(line []byte) (e journalEntry, ok bool) {
 	if !found || len(body) == 0 || body[0] != '{' {
 		return e, false
 	}
-	c := crc32.Checksum(body, journalCRC)
-	if want != [4]byte{byte(c >> 24), byte(c >> 16), byte(c >> 8), byte(c)} {
+	if want != journalChecksum(body) {
 		return e, false
 	}
 	return journalEntry{id: id, body: body}, true
+}
+
+// journalChecksum is the crc32c of an AuditEvent's bytes, big-endian, as a
+// journal line carries it (in hex).
+func journalChecksum(body []byte) [4]byte {
+	c := crc32.Checksum(body, journalCRC)
+	return [4]byte{byte(c >> 24), byte(c >> 16), byte(c >> 8), byte(c)}
 }
 
 // journalReader reads records from the segments, keeping the current one open.
