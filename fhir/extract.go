@@ -76,7 +76,7 @@ func (ix *Index) add(p *indexParam, items []fpNode) {
 	for _, n := range items {
 		switch p.kind {
 		case "token":
-			ix.addToken(p.name, n)
+			ix.addToken(p.name, p.text, n)
 		case "string":
 			ix.addString(p.name, n)
 		case "reference":
@@ -88,9 +88,6 @@ func (ix *Index) add(p *indexParam, items []fpNode) {
 		case "uri":
 			ix.addURI(p.name, n)
 		}
-	}
-	if p.noText { // a token adds Strings only for :text
-		ix.Strings = ix.Strings[:m.strings]
 	}
 	ix.Tokens = dedupe(ix.Tokens, m.tokens)
 	ix.Strings = dedupe(ix.Strings, m.strings)
@@ -146,11 +143,13 @@ func primitiveText(v any) (string, bool) {
 
 // ---- tokens ----
 
-func (ix *Index) addToken(param string, n fpNode) {
+// addToken adds the tokens of n, and their texts (display, text) under
+// text, the parameter's :text name, unless it is "" (NoText).
+func (ix *Index) addToken(param, text string, n fpNode) {
 	switch n.t {
 	case "Coding":
 		if m, ok := n.v.(map[string]any); ok {
-			ix.addCoding(param, m)
+			ix.addCoding(param, text, m)
 		}
 	case "CodeableConcept":
 		m, ok := n.v.(map[string]any)
@@ -160,11 +159,13 @@ func (ix *Index) addToken(param string, n fpNode) {
 		if codings, ok := m["coding"].([]any); ok {
 			for _, c := range codings {
 				if cm, ok := c.(map[string]any); ok {
-					ix.addCoding(param, cm)
+					ix.addCoding(param, text, cm)
 				}
 			}
 		}
-		ix.addText(param+":text", str(m, "text"))
+		if text != "" {
+			ix.addText(text, str(m, "text"))
+		}
 	case "Identifier":
 		if m, ok := n.v.(map[string]any); ok {
 			if v := str(m, "value"); v != "" {
@@ -185,11 +186,13 @@ func (ix *Index) addToken(param string, n fpNode) {
 	}
 }
 
-func (ix *Index) addCoding(param string, m map[string]any) {
+func (ix *Index) addCoding(param, text string, m map[string]any) {
 	if code := str(m, "code"); code != "" {
 		ix.Tokens = append(ix.Tokens, Token{Param: param, System: str(m, "system"), Code: code})
 	}
-	ix.addText(param+":text", str(m, "display"))
+	if text != "" {
+		ix.addText(text, str(m, "display"))
+	}
 }
 
 // addText adds a String value; blank values are not indexed.

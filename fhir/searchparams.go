@@ -111,6 +111,10 @@ var servedOnly = map[string]map[string]bool{
 	},
 }
 
+// noText says whether typ's tokens leave their texts unindexed (no :text):
+// the types of servedOnly, whose index rows are paid on every access.
+func noText(typ string) bool { return servedOnly[typ] != nil }
+
 // notDomainResources are the types that derive from Resource directly.
 var notDomainResources = map[string]bool{"Binary": true, "Bundle": true, "Parameters": true}
 
@@ -180,7 +184,7 @@ func parseSearchModel(data []byte) (*searchModel, error) {
 						Expression: d.Expression[b],
 						Targets:    d.Target,
 						URL:        d.URL,
-						NoText:     servedOnly[typ] != nil && d.Type == "token",
+						NoText:     d.Type == "token" && noText(typ),
 					}
 					uses = append(uses, spUse{def: d, base: b})
 				}
@@ -230,8 +234,9 @@ type indexParam struct {
 	kind string // the SearchParameter type
 	root string // the type of the focus: the resource type, or Resource
 	expr fpExpr
-	// noText: the parameter's :text values are not indexed (NoText).
-	noText bool
+	// text is the name the values of a token's :text are indexed under
+	// ("code:text"), "" for other kinds and NoText tokens.
+	text string
 }
 
 var (
@@ -266,8 +271,11 @@ func loadIndexPlans() map[string][]indexParam {
 					indexPlanErrs = append(indexPlanErrs, fmt.Errorf("%s %s: %w", typ, d.Code, err))
 					continue
 				}
-				plan = append(plan, indexParam{name: d.Code, kind: d.Type, root: root, expr: fn,
-					noText: servedOnly[typ] != nil && d.Type == "token"})
+				p := indexParam{name: d.Code, kind: d.Type, root: root, expr: fn}
+				if d.Type == "token" && !noText(typ) {
+					p.text = d.Code + ":text"
+				}
+				plan = append(plan, p)
 			}
 			sort.SliceStable(plan, func(i, j int) bool { return plan[i].name < plan[j].name })
 			indexPlans[typ] = plan
