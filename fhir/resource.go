@@ -286,6 +286,11 @@ func Stamp(body []byte, id string, version int64, lastUpdated time.Time) ([]byte
 	if err != nil {
 		return nil, err
 	}
+	// What Stamp returns is trusted as valid JSON (ExtractIndexOfStamped,
+	// the search Bundles that splice stored bodies): no member left empty.
+	if obj.Get("resourceType") == nil {
+		return nil, Invalid("resourceType", "a resource needs its resourceType")
+	}
 	var meta Object
 	if raw := obj.Get("meta"); raw != nil {
 		if meta, err = ParseObject(raw); err != nil {

@@ -1,10 +1,12 @@
 package fhir
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 )
 
 // TestParseObjectScanIsTheDecoders: the scan of valid JSON splits an object
@@ -45,4 +47,29 @@ func fields(o Object) []string {
 		out = append(out, f.Key, string(f.Value))
 	}
 	return out
+}
+
+// Stamp returns valid JSON, which the index and the search Bundles trust
+// without validating it again: a body without a resourceType is refused
+// (it would have been written "resourceType":,), not stamped.
+func TestStampReturnsValidJSONOrRefuses(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		ok   bool
+	}{
+		{`{"resourceType":"Basic","code":{"text":"x"}}`, true},
+		{`{"id":"old","meta":{"versionId":"9","tag":[{"code":"t"}]},"resourceType":"Basic"}`, true},
+		{`{"code":{"text":"x"}}`, false},
+		{`{}`, false},
+		{`[1]`, false},
+	} {
+		out, err := Stamp([]byte(tc.body), "new", 2, time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC))
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: err %v, want ok %v", tc.body, err, tc.ok)
+			continue
+		}
+		if tc.ok && !json.Valid(out) {
+			t.Errorf("%s: stamped into invalid JSON %s", tc.body, out)
+		}
+	}
 }
