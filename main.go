@@ -123,15 +123,16 @@ func serve(args []string, stderr io.Writer) error {
 	// layout when it is opened: say so when that takes a while, so that an
 	// operator does not take the silence for a hang.
 	slow := time.AfterFunc(slowOpenNotice, func() {
-		log.Warn("the store is still opening: a database written by an older version is brought to the current layout at its first start (seconds per 100,000 resources)")
+		log.Warn("the store is still opening (the embedded database brings a database written by an older version to the current layout at its first start: seconds per 100,000 resources)")
 	})
 	raw, err := openStore(openCtx, c)
 	cancel()
-	if !slow.Stop() {
-		log.Info("store opened", "ms", time.Since(started).Milliseconds())
-	}
+	noticed := !slow.Stop()
 	if err != nil {
 		return err
+	}
+	if noticed {
+		log.Info("store opened", "ms", time.Since(started).Milliseconds())
 	}
 	st := m.Store(raw) // every storage operation timed for /metrics
 	defer func() {
