@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -320,57 +319,18 @@ func (run *everythingRun) referencedIDs() (map[string][]string, error) {
 
 // localReferences returns the Type/id of every reference in a resource body
 // that points to this server: relative (Type/id, Type/id/_history/n) or
-// absolute under base. It reads the body's bytes for "reference" keys with
-// a string value (a quote inside a JSON string is escaped, so the key's
-// bytes are found only where it is a key) rather than decoding it.
+// absolute under base.
 func localReferences(body []byte, base string) []string {
 	var out []string
-	key := []byte(`"reference"`)
-	for i := 0; ; {
-		j := bytes.Index(body[i:], key)
-		if j < 0 {
-			return out
-		}
-		k := skipSpace(body, i+j+len(key))
-		i = i + j + len(key)
-		if k >= len(body) || body[k] != ':' {
-			continue
-		}
-		k = skipSpace(body, k+1)
-		if k >= len(body) || body[k] != '"' {
-			continue
-		}
-		end, escaped := k+1, false
-		for end < len(body) && body[end] != '"' {
-			if body[end] == '\\' {
-				escaped = true
-				end++
-			}
-			end++
-		}
-		if end >= len(body) {
-			return out
-		}
-		ref := string(body[k+1 : end])
-		if escaped && json.Unmarshal(body[k:end+1], &ref) != nil {
-			continue
-		}
-		i = end + 1
-		ref = strings.TrimPrefix(ref, base+"/")
-		parts := strings.Split(ref, "/")
+	for _, ref := range fhir.ReferenceValues(body) {
+		parts := strings.Split(strings.TrimPrefix(ref, base+"/"), "/")
 		if (len(parts) == 2 || len(parts) == 4 && parts[2] == "_history") && fhir.ValidID(parts[1]) {
 			if _, known := fhir.LookupType(parts[0]); known {
 				out = append(out, parts[0]+"/"+parts[1])
 			}
 		}
 	}
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
+	return out
 }
 
 // refChunk bounds the ids of one query of a referenced type (SQLite's

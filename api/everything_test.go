@@ -624,6 +624,7 @@ func TestLocalReferencesReadsReferenceKeysOnly(t *testing.T) {
 		{"a value, an object, a quoted key in text", `{"code":"reference","reference":{"x":1},"div":"<p>\"reference\":\"Patient/p9\"</p>"}`, nil},
 		{"unknown type, bad id, urn, fragment", `{"a":{"reference":"Nope/x"},"b":{"reference":"Patient/a b"},"c":{"reference":"urn:uuid:1"},"d":{"reference":"#c1"}}`, nil},
 		{"cut short", `{"a":{"reference":"Patient/p1`, nil},
+		{"a key ending in an escaped quote and reference", `{"x\"reference":"Organization/o1","y":{"reference":"Location/l1"}}`, []string{"Location/l1"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -3,7 +3,9 @@ package fhir
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"regexp"
+	"slices"
 )
 
 // RewriteReferences returns body with every `reference` and `url` string
@@ -81,6 +83,49 @@ func rewrite(raw json.RawMessage, key string, replace func(string) (string, bool
 // In JSON without any backslash, a quote inside a string is impossible, so
 // the pattern can only meet real members, never text inside a value.
 var referenceMember = regexp.MustCompile(`"(?:reference|url)"\s*:\s*"([^"]*)"`)
+
+// referenceKey finds a "reference" member with a string value, under the
+// same condition as referenceMember.
+var referenceKey = regexp.MustCompile(`"reference"\s*:\s*"([^"]*)"`)
+
+// ReferenceValues returns the value of every "reference" member of body
+// (Reference.reference at any depth): found in the text, in order, when the
+// body holds no backslash (as rewriteFast does); decoded otherwise (an
+// escaped quote can make text look like a member), the members of an object
+// in key order.
+func ReferenceValues(body []byte) []string {
+	var out []string
+	if bytes.IndexByte(body, '\\') < 0 && json.Valid(body) {
+		for _, m := range referenceKey.FindAllSubmatch(body, -1) {
+			out = append(out, string(m[1]))
+		}
+		return out
+	}
+	var doc any
+	if json.Unmarshal(body, &doc) != nil {
+		return nil
+	}
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			if s, ok := x["reference"].(string); ok {
+				out = append(out, s)
+			}
+			for _, k := range slices.Sorted(maps.Keys(x)) {
+				if k != "reference" {
+					walk(x[k])
+				}
+			}
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		}
+	}
+	walk(doc)
+	return out
+}
 
 // rewriteFast is RewriteReferences for a body without escapes: the values
 // are found in the text and replaced in place, with no parse of the whole
