@@ -1,13 +1,11 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/url"
 	"slices"
@@ -249,12 +247,14 @@ func (s *Server) runSearch(c *gin.Context, typ string, params url.Values, scope 
 // a resource's JSON (the store wrote it), and re-encoding fifty or a
 // hundred of them was the largest cost of a searchset after the store's
 // query. The searchset's own fields (id, type, timestamp, total, links)
-// and its entries (fullUrl, resource, search mode) are written directly;
-// a Bundle or an entry with any other field goes through encoding/json.
+// and its entries (fullUrl, resource, search mode) are written directly,
+// which is all a searchset of this server holds; a Bundle or an entry with
+// any other field is left to fhir.Marshal.
 func marshalBundle(b models.Bundle) ([]byte, error) {
 	if b.Meta != nil || b.ImplicitRules != nil || b.Language != nil || b.Identifier != nil || b.Signature != nil ||
-		slices.ContainsFunc(b.Link, func(l models.BundleLink) bool { return l.Id != nil || l.Extension != nil || l.ModifierExtension != nil }) {
-		return marshalBundleSlow(b)
+		slices.ContainsFunc(b.Link, func(l models.BundleLink) bool { return l.Id != nil || l.Extension != nil || l.ModifierExtension != nil }) ||
+		slices.ContainsFunc(b.Entry, func(e models.BundleEntry) bool { return !plainEntry(e) }) {
+		return fhir.Marshal(b)
 	}
 	size := 256
 	for _, l := range b.Link {
@@ -297,10 +297,7 @@ func marshalBundle(b models.Bundle) ([]byte, error) {
 		} else {
 			out = append(out, ',')
 		}
-		var err error
-		if out, err = appendEntry(out, e); err != nil {
-			return nil, err
-		}
+		out = appendEntry(out, e)
 	}
 	if len(b.Entry) > 0 {
 		out = append(out, ']')
@@ -308,31 +305,16 @@ func marshalBundle(b models.Bundle) ([]byte, error) {
 	return append(out, '}'), nil
 }
 
-// appendEntry appends the JSON of one Bundle entry, its resource as it is.
-func appendEntry(out []byte, e models.BundleEntry) ([]byte, error) {
-	plain := e.Id == nil && e.Extension == nil && e.ModifierExtension == nil && e.Link == nil && e.Request == nil && e.Response == nil &&
+// plainEntry reports whether a Bundle entry holds only what appendEntry
+// writes: fullUrl, resource and search.mode.
+func plainEntry(e models.BundleEntry) bool {
+	return e.Id == nil && e.Extension == nil && e.ModifierExtension == nil && e.Link == nil && e.Request == nil && e.Response == nil &&
 		(e.Search == nil || e.Search.Id == nil && e.Search.Extension == nil && e.Search.ModifierExtension == nil && e.Search.Score == nil)
-	if !plain {
-		res := e.Resource
-		if len(res) == 0 {
-			ej, err := json.Marshal(e)
-			return append(out, ej...), err
-		}
-		e.Resource = resourceMark
-		ej, err := json.Marshal(e)
-		if err != nil {
-			return nil, err
-		}
-		// The mark can only be the key: a quote inside a JSON string is
-		// escaped.
-		at := bytes.Index(ej, markKey)
-		if at < 0 {
-			return nil, errors.New("api: bundle entry encoding")
-		}
-		out = append(out, ej[:at+len(markKey)-1]...)
-		out = append(out, res...)
-		return append(out, ej[at+len(markKey):]...), nil
-	}
+}
+
+// appendEntry appends the JSON of one plain Bundle entry, its resource as
+// it is.
+func appendEntry(out []byte, e models.BundleEntry) []byte {
 	out = append(out, '{')
 	sep := false
 	if e.FullUrl != nil {
@@ -356,7 +338,7 @@ func appendEntry(out []byte, e models.BundleEntry) ([]byte, error) {
 		}
 		out = append(out, '}')
 	}
-	return append(out, '}'), nil
+	return append(out, '}')
 }
 
 // appendJSONString appends s as a JSON string.
@@ -391,32 +373,6 @@ func appendJSONString(out []byte, s string) []byte {
 }
 
 const hexDigit = "0123456789abcdef"
-
-// marshalBundleSlow encodes the Bundle but its entries with fhir.Marshal,
-// then appends the entries.
-func marshalBundleSlow(b models.Bundle) ([]byte, error) {
-	entries := b.Entry
-	b.Entry = nil
-	shell, err := fhir.Marshal(b)
-	if err != nil || len(entries) == 0 {
-		return shell, err
-	}
-	out := append(shell[:len(shell)-1:len(shell)-1], `,"entry":[`...) // all but the closing brace
-	for i, e := range entries {
-		if i > 0 {
-			out = append(out, ',')
-		}
-		if out, err = appendEntry(out, e); err != nil {
-			return nil, err
-		}
-	}
-	return append(out, "]}"...), nil
-}
-
-var (
-	resourceMark = json.RawMessage("0")
-	markKey      = []byte(`"resource":0`)
-)
 
 func (s *Server) searchEntry(base string, r *store.Resource, mode string, sr *searchRequest) (models.BundleEntry, error) {
 	full := base + "/" + r.Type + "/" + r.ID
