@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
@@ -269,11 +268,11 @@ func marshalBundle(b models.Bundle) ([]byte, error) {
 	out := make([]byte, 0, size)
 	out = append(out, `{"resourceType":"Bundle"`...)
 	if b.Id != nil {
-		out = appendJSONString(append(out, `,"id":`...), *b.Id)
+		out = fhir.AppendString(append(out, `,"id":`...), *b.Id)
 	}
-	out = appendJSONString(append(out, `,"type":`...), b.Type.Code())
+	out = fhir.AppendString(append(out, `,"type":`...), b.Type.Code())
 	if b.Timestamp != nil {
-		out = appendJSONString(append(out, `,"timestamp":`...), *b.Timestamp)
+		out = fhir.AppendString(append(out, `,"timestamp":`...), *b.Timestamp)
 	}
 	if b.Total != nil {
 		out = strconv.AppendInt(append(out, `,"total":`...), int64(*b.Total), 10)
@@ -284,8 +283,8 @@ func marshalBundle(b models.Bundle) ([]byte, error) {
 		} else {
 			out = append(out, ',')
 		}
-		out = appendJSONString(append(out, `{"relation":`...), l.Relation)
-		out = appendJSONString(append(out, `,"url":`...), l.Url)
+		out = fhir.AppendString(append(out, `{"relation":`...), l.Relation)
+		out = fhir.AppendString(append(out, `,"url":`...), l.Url)
 		out = append(out, '}')
 	}
 	if len(b.Link) > 0 {
@@ -318,7 +317,7 @@ func appendEntry(out []byte, e models.BundleEntry) []byte {
 	out = append(out, '{')
 	sep := false
 	if e.FullUrl != nil {
-		out = appendJSONString(append(out, `"fullUrl":`...), *e.FullUrl)
+		out = fhir.AppendString(append(out, `"fullUrl":`...), *e.FullUrl)
 		sep = true
 	}
 	if len(e.Resource) > 0 {
@@ -334,45 +333,12 @@ func appendEntry(out []byte, e models.BundleEntry) []byte {
 		}
 		out = append(out, `"search":{`...)
 		if e.Search.Mode != nil {
-			out = appendJSONString(append(out, `"mode":`...), e.Search.Mode.Code())
+			out = fhir.AppendString(append(out, `"mode":`...), e.Search.Mode.Code())
 		}
 		out = append(out, '}')
 	}
 	return append(out, '}')
 }
-
-// appendJSONString appends s as a JSON string.
-func appendJSONString(out []byte, s string) []byte {
-	if !utf8.ValidString(s) {
-		q, _ := json.Marshal(s) // invalid bytes become U+FFFD
-		return append(out, q...)
-	}
-	out = append(out, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
-		}
-		out = append(out, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			out = append(out, '\\', c)
-		case '\n':
-			out = append(out, '\\', 'n')
-		case '\r':
-			out = append(out, '\\', 'r')
-		case '\t':
-			out = append(out, '\\', 't')
-		default:
-			out = append(out, '\\', 'u', '0', '0', hexDigit[c>>4], hexDigit[c&0xf])
-		}
-		start = i + 1
-	}
-	return append(append(out, s[start:]...), '"')
-}
-
-const hexDigit = "0123456789abcdef"
 
 func (s *Server) searchEntry(base string, r *store.Resource, mode string, sr *searchRequest) (models.BundleEntry, error) {
 	full := base + "/" + r.Type + "/" + r.ID

@@ -65,16 +65,21 @@ func (o Object) MarshalJSON() ([]byte, error) {
 		if i > 0 {
 			buf = append(buf, ',')
 		}
-		if plainKey(f.Key) {
-			buf = append(append(append(buf, '"'), f.Key...), '"')
-		} else {
-			k, _ := json.Marshal(f.Key)
-			buf = append(buf, k...)
-		}
-		buf = append(buf, ':')
+		buf = append(AppendString(buf, f.Key), ':')
 		buf = append(buf, f.Value...)
 	}
 	return append(buf, '}'), nil
+}
+
+// AppendString appends s as a JSON string: as it is when nothing in it
+// needs escaping (element names, ids, URLs, codes), else as encoding/json
+// writes it.
+func AppendString(dst []byte, s string) []byte {
+	if plainKey(s) {
+		return append(append(append(dst, '"'), s...), '"')
+	}
+	q, _ := json.Marshal(s) // a string always encodes
+	return append(dst, q...)
 }
 
 // plainKey reports whether key needs no escaping in JSON (FHIR element
