@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -476,9 +477,12 @@ func (s *Server) exportCancel(c *gin.Context) {
 // exportFile serves GET /fhir/$export-file/{job}/{n}: one ndjson file, to
 // the caller who started the job. The AuditEvent is recorded before the
 // first byte goes out; the file then streams from blob storage without
-// being held in memory. When the consent of a patient in the export
-// changed since the job ran (consentChanged), every line is decided again
-// as a read would be, and only what the caller may still read is sent.
+// being held in memory. A download is an access of its own: the token must
+// still allow searching the file's type, and the consent is decided again
+// under the request's access mode. When a patient's decision changed since
+// the job ran (consentChanged), every line is decided again as a read would
+// be; a resource given a label since (a mask), which covers its older
+// versions too, is decided on its current version (relabelled).
 func (s *Server) exportFile(c *gin.Context) {
 	job, _, ok := s.ownJob(c)
 	if !ok {
@@ -492,10 +496,20 @@ func (s *Server) exportFile(c *gin.Context) {
 	}
 	a := accessOf(c)
 	a.action = "R"
+	if out.Type != "OperationOutcome" && !s.allow(c, out.Type, auth.OpSearch, "operation") {
+		return
+	}
 	recheck, err := s.consentChanged(c, job)
 	if err != nil {
 		s.fail(c, err)
 		return
+	}
+	var current map[string]*store.Resource
+	if out.Type != "OperationOutcome" && !s.auth.Unrestricted {
+		if current, err = s.relabelled(c, job, out.Type); err != nil {
+			s.fail(c, err)
+			return
+		}
 	}
 	// The request's deadline bounds its store work, not the time the client
 	// takes to receive the file: the reading goes on without it.
@@ -509,9 +523,12 @@ func (s *Server) exportFile(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	if recheck == nil || out.Type == "OperationOutcome" {
+	if recheck == nil && len(current) == 0 || out.Type == "OperationOutcome" {
 		c.DataFromReader(http.StatusOK, size, ndjson, rc, nil)
 		return
+	}
+	if recheck == nil {
+		recheck = s.decideAgain(c, job)
 	}
 	c.Header("Content-Type", ndjson)
 	c.Status(http.StatusOK)
@@ -524,7 +541,11 @@ func (s *Server) exportFile(c *gin.Context) {
 				ID           string `json:"id"`
 			}
 			if json.Unmarshal(line, &head) == nil {
-				if ok, _, derr := s.mayRead(recheck, &store.Resource{Type: head.ResourceType, ID: head.ID, Body: line}); derr == nil && ok {
+				r := &store.Resource{Type: head.ResourceType, ID: head.ID, Body: line}
+				if cur := current[head.ID]; cur != nil {
+					r = cur // its labels now cover the version exported
+				}
+				if ok, _, derr := s.mayRead(recheck, r); derr == nil && ok {
 					if _, werr := c.Writer.Write(line); werr != nil {
 						return
 					}
@@ -548,9 +569,8 @@ func (s *Server) consentChanged(c *gin.Context, job *exportJob) (context.Context
 	if s.auth.Unrestricted || len(job.Exported) == 0 {
 		return nil, nil
 	}
-	a := accessOf(c)
-	fa := &access{caller: a.caller, mode: job.Mode, reason: job.Reason, verdict: map[string]auth.Verdict{}}
-	ctx := context.WithValue(plainContext(c), accessKey{}, fa)
+	ctx := s.decideAgain(c, job)
+	fa := accessOf(ctx)
 	masked, invisible := map[string]bool{}, map[string]bool{}
 	for _, p := range job.Masked {
 		masked[p] = true
@@ -573,6 +593,58 @@ func (s *Server) consentChanged(c *gin.Context, job *exportJob) (context.Context
 	}
 	return ctx, nil
 }
+
+// decideAgain is a context whose access decides reads for the caller of a
+// download under the request's own access mode and reason (an emergency
+// access is asserted again, not inherited from the job), apart from the
+// request's access so that the lines decided are not each named in its
+// AuditEvent.
+func (s *Server) decideAgain(c *gin.Context, job *exportJob) context.Context {
+	a := accessOf(c)
+	fa := &access{caller: a.caller, mode: a.mode, reason: a.reason, verdict: map[string]auth.Verdict{}}
+	return context.WithValue(plainContext(c), accessKey{}, fa)
+}
+
+// relabelled returns the current version of each resource of typ in the
+// job's patients' records changed since the job ran, by id: a label put on
+// since (a mask, hidden from the patient) covers the version in the file
+// too, as it does for vread.
+func (s *Server) relabelled(c *gin.Context, job *exportJob, typ string) (map[string]*store.Resource, error) {
+	rt, ok := fhir.LookupType(typ)
+	if !ok || len(rt.PatientCompartment) == 0 || len(job.Exported) == 0 {
+		return nil, nil
+	}
+	since := float64(job.TxTime.UnixMilli())
+	changed := store.Clause{Any: []store.Condition{{Kind: store.KindLastUpdated, Range: store.Interval{LowAtLeast: &since}}}}
+	current := map[string]*store.Resource{}
+	// A few patients a query: each names the patient once per compartment
+	// parameter, and SQLite bounds an expression's depth.
+	for patients := range slices.Chunk(job.Exported, relabelChunk) {
+		var scope store.Clause
+		for _, p := range patients {
+			clause, _ := compartmentClause(typ, p)
+			scope.Any = append(scope.Any, clause.Any...)
+		}
+		q := store.Query{Type: typ, Count: maxPageSize, Where: []store.Clause{scope, changed}}
+		for {
+			page, err := s.store.Search(plainContext(c), q)
+			if err != nil {
+				return nil, err
+			}
+			for _, r := range page.Resources {
+				current[r.ID] = r
+			}
+			if page.Next == "" {
+				break
+			}
+			q.After = page.Next
+		}
+	}
+	return current, nil
+}
+
+// relabelChunk is how many patients one query of relabelled names.
+const relabelChunk = 40
 
 // auditBeforeStreaming records the request's AuditEvent now, and lets the
 // handler write its answer straight to the client: audited would otherwise

@@ -440,6 +440,41 @@ func TestBulkExport(t *testing.T) {
 				}
 			})
 
+			run("a mask put on after the job ran keeps the document out of the download", func(t *testing.T) {
+				m := s.finishedExport(t, s.startExport(t, "/$export?_type=DocumentReference", f.authorized), f.authorized)
+				if r := s.do("POST", "/DocumentReference/"+rec.plain+"/$mask", nil, "Authorization", "Bearer "+f.patientA); r.status != 200 {
+					t.Fatalf("$mask: %d %s", r.status, r.body)
+				}
+				defer func() {
+					if r := s.do("POST", "/DocumentReference/"+rec.plain+"/$unmask", nil, "Authorization", "Bearer "+f.patientA); r.status != 200 {
+						t.Fatalf("$unmask: %d %s", r.status, r.body)
+					}
+				}()
+				for _, o := range m.Output {
+					r := s.do("GET", s.local(t, o.URL), nil, "Authorization", "Bearer "+f.authorized)
+					if r.status != 200 {
+						t.Fatalf("download: %d %s", r.status, r.body)
+					}
+					if bytes.Contains(r.body, []byte(rec.plain)) {
+						t.Errorf("%s file still has the document masked after the job ran", o.Type)
+					}
+				}
+			})
+
+			run("a download needs a token that may still search the file's type", func(t *testing.T) {
+				m := s.finishedExport(t, s.startExport(t, "/$export?_type=Patient,Observation", f.authorized), f.authorized)
+				narrow := s.tokenFor(auth.Claims{Kind: auth.KindPractitioner, IDNatPs: psAuthorized, Profession: "10", Scope: "user/Patient.rs"})
+				for _, o := range m.Output {
+					want := 200
+					if o.Type == "Observation" {
+						want = 403
+					}
+					if r := s.do("GET", s.local(t, o.URL), nil, "Authorization", "Bearer "+narrow); r.status != want {
+						t.Errorf("%s file with a Patient-only token: %d, want %d: %s", o.Type, r.status, want, r.body)
+					}
+				}
+			})
+
 			run("a job whose server died is failed, expired jobs are removed", func(t *testing.T) {
 				ctx := context.Background()
 				dead := `{"resourceType":"DMPExportJob","id":"dead-job","owner":"practitioner|` + psAuthorized + `","level":"system","types":["Patient"],"status":"running","runner":"gone","heartbeat":"2020-01-01T00:00:00Z","created":"2020-01-01T00:00:00Z","expires":"` + time.Now().Add(time.Hour).UTC().Format(time.RFC3339) + `"}`
