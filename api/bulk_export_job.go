@@ -450,7 +450,7 @@ func (e *exporter) run(t *exportTask) {
 	if hook != nil {
 		hook(t.job.ID)
 	}
-	outcome, status, err := e.export(t)
+	outcome, err := e.export(t)
 	if err == nil && t.ctx.Err() != nil {
 		err = t.ctx.Err()
 	}
@@ -461,16 +461,13 @@ func (e *exporter) run(t *exportTask) {
 		if t.ctx.Err() != nil && e.ctx.Err() == nil {
 			return // cancelled: DELETE removes the record
 		}
-		msg := "internal error"
+		msg, status := "internal error", http.StatusInternalServerError
 		if fe, ok := fhir.AsError(err); ok && len(fe.Issues) > 0 {
 			msg, status = fe.Issues[0].Diagnostics, fe.Status
 		} else if e.ctx.Err() != nil {
 			msg = "the server stopped while the export was running; start it again"
 		} else {
 			s.log.Error("export failed", "job", t.job.ID, "err", err)
-		}
-		if status == 0 {
-			status = http.StatusInternalServerError
 		}
 		e.freeOwner(t) // before the status says it ended
 		e.save(t, func(j *exportJob) {
@@ -507,7 +504,7 @@ type exportResult struct {
 // then for each type and each of those patients, whose clauses go inside
 // the store query. Per patient, so that each query is an indexed lookup of
 // one record and each record's labels are decided on its own verdict.
-func (e *exporter) export(t *exportTask) (*exportResult, int, error) {
+func (e *exporter) export(t *exportTask) (*exportResult, error) {
 	s, job := e.s, t.job
 	a := &access{caller: t.caller, mode: job.Mode, reason: job.Reason, verdict: map[string]auth.Verdict{}}
 	ctx := context.WithValue(t.ctx, accessKey{}, a)
@@ -515,15 +512,15 @@ func (e *exporter) export(t *exportTask) (*exportResult, int, error) {
 	if !s.auth.Unrestricted {
 		_, none, rule, err := s.searchScope(ctx, "Patient", job.Patients)
 		if err != nil {
-			return nil, 0, err
+			return nil, err
 		}
 		if none && len(job.Patients) > 0 {
 			// The patients named refuse the caller: the job fails with
 			// the rule, as a read would be refused.
 			if rule == auth.RuleClosed {
-				return nil, 0, fhir.NewError(http.StatusConflict, "conflict", "", "the patient's DMP is closed ("+rule+")")
+				return nil, fhir.NewError(http.StatusConflict, "conflict", "", "the patient's DMP is closed ("+rule+")")
 			}
-			return nil, 0, fhir.NewError(http.StatusForbidden, "forbidden", "", "access refused by the patient's consent rules: "+rule)
+			return nil, fhir.NewError(http.StatusForbidden, "forbidden", "", "access refused by the patient's consent rules: "+rule)
 		}
 		patients = append(patients, a.patients...) // those searchScope allowed
 		sort.Strings(patients)
@@ -542,7 +539,7 @@ func (e *exporter) export(t *exportTask) (*exportResult, int, error) {
 			values, _ := url.ParseQuery(f)
 			sr, err := parseSearch(typ, values, "", true)
 			if err != nil {
-				return nil, 0, err // checked at kick-off
+				return nil, err // checked at kick-off
 			}
 			common = append(common, sr.Query.Where...)
 		}
@@ -559,7 +556,7 @@ func (e *exporter) export(t *exportTask) (*exportResult, int, error) {
 			common = append(common, in)
 		}
 		if err := s.auditVisible(ctx, typ); err != nil {
-			return nil, 0, err
+			return nil, err
 		}
 		var w *exportWriter
 		// stream writes what the query finds, page by page.
@@ -626,11 +623,11 @@ func (e *exporter) export(t *exportTask) (*exportResult, int, error) {
 			if w != nil {
 				w.abort(err)
 			}
-			return nil, 0, err
+			return nil, err
 		}
 		if w != nil {
 			if err := w.close(); err != nil {
-				return nil, 0, err
+				return nil, err
 			}
 			res.output = append(res.output, w.out)
 		}
@@ -642,11 +639,11 @@ func (e *exporter) export(t *exportTask) (*exportResult, int, error) {
 		for _, p := range problems {
 			if err := w.line(fhir.OperationOutcome(p)); err != nil {
 				w.abort(err)
-				return nil, 0, err
+				return nil, err
 			}
 		}
 		if err := w.close(); err != nil {
-			return nil, 0, err
+			return nil, err
 		}
 		res.errors = append(res.errors, w.out)
 	}
@@ -661,9 +658,9 @@ func (e *exporter) export(t *exportTask) (*exportResult, int, error) {
 		}
 	}
 	if err := s.auditExported(t, res.exported); err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	return res, 0, nil
+	return res, nil
 }
 
 // auditExported records one AuditEvent per patient whose record went into
