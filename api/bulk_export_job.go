@@ -424,15 +424,32 @@ func (e *exporter) sweep(ctx context.Context, now time.Time) {
 
 // markDead records that a job's runner stopped before it ended.
 func (s *Server) markDead(ctx context.Context, j *exportJob, version int64) {
-	for _, b := range j.blobs() {
-		s.store.Blobs().Delete(ctx, b)
-	}
 	j.Output, j.Errors = nil, nil
 	j.Status, j.Failure, j.FailStatus = exportFailed, "the server stopped while the export was running; start it again", http.StatusInternalServerError
-	if err := auth.WriteRecord(ctx, s.store, exportJobType, j.ID, j, version, false); err != nil && !errors.Is(err, store.ErrVersionMismatch) && ctx.Err() == nil {
-		s.log.Error("export: marking a dead job", "job", j.ID, "err", err)
+	// The record first: when another process renewed the job meanwhile
+	// (version mismatch), its files are its own and stay.
+	if err := auth.WriteRecord(ctx, s.store, exportJobType, j.ID, j, version, false); err != nil {
+		if !errors.Is(err, store.ErrVersionMismatch) && ctx.Err() == nil {
+			s.log.Error("export: marking a dead job", "job", j.ID, "err", err)
+		}
+		return
+	}
+	// A running job's files are not in its record yet: they are numbered
+	// from 1, each finished before the next is opened, so they are removed
+	// up to the first one missing.
+	for n := 1; ; n++ {
+		id := exportBlobID(j.ID, n)
+		rc, _, err := s.store.Blobs().Get(ctx, id)
+		if err != nil {
+			return
+		}
+		rc.Close()
+		s.store.Blobs().Delete(ctx, id)
 	}
 }
+
+// exportBlobID names file n of a job in blob storage.
+func exportBlobID(job string, n int) string { return "export-" + job + "-" + strconv.Itoa(n) }
 
 // run exports a job's resources.
 func (e *exporter) run(t *exportTask) {
@@ -722,7 +739,7 @@ type exportWriter struct {
 }
 
 func (e *exporter) openFile(t *exportTask, n int, typ string) *exportWriter {
-	id := "export-" + t.job.ID + "-" + strconv.Itoa(n)
+	id := exportBlobID(t.job.ID, n)
 	t.blobs = append(t.blobs, id)
 	pr, pw := io.Pipe()
 	w := &exportWriter{pw: pw, bw: bufio.NewWriterSize(pw, 64<<10), done: make(chan error, 1), out: exportOutput{N: n, Type: typ, Blob: id}}

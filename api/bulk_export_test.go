@@ -481,10 +481,22 @@ func TestBulkExport(t *testing.T) {
 				if _, _, err := s.store.Put(ctx, "DMPExportJob", "dead-job", []byte(dead), 0); err != nil {
 					t.Fatal(err)
 				}
+				// The files the dead job had written, which its record does not list.
+				for _, b := range []string{"export-dead-job-1", "export-dead-job-2"} {
+					if err := s.store.Blobs().Put(ctx, b, strings.NewReader("{}\n")); err != nil {
+						t.Fatal(err)
+					}
+				}
 				if r := s.do("GET", "/$export-status/dead-job", nil, "Authorization", "Bearer "+f.authorized); r.status != 500 {
 					t.Errorf("dead job: %d %s", r.status, r.body)
 				} else if _, _, diag := outcome(t, r); !strings.Contains(diag, "stopped") {
 					t.Errorf("dead job: %s", diag)
+				}
+				for _, b := range []string{"export-dead-job-1", "export-dead-job-2"} {
+					if rc, _, err := s.store.Blobs().Get(ctx, b); err == nil {
+						rc.Close()
+						t.Errorf("the dead job's file %s is still stored", b)
+					}
 				}
 				status := s.startExport(t, "/Patient/$export?_type=Patient", f.authorized)
 				m := s.finishedExport(t, status, f.authorized)
