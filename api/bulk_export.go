@@ -163,7 +163,7 @@ func preferAsync(c *gin.Context) bool {
 }
 
 // exportParams reads the kick-off's parameters: the query, and for a POST
-// the Parameters body (valueString, valueInstant, valueCode, valueReference).
+// the Parameters body (operationParameters: primitives and valueReference).
 func (s *Server) exportParams(c *gin.Context) (url.Values, error) {
 	params := cloneValues(c.Request.URL.Query())
 	if c.Request.Method != http.MethodPost {
@@ -173,34 +173,12 @@ func (s *Server) exportParams(c *gin.Context) (url.Values, error) {
 	if err != nil || body == nil {
 		return params, err
 	}
-	var p struct {
-		ResourceType string `json:"resourceType"`
-		Parameter    []struct {
-			Name           string                      `json:"name"`
-			ValueString    *string                     `json:"valueString"`
-			ValueInstant   *string                     `json:"valueInstant"`
-			ValueCode      *string                     `json:"valueCode"`
-			ValueReference *struct{ Reference string } `json:"valueReference"`
-		} `json:"parameter"`
+	fromBody, err := operationParameters(body)
+	if err != nil {
+		return nil, err
 	}
-	if err := json.Unmarshal(body, &p); err != nil || p.ResourceType != "Parameters" {
-		return nil, fhir.Invalid("Parameters", "the body must be a FHIR Parameters resource")
-	}
-	for i, pp := range p.Parameter {
-		var v *string
-		switch {
-		case pp.ValueString != nil:
-			v = pp.ValueString
-		case pp.ValueInstant != nil:
-			v = pp.ValueInstant
-		case pp.ValueCode != nil:
-			v = pp.ValueCode
-		case pp.ValueReference != nil:
-			v = &pp.ValueReference.Reference
-		default:
-			return nil, fhir.Invalid("Parameters.parameter["+strconv.Itoa(i)+"]", "parameter "+strconv.Quote(pp.Name)+" has no value of a supported type (valueString, valueInstant, valueCode, valueReference)")
-		}
-		params.Add(pp.Name, *v)
+	for k, vs := range fromBody {
+		params[k] = append(params[k], vs...)
 	}
 	return params, nil
 }

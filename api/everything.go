@@ -440,7 +440,8 @@ func (s *Server) everythingPost(c *gin.Context) {
 }
 
 // operationParameters reads a Parameters body whose values are primitives
-// (string, code, id, uri, date, dateTime, instant, integer, ...).
+// (string, code, id, uri, date, dateTime, instant, integer, ...) or
+// References (valueReference: its reference).
 func operationParameters(body []byte) (url.Values, error) {
 	var p struct {
 		ResourceType string                       `json:"resourceType"`
@@ -463,12 +464,15 @@ func operationParameters(body []byte) (url.Values, error) {
 			}
 			var str string
 			var num json.Number
+			var ref struct{ Reference *string }
 			switch {
 			case json.Unmarshal(raw, &str) == nil:
 			case json.Unmarshal(raw, &num) == nil:
 				str = num.String()
+			case k == "valueReference" && json.Unmarshal(raw, &ref) == nil && ref.Reference != nil:
+				str = *ref.Reference
 			default:
-				return nil, fhir.Invalid(where+"."+k, "parameter "+name+" must have a primitive value")
+				return nil, fhir.Invalid(where+"."+k, "parameter "+name+" must have a primitive value or a reference")
 			}
 			out.Add(name, str)
 			found = true
