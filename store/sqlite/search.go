@@ -157,6 +157,12 @@ type stmtCache struct {
 	m       map[string]*sql.Stmt
 	pending map[string]bool
 	closed  bool
+	// background counts the prepareLater goroutines, which close waits
+	// for: one still running could open a connection, and with it the
+	// database's -wal and -shm files, after the store was closed.
+	background sync.WaitGroup
+	stop       context.Context
+	cancel     context.CancelFunc
 }
 
 // lookup returns the prepared statement of text, or nil.
@@ -195,9 +201,15 @@ func (c *stmtCache) prepareLater(db *sql.DB, text string) {
 		c.pending = map[string]bool{}
 	}
 	c.pending[text] = true
+	if c.stop == nil {
+		c.stop, c.cancel = context.WithCancel(context.Background())
+	}
+	stop := c.stop
+	c.background.Add(1)
 	c.mu.Unlock()
 	go func() {
-		st, err := db.Prepare(text)
+		defer c.background.Done()
+		st, err := db.PrepareContext(stop, text)
 		c.mu.Lock()
 		delete(c.pending, text)
 		c.mu.Unlock()
@@ -223,13 +235,19 @@ func (c *stmtCache) keep(text string, st *sql.Stmt) *sql.Stmt {
 	return st
 }
 
+// close closes the statements and waits for the background preparations
+// (which then keep nothing).
 func (c *stmtCache) close() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	for _, st := range c.m {
 		st.Close()
 	}
 	c.m, c.closed = nil, true
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.mu.Unlock()
+	c.background.Wait()
 }
 
 func (p *planner) alias(prefix string) string {
