@@ -19,7 +19,6 @@ import (
 	"sync/atomic"
 
 	"github.com/gin-gonic/gin"
-	models "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
 	"github.com/dmp-fhir/dmp-fhir/fhir"
 	"github.com/dmp-fhir/dmp-fhir/store"
@@ -106,16 +105,11 @@ func (s *Server) bundle(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	out := models.Bundle{Type: models.BundleTypeBatchResponse}
+	kind := "batch-response"
 	if b.Type == "transaction" {
-		out.Type = models.BundleTypeTransactionResponse
+		kind = "transaction-response"
 	}
-	id := newID()
-	out.Id = &id
-	for _, r := range results {
-		out.Entry = append(out.Entry, responseEntry(r))
-	}
-	raw, err := fhir.Marshal(out)
+	raw, err := responseBundle(newID(), kind, results)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -498,30 +492,72 @@ func validatedInBundle(ctx context.Context) bool {
 	return v
 }
 
-func responseEntry(r entryResult) models.BundleEntry {
-	e := models.BundleEntry{Response: &models.BundleEntryResponse{Status: strconv.Itoa(r.status) + " " + http.StatusText(r.status)}}
-	if v := r.header.Get("Location"); v != "" {
-		e.Response.Location = &v
-	}
-	if v := r.header.Get("ETag"); v != "" {
-		e.Response.Etag = &v
-	}
-	if v := r.header.Get("Last-Modified"); v != "" {
-		e.Response.LastModified = &v
-	}
-	if wo := r.header.Get("X-Write-Outcome"); wo != "" {
-		// The entry's outcome says whether an update made a version, as the
-		// header does for a single request.
-		e.Response.Outcome = fhir.OperationOutcome(fhir.Issue{Severity: "information", Code: "informational", Diagnostics: wo})
-	}
-	if len(r.body) > 0 {
-		if r.status >= 400 {
-			e.Response.Outcome = r.body
+// responseBundle writes the batch-response or transaction-response Bundle
+// of results, as the Bundle model would marshal it (fields in the model's
+// order) but without a pass of reflection and a reparse per entry: a
+// 10,000-entry import spent a twentieth of its CPU there. Entry bodies are
+// compacted, which also checks they are JSON.
+func responseBundle(id, kind string, results []entryResult) ([]byte, error) {
+	buf := bytes.NewBuffer(make([]byte, 0, 64+160*len(results)))
+	buf.WriteString(`{"resourceType":"Bundle","id":`)
+	buf.Write(fhir.AppendString(nil, id))
+	buf.WriteString(`,"type":`)
+	buf.Write(fhir.AppendString(nil, kind))
+	for i, r := range results {
+		if i == 0 {
+			buf.WriteString(`,"entry":[`)
 		} else {
-			e.Resource = r.body
+			buf.WriteByte(',')
+		}
+		if err := writeResponseEntry(buf, r); err != nil {
+			return nil, err
 		}
 	}
-	return e
+	if len(results) > 0 {
+		buf.WriteByte(']')
+	}
+	buf.WriteByte('}')
+	return buf.Bytes(), nil
+}
+
+// writeResponseEntry writes one entry of a response Bundle: the resource
+// the request answered, if any, and its response (status, location, etag,
+// lastModified, outcome: the order of Bundle.entry.response).
+func writeResponseEntry(buf *bytes.Buffer, r entryResult) error {
+	buf.WriteByte('{')
+	var outcome []byte
+	if len(r.body) > 0 {
+		if r.status >= 400 {
+			outcome = r.body
+		} else {
+			buf.WriteString(`"resource":`)
+			if err := json.Compact(buf, r.body); err != nil {
+				return err
+			}
+			buf.WriteByte(',')
+		}
+	}
+	buf.WriteString(`"response":{"status":`)
+	buf.Write(fhir.AppendString(nil, strconv.Itoa(r.status)+" "+http.StatusText(r.status)))
+	for _, f := range [...]struct{ key, header string }{{"location", "Location"}, {"etag", "ETag"}, {"lastModified", "Last-Modified"}} {
+		if v := r.header.Get(f.header); v != "" {
+			buf.WriteString(`,"` + f.key + `":`)
+			buf.Write(fhir.AppendString(nil, v))
+		}
+	}
+	if wo := r.header.Get("X-Write-Outcome"); wo != "" && outcome == nil {
+		// The entry's outcome says whether an update made a version, as the
+		// header does for a single request.
+		outcome = fhir.OperationOutcome(fhir.Issue{Severity: "information", Code: "informational", Diagnostics: wo})
+	}
+	if outcome != nil {
+		buf.WriteString(`,"outcome":`)
+		if err := json.Compact(buf, outcome); err != nil {
+			return err
+		}
+	}
+	buf.WriteString("}}")
+	return nil
 }
 
 // linkBinaries ties each Binary of a transaction that a DocumentReference of
