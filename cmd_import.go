@@ -16,7 +16,9 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -73,6 +75,12 @@ func importCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if os.Getenv("GOGC") == "" {
+		// An import is a batch job, not the server and its memory target:
+		// collecting garbage a third as often took 8% off its CPU for 120 MB
+		// more at the peak (bulk-10-patients: 4.3-4.4 s against 4.9-5.1 s).
+		debug.SetGCPercent(300)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -96,7 +104,7 @@ func importCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	imp := &importer{server: server, token: token, batch: c.batch, workers: runtime.GOMAXPROCS(0), progress: newProgress(stdout, files)}
+	imp := &importer{server: server, token: token, batch: c.batch, workers: envInt("TMP_WORKERS", runtime.GOMAXPROCS(0)), progress: newProgress(stdout, files)}
 	started := time.Now()
 	for i, f := range files {
 		if ctx.Err() != nil {
@@ -519,4 +527,11 @@ func (p *progress) done() {
 	if p.tty {
 		fmt.Fprintln(p.w)
 	}
+}
+
+func envInt(k string, d int) int {
+	if v, err := strconv.Atoi(os.Getenv(k)); err == nil {
+		return v
+	}
+	return d
 }
