@@ -360,10 +360,11 @@ func (s *Server) loadJob(ctx context.Context, id string) (*exportJob, int64, err
 	return &j, version, nil
 }
 
-// removeJob deletes a job's record and files. The record goes first, at
-// the version whose files are deleted: a runner that writes it in between
-// (its files listed) makes the deletion start again; a runner that comes
-// after finds it gone and removes its own files.
+// removeJob deletes a job's record and files, then purges the record. The
+// record is deleted first, at the version whose files are deleted: a
+// runner that writes it in between (its files listed) makes the deletion
+// start again; a runner that comes after finds it gone and removes its own
+// files.
 func (s *Server) removeJob(ctx context.Context, id string) error {
 	for {
 		j, version, err := s.loadJob(ctx, id)
@@ -382,7 +383,9 @@ func (s *Server) removeJob(ctx context.Context, id string) error {
 				return err
 			}
 		}
-		return nil
+		// Then every version of the record, which name the exported
+		// patients and would otherwise stay in history for good.
+		return s.store.Purge(ctx, exportJobType, id)
 	}
 }
 

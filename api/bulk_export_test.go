@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dmp-fhir/dmp-fhir/auth"
+	"github.com/dmp-fhir/dmp-fhir/store"
 )
 
 // exportFixture is a consent server with two records: the seedRecord one
@@ -368,6 +369,7 @@ func TestBulkExport(t *testing.T) {
 				if r := s.do("GET", s.local(t, m.Output[0].URL), nil, "Authorization", "Bearer "+f.authorized); r.status != 404 {
 					t.Errorf("file after cancel: %d", r.status)
 				}
+				s.noJobRecord(t, status)
 			})
 
 			run("a running job: progress, one export per caller, cancel", func(t *testing.T) {
@@ -511,8 +513,20 @@ func TestBulkExport(t *testing.T) {
 				if _, _, err := s.store.Blobs().Get(ctx, blob); err == nil {
 					t.Errorf("the expired job's file is still stored")
 				}
+				s.noJobRecord(t, status)
 			})
 		})
+	}
+}
+
+// noJobRecord checks that no version of the job's record is left: each
+// names the patients the job exported.
+func (s *server) noJobRecord(t *testing.T, status string) {
+	t.Helper()
+	job := status[strings.LastIndex(status, "/")+1:]
+	h, err := s.store.History(context.Background(), store.HistoryQuery{Type: "DMPExportJob", ID: job, Count: 10})
+	if err != nil || len(h) != 0 {
+		t.Errorf("the removed job %s keeps %d versions in history (%v)", job, len(h), err)
 	}
 }
 

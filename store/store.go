@@ -98,6 +98,13 @@ type Store interface {
 	Transaction(ctx context.Context, fn func(tx Ops) error) error
 	// History lists versions, newest first.
 	History(ctx context.Context, q HistoryQuery) ([]*Resource, error)
+	// Purge removes typ/id for good: every version, its index values and
+	// its current row, so that neither a read, a vread, a history nor a
+	// search finds it, and the id is free again. Purging a missing id is
+	// not an error. It serves records that must not outlive their purpose
+	// (an expired bulk export job names the patients it exported), never a
+	// patient's record, whose versions are kept.
+	Purge(ctx context.Context, typ, id string) error
 	// Blobs is where the engine keeps large contents (a Binary's bytes).
 	Blobs() Blobs
 	// Info describes the engine.

@@ -230,3 +230,24 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) ([]*store.Res
 	}
 	return out, nil
 }
+
+// Purge removes every version of typ/id: its resources document first, so
+// that searches stop finding it, then its history. In one transaction when
+// the server runs them; otherwise a failure in between leaves history
+// versions that a second Purge removes.
+func (s *Store) Purge(ctx context.Context, typ, id string) error {
+	purge := func(o ops) error {
+		if _, err := s.resources.DeleteOne(o.ctx(ctx), bson.D{{Key: "_id", Value: resourceKey(typ, id)}}); err != nil {
+			return wrap("purge current version", err)
+		}
+		if _, err := s.history.DeleteMany(o.ctx(ctx), bson.D{{Key: fType, Value: typ}, {Key: fID, Value: id}}); err != nil {
+			return wrap("purge history", err)
+		}
+		return nil
+	}
+	err := s.Transaction(ctx, func(tx store.Ops) error { return purge(tx.(ops)) })
+	if errors.Is(err, store.ErrNoTransactions) {
+		return purge(ops{s: s})
+	}
+	return err
+}

@@ -791,3 +791,34 @@ func (s *Store) History(ctx context.Context, hq store.HistoryQuery) ([]*store.Re
 	}
 	return out, rows.Err()
 }
+
+// Purge removes every version of typ/id, its index rows and its resources
+// row, in one transaction.
+func (s *Store) Purge(ctx context.Context, typ, id string) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		var rid int64
+		var deleted int
+		err := tx.QueryRowContext(ctx, `SELECT rid, deleted FROM resources WHERE type = ? AND id = ?`, typ, id).Scan(&rid, &deleted)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("sqlite: purge %s/%s: %w", typ, id, err)
+		}
+		if err := clearIndex(ctx, tx, rid); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM history WHERE type = ? AND id = ?`, typ, id); err != nil {
+			return fmt.Errorf("sqlite: purge %s/%s history: %w", typ, id, err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM resources WHERE rid = ?`, rid); err != nil {
+			return fmt.Errorf("sqlite: purge %s/%s: %w", typ, id, err)
+		}
+		if deleted == 0 { // the triggers count live rows on insert and on deletion only
+			if _, err := tx.ExecContext(ctx, `UPDATE type_stats SET live = live - 1 WHERE type = ?`, typ); err != nil {
+				return fmt.Errorf("sqlite: purge %s/%s: %w", typ, id, err)
+			}
+		}
+		return nil
+	})
+}

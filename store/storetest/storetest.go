@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -32,6 +33,7 @@ func Run(t *testing.T, open Opener) {
 		{"PutWithStaleIfMatchIsRefused", testPutIfMatch},
 		{"DeleteIsLogicalAndKeptInHistory", testDelete},
 		{"DeleteOfMissingIsNoOp", testDeleteMissing},
+		{"PurgeRemovesEveryVersionForGood", testPurge},
 		{"PutAfterDeleteRevives", testPutAfterDelete},
 		{"VReadReturnsEachVersion", testVRead},
 		{"HistoryListsNewestFirstAndPages", testHistoryPaging},
@@ -217,6 +219,60 @@ func testDelete(t *testing.T, s store.Store) {
 	}
 	if ids, _ := s.FindByToken(ctx(), "AllergyIntolerance", store.TokenQuery{Param: "identifier", System: "urn:test", Code: "a-1"}, 10); len(ids) != 0 {
 		t.Fatalf("a deleted resource is still found: %v", ids)
+	}
+}
+
+func testPurge(t *testing.T, s store.Store) {
+	const typ = "AllergyIntolerance"
+	// a1: live with two versions; a2: deleted; a3: a neighbour that stays.
+	for _, w := range []struct {
+		id   string
+		body []byte
+	}{{"a1", allergy("v1")}, {"a1", allergy("v2")}, {"a2", allergy("v1")}, {"a3", allergy("v1")}} {
+		if _, _, err := s.Put(ctx(), typ, w.id, w.body, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := s.Delete(ctx(), typ, "a2", 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"a1", "a2", "never-there"} {
+		if err := s.Purge(ctx(), typ, id); err != nil {
+			t.Fatalf("purge %s: %v", id, err)
+		}
+		if err := s.Purge(ctx(), typ, id); err != nil {
+			t.Fatalf("purge %s again: %v", id, err)
+		}
+	}
+	for _, id := range []string{"a1", "a2"} {
+		if _, err := s.Read(ctx(), typ, id); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("read of purged %s: %v, want ErrNotFound", id, err)
+		}
+		for v := int64(1); v <= 2; v++ {
+			if _, err := s.VRead(ctx(), typ, id, v); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("vread of purged %s version %d: %v, want ErrNotFound", id, v, err)
+			}
+		}
+		if h, err := s.History(ctx(), store.HistoryQuery{Type: typ, ID: id, Count: 10}); err != nil || len(h) != 0 {
+			t.Fatalf("history of purged %s: %d versions, %v", id, len(h), err)
+		}
+	}
+	for _, hq := range []store.HistoryQuery{{Type: typ, Count: 10}, {Count: 10}} {
+		h, err := s.History(ctx(), hq)
+		if err != nil || len(h) != 1 || h[0].ID != "a3" {
+			t.Fatalf("history %+v after the purges: %d versions, %v; want a3's only", hq, len(h), err)
+		}
+	}
+	if ids, err := s.FindByToken(ctx(), typ, store.TokenQuery{Param: "identifier", System: "urn:test", Code: "a-1"}, 10); err != nil || !slices.Equal(ids, []string{"a3"}) {
+		t.Fatalf("token lookup after the purges: %v %v, want [a3]", ids, err)
+	}
+	page, err := s.Search(ctx(), store.Query{Type: typ, Count: 10, Total: true})
+	if err != nil || page.Total != 1 || len(page.Resources) != 1 || page.Resources[0].ID != "a3" {
+		t.Fatalf("search after the purges: %+v %v, want a3 alone", page, err)
+	}
+	r, err := s.Create(ctx(), typ, "a1", allergy("again"))
+	if err != nil || r.Version != 1 {
+		t.Fatalf("create at a purged id: %+v %v, want version 1", r, err)
 	}
 }
 
