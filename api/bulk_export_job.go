@@ -163,6 +163,9 @@ type exporter struct {
 	mu      sync.Mutex
 	tasks   map[string]*exportTask // job id ->
 	byOwner map[string]string      // owner -> job id
+	// reserved counts the queue slots of jobs being submitted (their
+	// records being created).
+	reserved int
 
 	ctx  context.Context
 	stop context.CancelFunc
@@ -264,29 +267,46 @@ var (
 )
 
 func (e *exporter) submit(job *exportJob, caller *auth.Caller) error {
+	// The caller's place and a queue slot are reserved under e.mu, and the
+	// record is created without it: a store write can wait for the writer
+	// (seconds when it is busy), and e.mu serves every status poll.
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if _, busy := e.byOwner[job.Owner]; busy {
+		e.mu.Unlock()
 		return errExportBusy
 	}
-	if len(e.queue) == cap(e.queue) {
+	if len(e.queue)+e.reserved >= cap(e.queue) {
+		e.mu.Unlock()
 		return errExportFull
 	}
+	e.byOwner[job.Owner] = job.ID
+	e.reserved++
+	e.mu.Unlock()
+
 	now := time.Now().UTC()
 	job.ResourceType, job.Status, job.Runner, job.Heartbeat, job.Created, job.Expires = exportJobType, exportQueued, e.runner, now, now, now.Add(e.ttl)
 	t := &exportTask{job: job, caller: caller, released: make(chan struct{})}
 	t.ctx, t.cancel = context.WithCancel(e.ctx)
 	body, err := json.Marshal(job)
-	if err != nil {
-		return err
+	var r *store.Resource
+	if err == nil {
+		r, err = e.s.store.Create(e.ctx, exportJobType, job.ID, body)
 	}
-	r, err := e.s.store.Create(e.ctx, exportJobType, job.ID, body)
+	if err == nil && e.ctx.Err() != nil {
+		err = e.ctx.Err() // closed meanwhile: the record, left queued, is failed by the next sweep
+	}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.reserved--
 	if err != nil {
+		delete(e.byOwner, job.Owner)
+		t.cancel()
 		return err
 	}
 	t.version = r.Version
-	e.tasks[job.ID], e.byOwner[job.Owner] = t, job.ID
-	e.queue <- t // cannot block: checked under e.mu, the only sender
+	e.tasks[job.ID] = t
+	e.queue <- t // cannot block: the slot was reserved under e.mu, and submit is the only sender
 	return nil
 }
 
