@@ -197,29 +197,23 @@ func parseExport(params url.Values, level string, strict bool) (*exportRequest, 
 				}
 			}
 		case "_type":
-			seen := map[string]bool{}
-			for _, v := range vs {
-				for _, t := range strings.Split(v, ",") {
-					t = strings.TrimSpace(t)
-					if _, ok := fhir.LookupType(t); !ok {
-						return nil, fhir.NewError(http.StatusBadRequest, "not-supported", k, "_type: "+strconv.Quote(t)+" is not a resource type this server supports")
-					}
-					if t == "Binary" {
-						return nil, fhir.NewError(http.StatusBadRequest, "not-supported", k, "_type: Binary is not exported; a document's content is read at its attachment's URL")
-					}
-					if rt, _ := fhir.LookupType(t); level == "patient" && t != "Patient" && len(rt.PatientCompartment) == 0 {
-						return nil, fhir.NewError(http.StatusBadRequest, "not-supported", k, "_type: "+t+" is not in the Patient compartment: export it with /$export")
-					}
-					if !seen[t] {
-						seen[t] = true
-						r.types = append(r.types, t)
-					}
+			types, err := typeList(k, vs, "not-supported")
+			if err != nil {
+				return nil, err
+			}
+			for _, t := range types {
+				if t == "Binary" {
+					return nil, fhir.NewError(http.StatusBadRequest, "not-supported", k, "_type: Binary is not exported; a document's content is read at its attachment's URL")
+				}
+				if rt, _ := fhir.LookupType(t); level == "patient" && t != "Patient" && len(rt.PatientCompartment) == 0 {
+					return nil, fhir.NewError(http.StatusBadRequest, "not-supported", k, "_type: "+t+" is not in the Patient compartment: export it with /$export")
 				}
 			}
+			r.types = types
 		case "_since":
-			t, err := parseInstant(vs[len(vs)-1])
-			if err != nil || !strings.Contains(vs[len(vs)-1], "T") {
-				return nil, fhir.NewError(http.StatusBadRequest, "invalid", k, "_since must be an instant such as 2024-01-31T10:00:00Z")
+			t, err := sinceParam(k, vs[len(vs)-1], true)
+			if err != nil {
+				return nil, err
 			}
 			r.since = &t
 		case "_typeFilter":

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -56,6 +57,35 @@ type everythingRequest struct {
 	ignored    []string
 }
 
+// typeList reads the resource types of a _type parameter (comma-separated,
+// possibly repeated), in order, once each; a type this server does not
+// know is refused with code.
+func typeList(k string, vs []string, code string) ([]string, error) {
+	var types []string
+	for _, v := range vs {
+		for _, t := range strings.Split(v, ",") {
+			t = strings.TrimSpace(t)
+			if _, ok := fhir.LookupType(t); !ok {
+				return nil, fhir.NewError(http.StatusBadRequest, code, k, "_type: "+strconv.Quote(t)+" is not a resource type this server supports")
+			}
+			if !slices.Contains(types, t) {
+				types = append(types, t)
+			}
+		}
+	}
+	return types, nil
+}
+
+// sinceParam reads a _since instant; withTime also refuses a date alone
+// (the Bulk Data IG asks for an instant).
+func sinceParam(k, v string, withTime bool) (time.Time, error) {
+	t, err := parseInstant(v)
+	if err != nil || withTime && !strings.Contains(v, "T") {
+		return time.Time{}, searchError(k, "_since must be an instant such as 2024-01-31T10:00:00Z")
+	}
+	return t, nil
+}
+
 func (r *everythingRequest) wants(typ string) bool { return r.types == nil || r.types[typ] }
 
 // everythingParams are the parameters $everything reads; _format and
@@ -81,20 +111,18 @@ func parseEverything(params url.Values, strict bool) (*everythingRequest, error)
 			}
 			r.count = min(n, maxPageSize)
 		case "_type":
+			types, err := typeList(k, vs, "invalid")
+			if err != nil {
+				return nil, err
+			}
 			r.types = map[string]bool{}
-			for _, v := range vs {
-				for _, t := range strings.Split(v, ",") {
-					t = strings.TrimSpace(t)
-					if _, ok := fhir.LookupType(t); !ok {
-						return nil, searchError(k, "_type: "+strconv.Quote(t)+" is not a resource type this server supports")
-					}
-					r.types[t] = true
-				}
+			for _, t := range types {
+				r.types[t] = true
 			}
 		case "_since":
-			t, err := parseInstant(last)
+			t, err := sinceParam(k, last, false)
 			if err != nil {
-				return nil, searchError(k, "_since must be an instant such as 2024-01-31T10:00:00Z")
+				return nil, err
 			}
 			r.since = &t
 		case "start", "end":
