@@ -311,13 +311,19 @@ func (s *Server) auditEvent(c *gin.Context, a *access, status int) auth.Access {
 	default:
 		ev.Outcome = auth.AuditSuccess
 	}
-	if a.caller != nil {
-		ev.CallerKind, ev.CallerID, ev.CallerName, ev.Organization = string(a.caller.Kind), a.caller.ID, a.caller.Name, a.caller.Organization
+	setCaller(&ev, a.caller)
+	return ev
+}
+
+// setCaller names the caller in ev (anonymous when nil); an access mode
+// and its reason are a professional's only.
+func setCaller(ev *auth.Access, c *auth.Caller) {
+	if c != nil {
+		ev.CallerKind, ev.CallerID, ev.CallerName, ev.Organization = string(c.Kind), c.ID, c.Name, c.Organization
 	}
 	if ev.CallerKind != auth.AuditCallerPractitioner {
 		ev.AccessMode, ev.Reason = "", ""
 	}
-	return ev
 }
 
 func actionOf(method string) string {

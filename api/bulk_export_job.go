@@ -710,18 +710,11 @@ func (s *Server) auditExported(t *exportTask, patients []string) error {
 	if s.auth.Unrestricted || s.auth.Auditor == nil {
 		return nil
 	}
-	c := t.caller
 	events := make([]auth.Access, 0, len(patients))
 	for _, p := range patients {
 		ev := auth.Access{Action: "R", Interaction: "operation", Outcome: auth.AuditSuccess, OutcomeDesc: "bulk export",
-			CallerKind: string(c.Kind), CallerID: c.ID, CallerName: c.Name, Organization: c.Organization,
-			PatientIDs: []string{p}, Query: "export-job=" + t.job.ID}
-		if c.Kind == auth.KindPractitioner {
-			ev.AccessMode, ev.Reason = t.job.Mode, t.job.Reason
-		}
-		if c.Kind == auth.KindPatient {
-			ev.CallerName = ""
-		}
+			AccessMode: t.job.Mode, Reason: t.job.Reason, PatientIDs: []string{p}, Query: "export-job=" + t.job.ID}
+		setCaller(&ev, t.caller)
 		events = append(events, ev)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), auditWait)
