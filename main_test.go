@@ -39,41 +39,78 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func freeAddr(t *testing.T) string {
+// unusedAddr returns a loopback address where nothing listens, and keeps it
+// so until the test ends: the port is bound by a socket that never
+// listens, so that a connection to it is refused and no other process (the
+// api tests open many servers at once) can take it meanwhile.
+func unusedAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+}
+
+// listenAddr returns the address of the server's "dmp-fhir listening" log
+// line (JSON or text), "" while there is none.
+func listenAddr(logs string) string {
+	for _, line := range strings.Split(logs, "\n") {
+		if !strings.Contains(line, "dmp-fhir listening") {
+			continue
+		}
+		var l struct{ Msg, Addr string }
+		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "dmp-fhir listening" {
+			return l.Addr
+		}
+		if _, rest, ok := strings.Cut(line, `msg="dmp-fhir listening" addr=`); ok {
+			addr, _, _ := strings.Cut(rest, " ")
+			return addr
+		}
+	}
+	return ""
 }
 
 // startServer starts the server as a subprocess on dataDir and waits until
-// it answers /fhir/metadata.
+// it answers /fhir/metadata. The server binds a port of its own choosing
+// (127.0.0.1:0) and the test reads it from its log: a port picked here and
+// bound later by the server could be taken in between by another process,
+// and the test would then talk to that one.
 func startServer(t *testing.T, dataDir string, env ...string) (*exec.Cmd, string, *syncBuffer) {
 	t.Helper()
-	addr := freeAddr(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(append(os.Environ(), "DMP_TEST_SERVE=1", "DMP_ADDR="+addr, "DMP_DATA_DIR="+dataDir, "MONGODB_URI="), env...)
+	cmd.Env = append(append(os.Environ(), "DMP_TEST_SERVE=1", "DMP_ADDR=127.0.0.1:0", "DMP_LOG_LEVEL=info", "DMP_DATA_DIR="+dataDir, "MONGODB_URI="), env...)
 	var logs syncBuffer
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	base := "http://" + addr + "/fhir"
 	deadline := time.Now().Add(30 * time.Second)
+	addr := ""
 	for time.Now().Before(deadline) {
-		if res, err := http.Get(base + "/metadata"); err == nil {
-			res.Body.Close()
-			if res.StatusCode == 200 {
-				return cmd, base, &logs
+		if addr == "" {
+			addr = listenAddr(logs.String())
+		}
+		if addr != "" {
+			if res, err := http.Get("http://" + addr + "/fhir/metadata"); err == nil {
+				res.Body.Close()
+				if res.StatusCode == 200 {
+					return cmd, "http://" + addr + "/fhir", &logs
+				}
 			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("server did not answer /fhir/metadata:\n%s", logs.String())
+	t.Fatalf("server did not answer /fhir/metadata (listening on %q):\n%s", addr, logs.String())
 	return nil, "", nil
 }
 
@@ -371,7 +408,7 @@ func TestHealthcheckProbesReadyz(t *testing.T) {
 		{addr, true},
 		{"0.0.0.0:" + port, true},
 		{":" + port, true},
-		{freeAddr(t), false},
+		{unusedAddr(t), false},
 		{"no-port", false},
 	} {
 		var out bytes.Buffer
