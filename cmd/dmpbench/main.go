@@ -16,6 +16,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -228,19 +230,15 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) error {
 	}
 
 	if o.has("floor") {
-		addr, err := freeAddr()
-		if err != nil {
-			return err
-		}
 		self, err := os.Executable()
 		if err != nil {
 			return err
 		}
-		floor, err := startProc(self, nil, []string{"DMPBENCH_FLOOR_ADDR=" + addr}, addr, "/floor", filepath.Join(work, "floor.log"))
+		floor, err := startProc(self, nil, []string{"DMPBENCH_FLOOR_ADDR=127.0.0.1:0"}, floorMsg, "/floor", filepath.Join(work, "floor.log"))
 		if err != nil {
 			return err
 		}
-		fc := newClient(addr, 1024)
+		fc := newClient(floor.addr, 1024)
 		for _, c := range o.clients {
 			say("floor-gin c=%d", c)
 			results = append(results, closedLoop(ctx, "floor-gin", c, o.warmup, o.duration, floorGin(fc), 1, h.meterOf(floor, "floor-gin", c)))
@@ -354,23 +352,25 @@ func (h *harness) start(unrestricted bool) error {
 	if err := h.stop(); err != nil {
 		return err
 	}
-	addr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	env := []string{"DMP_DATA_DIR=" + h.dataDir, "DMP_ADDR=" + addr, "DMP_MAX_BODY_BYTES=" + strconv.Itoa(64<<20)}
+	env := []string{"DMP_DATA_DIR=" + h.dataDir, "DMP_ADDR=127.0.0.1:0", "DMP_MAX_BODY_BYTES=" + strconv.Itoa(64<<20)}
 	if unrestricted {
 		env = append(env, "DMP_BENCH_UNRESTRICTED=1")
 	}
 	h.pprof = ""
 	if h.o.pprofDir != "" {
-		if h.pprof, err = freeAddr(); err != nil {
-			return err
-		}
-		env = append(env, "DMP_BENCH_PPROF="+h.pprof)
+		env = append(env, "DMP_BENCH_PPROF=127.0.0.1:0")
 	}
-	h.srv, err = startProc(h.bin, []string{"serve"}, env, addr, "/readyz", h.logPath)
-	return err
+	var err error
+	if h.srv, err = startProc(h.bin, []string{"serve"}, env, listenMsg, "/readyz", h.logPath); err != nil {
+		return err
+	}
+	if h.o.pprofDir != "" {
+		// Logged before the server listens.
+		if h.pprof = logAddr(h.srv.logged(), pprofMsg); h.pprof == "" {
+			return fmt.Errorf("the server logged no %q line; see %s", pprofMsg, h.logPath)
+		}
+	}
+	return nil
 }
 
 func (h *harness) stop() error {
@@ -495,7 +495,12 @@ func serveFloor(addr string) error {
 	e := gin.New()
 	body := []byte(`{"resourceType":"Basic","id":"floor","text":"` + strings.Repeat("x", 1024-len(`{"resourceType":"Basic","id":"floor","text":""}`)) + `"}`)
 	e.GET("/floor", func(c *gin.Context) { c.Data(http.StatusOK, "application/fhir+json", body) })
-	return http.ListenAndServe(addr, e)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	slog.New(slog.NewJSONHandler(os.Stderr, nil)).Info(floorMsg, "addr", ln.Addr().String())
+	return http.Serve(ln, e)
 }
 
 // readManifest returns the loaded dataset described in path, nil when

@@ -3,10 +3,10 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -29,31 +29,76 @@ func buildServer(src, dir string) (string, error) {
 	return bin, nil
 }
 
-// freeAddr returns a loopback address with a port nobody listens on.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+// listenMsg is the message of the line the server logs once it listens,
+// with the address it bound in its addr field; pprofMsg that of the line
+// of the benchmark switch DMP_BENCH_PPROF; floorMsg that of the gin floor.
+const (
+	listenMsg = "dmp-fhir listening"
+	pprofMsg  = "BENCHMARK SWITCH DMP_BENCH_PPROF: net/http/pprof served"
+	floorMsg  = "dmpbench floor listening"
+)
+
+// logAddr returns the addr field of the first complete line of log (JSON or
+// slog's text) whose message is msg, "" when there is none.
+func logAddr(log []byte, msg string) string {
+	if i := bytes.LastIndexByte(log, '\n'); i >= 0 {
+		log = log[:i] // a line still being written is read next time
+	} else {
+		return ""
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	text := []byte("msg=" + strconv.Quote(msg) + " addr=")
+	for _, line := range bytes.Split(log, []byte("\n")) {
+		if !bytes.Contains(line, []byte(msg)) {
+			continue
+		}
+		var l struct{ Msg, Addr string }
+		if json.Unmarshal(line, &l) == nil && l.Msg == msg {
+			return l.Addr
+		}
+		if _, rest, ok := bytes.Cut(line, text); ok {
+			addr, _, _ := bytes.Cut(rest, []byte(" "))
+			return string(addr)
+		}
+	}
+	return ""
 }
 
 // proc is a server process started by dmpbench: its own CPU time and
 // memory are what the figures report.
 type proc struct {
-	cmd     *exec.Cmd
-	addr    string
-	log     *os.File
-	startup time.Duration // from exec to the first 200 of /readyz (or /)
-	exited  chan error
+	cmd       *exec.Cmd
+	addr      string
+	log       *os.File
+	logPath   string
+	logOffset int64         // where the process's lines start in logPath
+	startup   time.Duration // from exec to the first 200 of /readyz (or /)
+	exited    chan error
+}
+
+// logged returns what the process has logged so far.
+func (p *proc) logged() []byte {
+	f, err := os.Open(p.logPath)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(io.NewSectionReader(f, p.logOffset, 1<<62))
+	return b
 }
 
 // startProc runs bin with env added to dmpbench's environment, and waits
-// until ready answers 200 on addr.
-func startProc(bin string, args, env []string, addr, ready, logPath string) (*proc, error) {
+// until ready answers 200 on the address it logs (a line whose message is
+// msg) in logPath. The process binds a port of its own choosing (its
+// address in env is 127.0.0.1:0): a port picked here and bound later by
+// the process could be taken in between by another one.
+func startProc(bin string, args, env []string, msg, ready, logPath string) (*proc, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
+		return nil, err
+	}
+	fi, err := logf.Stat()
+	if err != nil {
+		logf.Close()
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
@@ -66,7 +111,7 @@ func startProc(bin string, args, env []string, addr, ready, logPath string) (*pr
 		logf.Close()
 		return nil, err
 	}
-	p := &proc{cmd: cmd, addr: addr, log: logf, exited: make(chan error, 1)}
+	p := &proc{cmd: cmd, log: logf, logPath: logPath, logOffset: fi.Size(), exited: make(chan error, 1)}
 	go func() { p.exited <- cmd.Wait() }()
 	client := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(60 * time.Second)
@@ -77,17 +122,25 @@ func startProc(bin string, args, env []string, addr, ready, logPath string) (*pr
 			return nil, fmt.Errorf("%s exited before it was ready (%v); see %s", filepath.Base(bin), err, logPath)
 		default:
 		}
-		resp, err := client.Get("http://" + addr + ready)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				p.startup = time.Since(started)
-				return p, nil
+		if p.addr == "" {
+			p.addr = logAddr(p.logged(), msg)
+		}
+		if p.addr != "" {
+			resp, err := client.Get("http://" + p.addr + ready)
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					p.startup = time.Since(started)
+					return p, nil
+				}
 			}
 		}
 		if time.Now().After(deadline) {
 			p.stop()
+			if p.addr == "" {
+				return nil, fmt.Errorf("%s logged no %q line with its address within 60 s (is DMP_LOG_LEVEL above info?); see %s", filepath.Base(bin), msg, logPath)
+			}
 			return nil, fmt.Errorf("%s not ready after 60 s; see %s", filepath.Base(bin), logPath)
 		}
 		time.Sleep(2 * time.Millisecond)
