@@ -14,9 +14,11 @@ import (
 
 // TestHarnessRunsOnD0 keeps the benchmark working: it builds the server,
 // loads D0 (10 DMPs, ~10k resources) through the API, and runs W1, W2 and
-// W4 for two seconds each (W4 with records of 100 resources: a median
-// record takes seconds on a busy machine). It asserts that the requests succeed and that the
-// CSV is written; it asserts no timing.
+// W4 for two seconds each (W4 with records of 20 resources: a median
+// record, or even one of 100, can take over the two seconds on a busy
+// machine, and a run in which no request ends is a run with no figures).
+// It asserts that the requests succeed and that the CSV is written; it
+// asserts no timing.
 func TestHarnessRunsOnD0(t *testing.T) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "results.csv")
@@ -24,7 +26,7 @@ func TestHarnessRunsOnD0(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	err := run(ctx, []string{"-dataset", "D0", "-duration", "2s", "-warmup", "200ms", "-c", "2",
-		"-workloads", "W1,W2,W4", "-ingest-size", "100", "-src", "../..", "-data", filepath.Join(dir, "data"), "-q", "-out", out}, &stdout, &stderr)
+		"-workloads", "W1,W2,W4", "-ingest-size", "20", "-src", "../..", "-data", filepath.Join(dir, "data"), "-q", "-out", out}, &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("dmpbench: %v\n%s\n%s", err, stdout.String(), stderr.String())
 	}
