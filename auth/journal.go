@@ -92,11 +92,13 @@ var ErrJournalLost = errors.New("audit: the journal directory was taken over by 
 
 // The lock of the journal directory: refreshed every journalLockRefresh; a
 // lock not refreshed for journalLockStale is abandoned; a start waits up to
-// journalLockWait for a live holder to leave. Variables for the tests.
+// journalLockWait for a live holder to leave; an unreadable (torn) lock is
+// abandoned once journalLockTornGrace old. Variables for the tests.
 var (
-	journalLockRefresh = 5 * time.Second
-	journalLockStale   = 30 * time.Second
-	journalLockWait    = 45 * time.Second
+	journalLockRefresh   = 5 * time.Second
+	journalLockStale     = 30 * time.Second
+	journalLockWait      = 45 * time.Second
+	journalLockTornGrace = time.Second
 )
 
 var journalCRC = crc32.MakeTable(crc32.Castagnoli)
@@ -1197,7 +1199,7 @@ func journalLockAbandoned(path, host string) (bool, string) {
 	stale := time.Since(fi.ModTime()) > journalLockStale
 	if len(f) != 3 {
 		// Torn by a crash while it was created; give a live creator a moment.
-		return stale || time.Since(fi.ModTime()) > time.Second, "unreadable lock"
+		return stale || time.Since(fi.ModTime()) > journalLockTornGrace, "unreadable lock"
 	}
 	holder := "pid " + f[0] + " on " + f[1]
 	pid, err := strconv.Atoi(f[0])

@@ -605,8 +605,11 @@ func TestJournalFileModes(t *testing.T) {
 // One process at a time owns a journal directory: a live owner is waited
 // for, then refused; a lock whose owner is gone is taken over.
 func TestJournalLock(t *testing.T) {
-	defer func(wait time.Duration) { journalLockWait = wait }(journalLockWait)
+	defer func(wait, grace time.Duration) { journalLockWait, journalLockTornGrace = wait, grace }(journalLockWait, journalLockTornGrace)
 	journalLockWait = 300 * time.Millisecond
+	// A fresh torn lock must still be fresh when OpenAuditor looks at it,
+	// however long the disk stalls in between.
+	journalLockTornGrace = 10 * time.Second
 	host, _ := os.Hostname()
 	host = strings.Join(strings.Fields(host), "_")
 	for _, tc := range []struct {
@@ -625,6 +628,7 @@ func TestJournalLock(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
+			st := auditTestSQLite(t) // before LOCK is written: opening it may take a while
 			lock := filepath.Join(dir, journalLockName)
 			if err := os.WriteFile(lock, []byte(tc.lock), 0o600); err != nil {
 				t.Fatal(err)
@@ -633,7 +637,7 @@ func TestJournalLock(t *testing.T) {
 				old := time.Now().Add(-tc.age)
 				os.Chtimes(lock, old, old)
 			}
-			a, err := OpenAuditor(auditTestSQLite(t), journalTestOptions(dir))
+			a, err := OpenAuditor(st, journalTestOptions(dir))
 			if tc.taken != (err == nil) {
 				t.Fatalf("taken %v, want %v (%v)", err == nil, tc.taken, err)
 			}
