@@ -428,8 +428,11 @@ func (e *exporter) sweep(ctx context.Context, now time.Time) {
 			}
 			switch {
 			case now.After(j.Expires):
-				if e.cancelHeld(j.ID) {
-					continue // its worker cleans up
+				// A job still queued or running is its worker's to clean up.
+				// One that ended (done or failed) has written its last record
+				// and files, though its worker may not have released it yet.
+				if (j.Status == exportQueued || j.Status == exportRunning) && e.cancelHeld(j.ID) {
+					continue
 				}
 				if err := e.s.removeJob(ctx, j.ID); err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrDeleted) && ctx.Err() == nil {
 					e.s.log.Error("export: removing an expired job", "job", j.ID, "err", err)
