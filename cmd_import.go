@@ -99,6 +99,7 @@ func importCmd(args []string, stdout, stderr io.Writer) error {
 	}
 	defer closeAccess()
 	server := api.New(api.Config{MaxBodyBytes: 1 << 30, MaxBundleEntries: 1 << 20, InlineMaxBytes: c.InlineMaxBytes, Logger: log, Auth: access}, st, validator)
+	defer server.Close() // its background work (export jobs) stops before the audit writer and the store close
 	token, err := access.Key.Issue(auth.Claims{Kind: auth.KindSystem, ClientID: "dmp-fhir-import", Name: "import", Scope: "system/*.cruds",
 		Issuer: c.AuthIssuer, Audience: c.AuthAudience}, 24*time.Hour)
 	if err != nil {

@@ -738,9 +738,11 @@ func seedCmd(args []string, stdout, stderr io.Writer) error {
 		return seedLockedHint(c, err)
 	}
 	defer closeAccess()
+	handler := api.New(api.Config{InlineMaxBytes: c.InlineMaxBytes, Logger: log, Auth: access}, st, validator)
+	defer handler.Close() // its background work (export jobs) stops before the audit writer and the store close
 	s := &seeder{
 		ctx:     ctx,
-		handler: api.New(api.Config{InlineMaxBytes: c.InlineMaxBytes, Logger: log, Auth: access}, st, validator),
+		handler: handler,
 		tokens:  map[string]string{},
 		written: map[string]int{},
 	}

@@ -293,6 +293,7 @@ func testSeed(t *testing.T, engine string) {
 		}
 		defer closeAccess()
 		h := api.New(api.Config{InlineMaxBytes: c.InlineMaxBytes, Logger: log, Auth: access}, st, v)
+		defer h.Close() // its export jobs stop before the audit writer and the store close
 		token := func(cl auth.Claims) string {
 			cl.Scope = "user/*.cruds"
 			if cl.Kind == auth.KindPatient {

@@ -39,6 +39,7 @@ func BenchmarkConsentAndAuditCost(b *testing.B) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	on := api.New(api.Config{Logger: quiet, Auth: &api.Auth{Verifier: v, Key: key, Auditor: auditor}}, st, val)
 	off := api.New(api.Config{Logger: quiet, Auth: &api.Auth{Verifier: v, Key: key, Unrestricted: true}}, st, val)
+	b.Cleanup(func() { on.Close(); off.Close() }) // before the auditor and the store
 
 	doctor, _ := key.Issue(auth.Claims{Kind: auth.KindPractitioner, IDNatPs: psAuthorized, Profession: "10", Scope: "user/*.cruds"}, time.Hour)
 	call := func(h http.Handler, method, path, token, body string) *httptest.ResponseRecorder {
@@ -130,6 +131,7 @@ func BenchmarkEverything(b *testing.B) {
 	b.Cleanup(func() { auditor.Close() })
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	h := api.New(api.Config{Logger: quiet, Auth: &api.Auth{Verifier: v, Key: key, Auditor: auditor}}, st, validator(t))
+	b.Cleanup(h.Close) // after the HTTP server, before the auditor and the store
 	hs := httptest.NewServer(h)
 	b.Cleanup(hs.Close)
 	s := &server{t: t, url: hs.URL + "/fhir", key: key, store: st}

@@ -435,6 +435,7 @@ func BenchmarkBinaryContent(b *testing.B) {
 	key := signingKey(t)
 	v, _ := auth.NewVerifier(auth.VerifierConfig{Key: key})
 	h := api.New(api.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Auth: &api.Auth{Verifier: v, Key: key, Unrestricted: true}}, st, validator(t))
+	b.Cleanup(h.Close) // before the store
 	tok, _ := key.Issue(auth.Claims{Kind: auth.KindPractitioner, IDNatPs: "810000000001", Profession: "10", Scope: "user/*.cruds"}, time.Hour)
 	send := func(method, path string, body []byte, ct string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(method, path, bytes.NewReader(body))

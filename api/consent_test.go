@@ -40,8 +40,7 @@ func newConsentServer(t *testing.T, e engine) *server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { outbox.Close() })
-	s := newServerOn(t, st, api.Config{Auth: &api.Auth{Verifier: v, Key: key, Auditor: auditor, Notifier: outbox}})
-	t.Cleanup(func() { auditor.Close() }) // before the store closes (cleanups run last first)
+	s := newServerOn(t, st, api.Config{Auth: &api.Auth{Verifier: v, Key: key, Auditor: auditor, Notifier: outbox}}) // closes the auditor
 	s.outbox, s.auditor = outbox, auditor
 	return s
 }
@@ -561,8 +560,9 @@ func TestAConsentChangedByAnotherServerCountsAtOnce(t *testing.T) {
 			}
 			// The second server shares the store, which the first one closes.
 			auditor := auth.NewAuditor(a.store, auth.AuditorOptions{JournalDir: t.TempDir()})
-			hb := httptest.NewServer(api.New(api.Config{Auth: &api.Auth{Verifier: v, Key: a.key, Auditor: auditor}}, a.store, validator(t)))
-			t.Cleanup(func() { hb.Close(); auditor.Close() })
+			second := api.New(api.Config{Auth: &api.Auth{Verifier: v, Key: a.key, Auditor: auditor}}, a.store, validator(t))
+			hb := httptest.NewServer(second)
+			t.Cleanup(func() { hb.Close(); second.Close(); auditor.Close() })
 			b := &server{t: t, url: hb.URL + "/fhir", key: a.key, store: a.store}
 
 			doctor := "Bearer " + a.practitioner(psAuthorized, false)

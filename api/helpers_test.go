@@ -92,7 +92,10 @@ func newServer(t *testing.T, e engine, cfg api.Config) *server {
 	return newServerOn(t, e.open(t), cfg)
 }
 
-// newServerOn starts a server over st.
+// newServerOn starts a server over st. At the end of the test it closes,
+// in this order, the HTTP server (no request in flight), the API server
+// (its export jobs stop), the audit writer of cfg.Auth if any (its last
+// events go to the store) and st.
 func newServerOn(t *testing.T, st store.Store, cfg api.Config) *server {
 	t.Helper()
 	key := signingKey(t)
@@ -107,6 +110,10 @@ func newServerOn(t *testing.T, st store.Store, cfg api.Config) *server {
 	hs := httptest.NewServer(a)
 	t.Cleanup(func() {
 		hs.Close()
+		a.Close()
+		if cfg.Auth.Auditor != nil {
+			cfg.Auth.Auditor.Close()
+		}
 		st.Close()
 	})
 	srv := &server{t: t, url: hs.URL + "/fhir", api: a, key: key, store: st}

@@ -29,8 +29,7 @@ func newMeteredServer(t *testing.T, e engine, cfg api.Config) *server {
 	}
 	auditor := auth.NewAuditor(st, auth.AuditorOptions{JournalDir: t.TempDir(), OnBatch: m.AuditBatch})
 	cfg.Auth, cfg.Metrics = &api.Auth{Verifier: v, Key: key, Auditor: auditor}, m
-	s := newServerOn(t, st, cfg)
-	t.Cleanup(func() { auditor.Close() })
+	s := newServerOn(t, st, cfg) // closes the auditor
 	s.auditor = auditor
 	return s
 }

@@ -75,8 +75,7 @@ func TestLogsCarryNoPatientDataNorSecrets(t *testing.T) {
 			}
 			t.Cleanup(func() { outbox.Close() })
 			auditor := auth.NewAuditor(st, auth.AuditorOptions{JournalDir: t.TempDir(), Logger: log})
-			s := newServerOn(t, st, api.Config{Logger: log, Auth: &api.Auth{Verifier: v, Key: key, Auditor: auditor, Notifier: outbox, Clients: clients}})
-			t.Cleanup(func() { auditor.Close() })
+			s := newServerOn(t, st, api.Config{Logger: log, Auth: &api.Auth{Verifier: v, Key: key, Auditor: auditor, Notifier: outbox, Clients: clients}}) // closes the auditor
 			s.outbox, s.auditor = outbox, auditor
 			root := strings.TrimSuffix(s.url, "/fhir")
 			expect := func(what string, r response, want int) response {
