@@ -668,7 +668,10 @@ func TestAuditorContextDone(t *testing.T) {
 // the writer is idle.
 func TestAuditorMaxDelay(t *testing.T) {
 	st := auditTestSQLite(t)
-	a := NewAuditor(st, AuditorOptions{MaxDelay: 200 * time.Millisecond, Logger: auditTestQuiet()})
+	// A second: the ten Records must all be queued within it to share
+	// one batch, even on a starved CPU.
+	const maxDelay = time.Second
+	a := NewAuditor(st, AuditorOptions{MaxDelay: maxDelay, Logger: auditTestQuiet()})
 	start := time.Now()
 	errs := auditTestRecordMany(t, a, "d", 10)
 	for _, err := range errs {
@@ -681,7 +684,7 @@ func TestAuditorMaxDelay(t *testing.T) {
 	if s.Batches != 1 || s.Events != 10 {
 		t.Errorf("stats %+v, want one batch of 10", s)
 	}
-	if time.Since(start) < 150*time.Millisecond {
+	if time.Since(start) < maxDelay*3/4 {
 		t.Errorf("the writer did not wait for MaxDelay")
 	}
 }
