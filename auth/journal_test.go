@@ -371,14 +371,12 @@ func TestJournalMaterializeMakesPriorRecordsSearchable(t *testing.T) {
 	if got := auditTestCount(t, st, "searcher"); got != 0 {
 		t.Fatalf("%d AuditEvents in the store before Materialize: the test does not test", got)
 	}
+	// Were the hour of MaterializeDelay applied to it, Materialize would
+	// fail with the context's deadline.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	start := time.Now()
 	if err := a.Materialize(ctx); err != nil {
 		t.Fatal(err)
-	}
-	if time.Since(start) > time.Second {
-		t.Errorf("Materialize waited %v: the MaterializeDelay applies to it", time.Since(start))
 	}
 	if got := auditTestCount(t, st, "searcher"); got != 5 {
 		t.Errorf("the patient search finds %d AuditEvents, want 5", got)
@@ -517,7 +515,10 @@ func TestJournalCloseIsBoundedAndLeavesTheRestForTheNextStart(t *testing.T) {
 	journalTestRecord(t, a, "k", 25)
 	start := time.Now()
 	a.Close()
-	if d := time.Since(start); d < opts.CloseTimeout || d > opts.CloseTimeout+2*time.Second {
+	// At least CloseTimeout; at most well below the default (10 s), so
+	// that the option is seen to apply, with seconds to spare for a busy
+	// machine.
+	if d := time.Since(start); d < opts.CloseTimeout || d >= defaultCloseTimeout {
 		t.Errorf("Close took %v with the store down (CloseTimeout %v)", d, opts.CloseTimeout)
 	}
 	if got := auditTestCount(t, real, ""); got != 0 {
