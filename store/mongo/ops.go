@@ -20,7 +20,8 @@ import (
 const maxAttempts = 50
 
 // settleRounds bounds the read-back loop that, on FerretDB only, makes the
-// resources document catch up with history after racing writers.
+// resources document catch up with history after racing writers: the
+// replaces of one writer, each read back.
 const settleRounds = 10
 
 // ops runs the store's reads and writes, in a transaction when sess is set.
@@ -295,8 +296,13 @@ func (o ops) writeDoc(ctx context.Context, d *document) (taken, err error) {
 //
 // FerretDB does not apply the guarded replace atomically, so a late writer
 // can move the document backwards there; on FerretDB each writer then reads
-// the document back and rolls it forward to the newest history version, so
-// that the last writer leaves it right.
+// the document back after each of its replaces and rolls it forward to the
+// newest history version, so that the last writer leaves it right. The
+// writer of the replace that lands last reads that replace back: a writer
+// that finds another writer's version in place leaves it to that writer,
+// and the round limit is checked after a read-back, never after a replace
+// (a replace not read back could be the one that moved the document
+// backwards last).
 func (o ops) settle(ctx context.Context, d *document) error {
 	for round := 1; ; round++ {
 		c := d.current()
@@ -305,7 +311,7 @@ func (o ops) settle(ctx context.Context, d *document) error {
 		if err != nil && !mongo.IsDuplicateKeyError(err) {
 			return wrap("update current version", err)
 		}
-		if !o.s.ferretDB || o.inTx() || round >= settleRounds {
+		if !o.s.ferretDB || o.inTx() {
 			return nil
 		}
 		var stored struct {
@@ -313,7 +319,8 @@ func (o ops) settle(ctx context.Context, d *document) error {
 		}
 		err = o.s.resources.FindOne(ctx, bson.D{{Key: "_id", Value: c.Key}},
 			options.FindOne().SetProjection(bson.D{{Key: fVersion, Value: 1}})).Decode(&stored)
-		if err != nil && !errors.Is(err, mongo.ErrNoDocuments) {
+		missing := errors.Is(err, mongo.ErrNoDocuments)
+		if err != nil && !missing {
 			return wrap("read current version", err)
 		}
 		newest, err := o.latest(ctx, d.Type, d.ID)
@@ -321,6 +328,14 @@ func (o ops) settle(ctx context.Context, d *document) error {
 			return err
 		}
 		if newest == nil || stored.Version >= newest.Version {
+			return nil
+		}
+		if !missing && stored.Version != c.Version {
+			// Another writer's replace landed after this one's: that
+			// writer reads it back and rolls it forward.
+			return nil
+		}
+		if round >= settleRounds {
 			return nil
 		}
 		if !newest.Deleted { // history keeps no index values
