@@ -409,6 +409,9 @@ func (s *Server) dispatch(ctx context.Context, parent *http.Request, e bundleEnt
 		req.Header.Set("Content-Type", fhirJSON)
 	}
 	req.Header.Set("Accept", fhirJSON) // an entry's answer is a resource, a Binary's too
+	if v := parent.Header.Get("Prefer"); v != "" {
+		req.Header.Set("Prefer", v) // return=minimal|representation|OperationOutcome applies to each entry (FHIR http.html#prefer)
+	}
 	for h, v := range map[string]string{"If-Match": e.Request.IfMatch, "If-None-Match": e.Request.IfNoneMatch, "If-None-Exist": e.Request.IfNoneExist} {
 		if v != "" {
 			req.Header.Set(h, v)
@@ -535,6 +538,11 @@ func responseBundle(id, kind string, results []entryResult) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// isOutcome says whether body is an OperationOutcome.
+func isOutcome(body []byte) bool {
+	return bytes.HasPrefix(body, []byte(`{"resourceType":"OperationOutcome"`))
+}
+
 // writeResponseEntry writes one entry of a response Bundle: the resource
 // the request answered, if any, and its response (status, location, etag,
 // lastModified, outcome: the order of Bundle.entry.response).
@@ -542,7 +550,10 @@ func writeResponseEntry(buf *bytes.Buffer, r entryResult) error {
 	buf.WriteByte('{')
 	var outcome []byte
 	if len(r.body) > 0 {
-		if r.status >= 400 {
+		if r.status >= 400 || isOutcome(r.body) {
+			// A failure's outcome, or the one Prefer: return=OperationOutcome
+			// asked for: it goes to response.outcome, not in place of the
+			// resource.
 			outcome = r.body
 		} else {
 			buf.WriteString(`"resource":`)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -254,4 +255,62 @@ func TestAuthorStampChangesNoIndexValue(t *testing.T) {
 			t.Errorf("%s: the stamps changed the index values:\n%+v\n%+v", f, want, got)
 		}
 	}
+}
+
+// Prefer: return=... of a batch or transaction applies to each of its
+// entries (FHIR R4 http.html#prefer): an importer asking for minimal
+// answers gets no copy of what it sent back; a read entry still answers
+// its resource.
+func TestBundlePreferReturnAppliesToEachEntry(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *server) {
+		cases := []struct {
+			prefer            string
+			resource, outcome bool // the written entry carries its resource; the outcome asked for
+		}{
+			{"", true, false},
+			{"return=representation", true, false},
+			{"return=minimal", false, false},
+			{"return=OperationOutcome", false, true},
+		}
+		for i, tc := range cases {
+			t.Run("Prefer "+tc.prefer, func(t *testing.T) {
+				batch := `{"resourceType":"Bundle","type":"batch","entry":[
+				 {"resource":{"resourceType":"Patient","id":"pr` + strconv.Itoa(i) + `","name":[{"family":"Prefer"}]},"request":{"method":"PUT","url":"Patient/pr` + strconv.Itoa(i) + `"}},
+				 {"request":{"method":"GET","url":"Patient/pr` + strconv.Itoa(i) + `"}}]}`
+				var headers []string
+				if tc.prefer != "" {
+					headers = []string{"Prefer", tc.prefer}
+				}
+				r := s.do("POST", "", []byte(batch), headers...)
+				if r.status != 200 {
+					t.Fatalf("batch: %d %s", r.status, r.body)
+				}
+				var b struct {
+					Entry []struct {
+						Resource json.RawMessage `json:"resource"`
+						Response struct {
+							Status  string          `json:"status"`
+							Outcome json.RawMessage `json:"outcome"`
+						} `json:"response"`
+					} `json:"entry"`
+				}
+				if err := json.Unmarshal(r.body, &b); err != nil || len(b.Entry) != 2 {
+					t.Fatalf("response: %v %s", err, r.body)
+				}
+				written, read := b.Entry[0], b.Entry[1]
+				if written.Response.Status != "201 Created" || read.Response.Status != "200 OK" {
+					t.Fatalf("statuses %q, %q", written.Response.Status, read.Response.Status)
+				}
+				if got := written.Resource != nil; got != tc.resource {
+					t.Errorf("the written entry carries its resource: %v, want %v (%s)", got, tc.resource, r.body)
+				}
+				if got := strings.Contains(string(written.Response.Outcome), "is at version"); got != tc.outcome {
+					t.Errorf("the written entry's outcome is the OperationOutcome asked for: %v, want %v (%s)", got, tc.outcome, r.body)
+				}
+				if read.Resource == nil {
+					t.Errorf("the read entry lost its resource: %s", r.body)
+				}
+			})
+		}
+	})
 }
