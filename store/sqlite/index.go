@@ -44,6 +44,67 @@ func tokTable(typ, param string) string {
 	return "tok_idx"
 }
 
+// pending holds index rows of a transaction's writes, by table, to be
+// inserted together: in chunks of 32 rows across resources, rather than a
+// few statements for each resource. Every row's first column is its rid.
+type pending struct {
+	rows map[string][][]any
+	rids map[int64]bool // the resources with rows here
+	n    int
+	err  error // a failed flush: the transaction must not commit
+}
+
+// pendingMax bounds the rows held (a few megabytes).
+const pendingMax = 16384
+
+func (p *pending) add(table string, rows [][]any) {
+	if len(rows) == 0 {
+		return
+	}
+	if p.rows == nil {
+		p.rows, p.rids = map[string][][]any{}, map[int64]bool{}
+	}
+	p.rows[table] = append(p.rows[table], rows...)
+	p.rids[rows[0][0].(int64)] = true
+	p.n += len(rows)
+}
+
+// drop forgets the pending rows of resource rid.
+func (p *pending) drop(rid int64) {
+	if !p.rids[rid] {
+		return
+	}
+	delete(p.rids, rid)
+	for t, rows := range p.rows {
+		kept := rows[:0]
+		for _, r := range rows {
+			if r[0].(int64) != rid {
+				kept = append(kept, r)
+			}
+		}
+		p.n -= len(rows) - len(kept)
+		p.rows[t] = kept
+	}
+}
+
+// flush inserts the pending rows, table by table.
+func (p *pending) flush(ctx context.Context, tx *sql.Tx, stmts map[string]*sql.Stmt) error {
+	if p.err != nil || p.n == 0 {
+		return p.err
+	}
+	q := txQuerier{tx: tx, stmts: stmts}
+	for _, t := range indexTables {
+		if err := insertRows(ctx, q, t, p.rows[t]); err != nil {
+			p.err = err
+			return err
+		}
+	}
+	clear(p.rows)
+	clear(p.rids)
+	p.n = 0
+	return nil
+}
+
 // clearTexts are the DELETEs of clearIndex, by table.
 var clearTexts = func() map[string]string {
 	m := map[string]string{}
@@ -53,8 +114,23 @@ var clearTexts = func() map[string]string {
 	return m
 }()
 
-// clearIndex removes every index row of resource rid.
+// indexFree are the statements that need no pending index row written
+// first: the write path's reads and writes of history and resources, and
+// clearIndex's DELETEs (clearIndex drops its resource's pending rows).
+var indexFree = func() map[string]bool {
+	m := map[string]bool{sqlCurrent: true, sqlVRead: true, sqlInsertHistory: true, sqlInsertResource: true, sqlUpdateResource: true}
+	for _, t := range clearTexts {
+		m[t] = true
+	}
+	return m
+}()
+
+// clearIndex removes every index row of resource rid: its pending ones
+// (a resource written twice in one transaction), then its stored ones.
 func clearIndex(ctx context.Context, q querier, rid int64) error {
+	if tq, ok := q.(txQuerier); ok && tq.pend != nil {
+		tq.pend.drop(rid)
+	}
 	for _, t := range indexTables {
 		if _, err := q.ExecContext(ctx, clearTexts[t], rid); err != nil {
 			return fmt.Errorf("sqlite: clear index: %w", err)
@@ -106,6 +182,13 @@ var insertTexts = func() map[string]map[int]string {
 // indexColumns lists them) into table. Duplicate values (same primary key)
 // are kept once.
 func insertRows(ctx context.Context, q querier, table string, rows [][]any) error {
+	if tq, ok := q.(txQuerier); ok && tq.pend != nil {
+		tq.pend.add(table, rows)
+		if tq.pend.n >= pendingMax {
+			return tq.pend.flush(ctx, tq.tx, tq.stmts)
+		}
+		return nil
+	}
 	for len(rows) > 0 {
 		size := 1
 		for _, c := range chunkSizes {

@@ -41,6 +41,7 @@ func Run(t *testing.T, open Opener) {
 		{"FindByTokenUsesCurrentVersionOnly", testFindByToken},
 		{"DecimalsAndUnknownElementsSurvive", testExactJSON},
 		{"TransactionCommitsAllOrNothing", testTransaction},
+		{"TransactionFindsTheIndexValuesOfItsOwnWrites", testTransactionIndex},
 		{"ConcurrentIfMatchUpdatesHaveOneWinner", testConcurrentIfMatch},
 		{"ConcurrentUpdatesAreAllKept", testConcurrentUpdates},
 	}
@@ -471,6 +472,74 @@ func testTransaction(t *testing.T, s store.Store) {
 		if _, err := s.Read(ctx(), "AllergyIntolerance", fmt.Sprint("t", i)); err != nil {
 			t.Fatalf("committed write t%d: %v", i, err)
 		}
+	}
+}
+
+// allergyCoded is an allergy with one code (the token "code").
+func allergyCoded(code string) []byte {
+	return []byte(`{"resourceType":"AllergyIntolerance","patient":{"reference":"Patient/p1"},"code":{"coding":[{"system":"urn:test","code":"` + code + `"}]}}`)
+}
+
+func testTransactionIndex(t *testing.T, s store.Store) {
+	if !s.Info().Transactions {
+		t.Skip("no transactions on this server")
+	}
+	code := func(c string) store.TokenQuery { return store.TokenQuery{Param: "code", System: "urn:test", Code: c} }
+	find := func(ops store.Ops, c string) []string {
+		t.Helper()
+		ids, err := ops.FindByToken(ctx(), "AllergyIntolerance", code(c), 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	// Written in a transaction, then read back in it; a resource written
+	// twice keeps its last values only; a failed transaction leaves none.
+	err := s.Transaction(ctx(), func(tx store.Ops) error {
+		for i, c := range []string{"x", "y", "x"} {
+			if _, err := tx.Create(ctx(), "AllergyIntolerance", fmt.Sprint("c", i), allergyCoded(c)); err != nil {
+				return err
+			}
+		}
+		if got := find(tx, "x"); !slices.Equal(got, []string{"c0", "c2"}) {
+			return fmt.Errorf("inside the transaction, code x finds %v, want [c0 c2]", got)
+		}
+		if _, _, err := tx.Put(ctx(), "AllergyIntolerance", "c1", allergyCoded("z"), 0); err != nil {
+			return err
+		}
+		if _, _, err := tx.Put(ctx(), "AllergyIntolerance", "c1", allergyCoded("w"), 0); err != nil {
+			return err
+		}
+		if _, err := tx.Create(ctx(), "AllergyIntolerance", "c3", allergyCoded("y")); err != nil {
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for c, want := range map[string][]string{"x": {"c0", "c2"}, "y": {"c3"}, "z": nil, "w": {"c1"}} {
+		if got := find(s, c); !slices.Equal(got, want) {
+			t.Errorf("after the commit, code %s finds %v, want %v", c, got, want)
+		}
+	}
+	page, err := s.Search(ctx(), store.Query{Type: "AllergyIntolerance", Count: 10, Total: true, Where: []store.Clause{{Any: []store.Condition{
+		{Param: "code", Kind: store.KindToken, System: "urn:test", Code: "y"}}}}})
+	if err != nil || page.Total != 1 || len(page.Resources) != 1 || page.Resources[0].ID != "c3" {
+		t.Fatalf("search code y after the commit: %+v %v, want c3", page, err)
+	}
+	boom := errors.New("boom")
+	err = s.Transaction(ctx(), func(tx store.Ops) error {
+		if _, err := tx.Create(ctx(), "AllergyIntolerance", "c9", allergyCoded("v")); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("failed transaction: %v", err)
+	}
+	if got := find(s, "v"); len(got) != 0 {
+		t.Fatalf("a rolled-back write left index values: %v", got)
 	}
 }
 
