@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,6 +38,7 @@ type Store struct {
 	// unprepared statement at every call, a fifth of a write's cost.
 	writes map[string]*sql.Stmt
 	blobs  *fileBlobs
+	wal    *walSync // makes each acknowledged commit durable
 }
 
 var _ store.Store = (*Store)(nil)
@@ -243,8 +245,10 @@ func Open(dir string) (*Store, error) {
 		return nil, err
 	}
 	path := filepath.Join(dir, FileName)
-	// synchronous(FULL): a commit is on disk before it is acknowledged, so an
-	// acknowledged write survives kill -9 and power loss alike.
+	// synchronous(FULL) for the readers' connections; the writer's runs
+	// with NORMAL and syncs the WAL after its commits, several at once
+	// (walSync): either way a commit is on disk before it is acknowledged,
+	// so an acknowledged write survives kill -9 and power loss alike.
 	common := url.Values{}
 	common.Add("_pragma", "journal_mode(WAL)")
 	common.Add("_pragma", "synchronous(FULL)")
@@ -262,6 +266,8 @@ func Open(dir string) (*Store, error) {
 		wq[k] = append([]string(nil), v...)
 	}
 	wq.Set("_txlock", "immediate")
+	wq["_pragma"] = slices.DeleteFunc(wq["_pragma"], func(p string) bool { return strings.HasPrefix(p, "synchronous(") })
+	wq.Add("_pragma", "synchronous(NORMAL)")
 	write, err := sql.Open("sqlite", "file:"+path+"?"+wq.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
@@ -302,7 +308,7 @@ func Open(dir string) (*Store, error) {
 		read.Close()
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
-	s := &Store{write: write, read: read, blobs: blobs}
+	s := &Store{write: write, read: read, blobs: blobs, wal: newWALSync(path + "-wal")}
 	// The columns an older database lacks, before the writes are prepared;
 	// upgrade fills them.
 	if err := addPatientLabelColumn(write); err != nil {
@@ -382,6 +388,7 @@ func (s *Store) Close() error {
 	_, cerr := s.write.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
 	rerr := s.read.Close()
 	werr := s.write.Close()
+	s.wal.close()
 	return errors.Join(cerr, rerr, werr)
 }
 
@@ -544,7 +551,8 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error)
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: commit: %w", err)
 	}
-	return nil
+	// Committed and visible; acknowledged once on disk.
+	return s.wal.wait(s.wal.commit())
 }
 
 // Create stores version 1 of a new resource.

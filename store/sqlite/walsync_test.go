@@ -1,0 +1,84 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// A commit is acknowledged only after a sync of the WAL that started after
+// it, and concurrent commits share syncs; the writer's connection itself
+// no longer syncs (synchronous NORMAL), the readers' keep FULL.
+func TestCommitsAreAcknowledgedAfterASharedWALSync(t *testing.T) {
+	var syncs atomic.Int64
+	orig := walFileSync
+	walFileSync = func(f *os.File) error {
+		time.Sleep(20 * time.Millisecond) // a slow disk, so that commits queue behind a sync
+		syncs.Add(1)
+		return orig(f)
+	}
+	defer func() { walFileSync = orig }()
+
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var w, r int
+	if err := s.write.QueryRow("PRAGMA synchronous").Scan(&w); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.read.QueryRow("PRAGMA synchronous").Scan(&r); err != nil {
+		t.Fatal(err)
+	}
+	if w != 1 || r != 2 {
+		t.Fatalf("synchronous: writer %d, readers %d; want 1 (NORMAL) and 2 (FULL)", w, r)
+	}
+
+	ctx := context.Background()
+	before := syncs.Load()
+	if _, err := s.Create(ctx, "Patient", "p0", []byte(`{"resourceType":"Patient"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if n := syncs.Load() - before; n != 1 {
+		t.Fatalf("one create made %d syncs, want 1", n)
+	}
+	s.wal.mu.Lock()
+	committed, synced := s.wal.committed, s.wal.synced
+	s.wal.mu.Unlock()
+	if synced != committed {
+		t.Fatalf("a create returned with commit %d made and %d synced", committed, synced)
+	}
+
+	const writers = 16
+	before, first := syncs.Load(), committed
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.Create(ctx, "Patient", fmt.Sprint("p", i+1), []byte(`{"resourceType":"Patient"}`)); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n := syncs.Load() - before; n < 1 || n >= writers {
+		t.Fatalf("%d concurrent creates made %d syncs, want fewer than one each and at least one", writers, n)
+	}
+	s.wal.mu.Lock()
+	committed, synced = s.wal.committed, s.wal.synced
+	s.wal.mu.Unlock()
+	if synced != committed || committed != first+writers {
+		t.Fatalf("after the creates: %d commits made, %d synced; want %d and %d", committed, synced, first+writers, first+writers)
+	}
+}
