@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"regexp"
 	"runtime"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -431,7 +430,6 @@ func (s *Server) dispatch(ctx context.Context, parent *http.Request, e bundleEnt
 type entryIndex struct {
 	body []byte
 	ix   fhir.Index
-	res  *fhir.Resource // body parsed; nil when it does not parse
 }
 
 type entryIndexKey struct{}
@@ -441,8 +439,7 @@ func extractAhead(e bundleEntry, body []byte) *entryIndex {
 	if e.Request == nil || (e.Request.Method != "POST" && e.Request.Method != "PUT") || body == nil {
 		return nil
 	}
-	res, _ := fhir.ParseResource(body)
-	return &entryIndex{body: body, ix: fhir.ExtractIndex(body), res: res}
+	return &entryIndex{body: body, ix: fhir.ExtractIndex(body)}
 }
 
 // parallel runs fn(0) ... fn(n-1) on GOMAXPROCS goroutines.
@@ -475,18 +472,6 @@ func indexOf(ctx context.Context, body []byte) fhir.Index {
 		return ix
 	}
 	return fhir.ExtractIndex(body)
-}
-
-// aheadResource is body as the Bundle parsed it before the transaction
-// took the write lock (a copy: a handler run again must find it intact),
-// or nil.
-func aheadResource(ctx context.Context, body []byte) *fhir.Resource {
-	if ei, ok := ctx.Value(entryIndexKey{}).(*entryIndex); ok && ei.res != nil && bytes.Equal(ei.body, body) {
-		r := *ei.res
-		r.Fields = slices.Clone(r.Fields)
-		return &r
-	}
-	return nil
 }
 
 func aheadIndex(ctx context.Context, body []byte) (fhir.Index, bool) {
