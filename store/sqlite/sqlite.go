@@ -279,6 +279,13 @@ func Open(dir string) (*Store, error) {
 		write.Close()
 		return nil, fmt.Errorf("sqlite: schema: %w", err)
 	}
+	// Commits are made durable by syncing the WAL file (walSync): without
+	// WAL mode (a file system without shared memory) no write could be.
+	var mode string
+	if err := write.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+		write.Close()
+		return nil, fmt.Errorf("sqlite: the database is not in WAL mode (journal_mode %q, %v): commits could not be made durable", mode, err)
+	}
 
 	rq := url.Values{}
 	for k, v := range common {
