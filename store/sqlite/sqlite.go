@@ -541,6 +541,9 @@ func (s *Store) Transaction(ctx context.Context, fn func(tx store.Ops) error) er
 }
 
 func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+	if err := s.wal.failed(); err != nil {
+		return err
+	}
 	tx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite: begin: %w", err)

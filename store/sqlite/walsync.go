@@ -1,7 +1,9 @@
 package sqlite
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"sync"
 )
@@ -29,6 +31,8 @@ type walSync struct {
 	committed uint64 // commits made, numbered from 1
 	synced    uint64 // commits known to be on disk
 	syncing   bool   // a sync is running (outside mu)
+	err       error  // a sync failed: no commit is acknowledged any more
+	closed    bool   // the store closed (after its final checkpoint)
 	f         *os.File
 }
 
@@ -52,35 +56,51 @@ func (w *walSync) wait(n uint64) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for {
-		if w.synced >= n {
+		switch {
+		case w.err != nil:
+			return w.err
+		case w.synced >= n || w.closed:
+			// Closed: Close's checkpoint synced the WAL, then the
+			// database, after every commit made before it.
 			return nil
+		case !w.syncing:
+			w.syncing = true
+			target := w.committed
+			w.mu.Unlock()
+			err := w.sync()
+			w.mu.Lock()
+			w.syncing = false
+			if err != nil {
+				// Sticky: Linux reports a failed writeback once per file, so
+				// a second sync could succeed over pages that never reached
+				// the disk. Every commit from here on is refused (failed).
+				w.err = fmt.Errorf("sqlite: sync the WAL: %w (the store refuses writes until it is restarted)", err)
+			} else if target > w.synced {
+				w.synced = target
+			}
+			w.cond.Broadcast()
+		default:
+			w.cond.Wait()
 		}
-		if !w.syncing {
-			break
-		}
-		w.cond.Wait()
 	}
-	w.syncing = true
-	target := w.committed
-	w.mu.Unlock()
-	err := w.sync()
+}
+
+// failed is the sync error that stopped the store's writes, or nil.
+func (w *walSync) failed() error {
 	w.mu.Lock()
-	w.syncing = false
-	if err == nil && target > w.synced {
-		w.synced = target
-	}
-	w.cond.Broadcast()
-	if err != nil {
-		return fmt.Errorf("sqlite: sync the WAL: %w", err)
-	}
-	return nil
+	defer w.mu.Unlock()
+	return w.err
 }
 
 // sync syncs the WAL file, opened again should SQLite have replaced it
 // (it deletes the WAL when its last connection closes). Only one runs at a
-// time (syncing).
+// time (syncing). A WAL gone is synced: SQLite deletes it only after a
+// complete checkpoint, which synced the database.
 func (w *walSync) sync() error {
 	fi, err := os.Stat(w.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -91,7 +111,11 @@ func (w *walSync) sync() error {
 		}
 	}
 	if w.f == nil {
-		if w.f, err = os.Open(w.path); err != nil {
+		// Read-write: Windows' FlushFileBuffers needs write access.
+		if w.f, err = os.OpenFile(w.path, os.O_RDWR, 0); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
 			return err
 		}
 	}
@@ -100,10 +124,11 @@ func (w *walSync) sync() error {
 
 func (w *walSync) close() {
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	for w.syncing {
 		w.cond.Wait()
 	}
-	defer w.mu.Unlock()
+	w.closed = true
 	if w.f != nil {
 		w.f.Close()
 		w.f = nil

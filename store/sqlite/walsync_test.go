@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -80,5 +81,39 @@ func TestCommitsAreAcknowledgedAfterASharedWALSync(t *testing.T) {
 	s.wal.mu.Unlock()
 	if synced != committed || committed != first+writers {
 		t.Fatalf("after the creates: %d commits made, %d synced; want %d and %d", committed, synced, first+writers, first+writers)
+	}
+}
+
+// A failed sync of the WAL stops the store's writes for good: the commit it
+// covered is not acknowledged, and no later one is, even if a second sync
+// would succeed (Linux reports a failed writeback only once).
+func TestAFailedWALSyncStopsTheWrites(t *testing.T) {
+	var fail atomic.Bool
+	orig := walFileSync
+	walFileSync = func(f *os.File) error {
+		if fail.Swap(false) {
+			return errors.New("EIO")
+		}
+		return orig(f)
+	}
+	defer func() { walFileSync = orig }()
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if _, err := s.Create(ctx, "Patient", "before", []byte(`{"resourceType":"Patient"}`)); err != nil {
+		t.Fatal(err)
+	}
+	fail.Store(true)
+	if _, err := s.Create(ctx, "Patient", "during", []byte(`{"resourceType":"Patient"}`)); err == nil {
+		t.Fatal("a commit whose sync failed was acknowledged")
+	}
+	if _, err := s.Create(ctx, "Patient", "after", []byte(`{"resourceType":"Patient"}`)); err == nil {
+		t.Fatal("a write after a failed sync was acknowledged")
+	}
+	if _, err := s.Read(ctx, "Patient", "before"); err != nil {
+		t.Fatalf("reads go on: %v", err)
 	}
 }
