@@ -45,6 +45,9 @@ type entryResult struct {
 	status int
 	header http.Header
 	body   []byte
+	// outcomeAsked: the body is the OperationOutcome Prefer:
+	// return=OperationOutcome asked for, which goes to response.outcome.
+	outcomeAsked bool
 }
 
 // methodOrder is the order FHIR processes a transaction's entries in.
@@ -394,6 +397,12 @@ func (s *Server) dispatch(ctx context.Context, parent *http.Request, e bundleEnt
 	target := "/fhir/" + strings.TrimPrefix(e.Request.URL, "/")
 	if u, err := url.Parse(e.Request.URL); err == nil && u.IsAbs() {
 		target = u.RequestURI()
+		if !strings.HasPrefix(target, "/fhir/") {
+			// An entry is a FHIR interaction: not the server's metrics or
+			// health routes, whatever the absolute URL names.
+			return entryResult{status: http.StatusBadRequest, body: fhir.OperationOutcome(fhir.Issue{Severity: "error", Code: "not-supported",
+				Diagnostics: "the entry's url " + strconv.Quote(e.Request.URL) + " is not under this server's FHIR base /fhir"})}
+		}
 	}
 	if assigned != "" {
 		ctx = context.WithValue(ctx, assignedIDKey{}, assigned)
@@ -408,8 +417,11 @@ func (s *Server) dispatch(ctx context.Context, parent *http.Request, e bundleEnt
 		req.Header.Set("Content-Type", fhirJSON)
 	}
 	req.Header.Set("Accept", fhirJSON) // an entry's answer is a resource, a Binary's too
-	if v := parent.Header.Get("Prefer"); v != "" {
-		req.Header.Set("Prefer", v) // return=minimal|representation|OperationOutcome applies to each entry (FHIR http.html#prefer)
+	// Prefer's return= and handling= apply to each entry (FHIR
+	// http.html#prefer); respond-async does not (an entry is answered in
+	// the Bundle).
+	if prefer := entryPrefer(parent.Header.Get("Prefer")); prefer != "" {
+		req.Header.Set("Prefer", prefer)
 	}
 	for h, v := range map[string]string{"If-Match": e.Request.IfMatch, "If-None-Match": e.Request.IfNoneMatch, "If-None-Exist": e.Request.IfNoneExist} {
 		if v != "" {
@@ -418,7 +430,28 @@ func (s *Server) dispatch(ctx context.Context, parent *http.Request, e bundleEnt
 	}
 	rec := httptest.NewRecorder()
 	s.engine.ServeHTTP(rec, req)
-	return entryResult{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}
+	outcomeAsked := rec.Header().Get(entryOutcomeHeader) != ""
+	rec.Header().Del(entryOutcomeHeader)
+	return entryResult{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes(), outcomeAsked: outcomeAsked}
+}
+
+// entryOutcomeHeader marks, on an entry's answer, the OperationOutcome a
+// write answered for Prefer: return=OperationOutcome (answerWrite): it goes
+// to response.outcome, where an operation's OperationOutcome ($validate)
+// stays the entry's resource. It never leaves the server.
+const entryOutcomeHeader = "X-Dmp-Entry-Outcome"
+
+// entryPrefer is the part of a Bundle's Prefer header its entries take.
+func entryPrefer(prefer string) string {
+	var kept []string
+	for _, p := range strings.Split(prefer, ",") {
+		p = strings.TrimSpace(p)
+		k, _, _ := strings.Cut(p, "=")
+		if k = strings.ToLower(k); k == "return" || k == "handling" {
+			kept = append(kept, p)
+		}
+	}
+	return strings.Join(kept, ", ")
 }
 
 // entryIndex is the index values of an entry's resource as the Bundle
@@ -523,19 +556,21 @@ func responseBundle(id, kind string, results []entryResult) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// isOutcome says whether body is an OperationOutcome.
-func isOutcome(body []byte) bool {
-	return bytes.HasPrefix(body, []byte(`{"resourceType":"OperationOutcome"`))
+// notJSONEntry replaces an entry whose answer is not JSON.
+func notJSONEntry(r entryResult) entryResult {
+	return entryResult{status: http.StatusNotAcceptable, body: fhir.OperationOutcome(fhir.Issue{Severity: "error", Code: "not-supported",
+		Diagnostics: "the entry's answer (" + r.header.Get("Content-Type") + ", status " + strconv.Itoa(r.status) + ") is not JSON and cannot be part of a Bundle"})}
 }
 
 // writeResponseEntry writes one entry of a response Bundle: the resource
 // the request answered, if any, and its response (status, location, etag,
 // lastModified, outcome: the order of Bundle.entry.response).
 func writeResponseEntry(buf *bytes.Buffer, r entryResult) error {
+	start := buf.Len()
 	buf.WriteByte('{')
 	var outcome []byte
 	if len(r.body) > 0 {
-		if r.status >= 400 || isOutcome(r.body) {
+		if r.status >= 400 || r.outcomeAsked {
 			// A failure's outcome, or the one Prefer: return=OperationOutcome
 			// asked for: it goes to response.outcome, not in place of the
 			// resource.
@@ -543,7 +578,10 @@ func writeResponseEntry(buf *bytes.Buffer, r entryResult) error {
 		} else {
 			buf.WriteString(`"resource":`)
 			if err := json.Compact(buf, r.body); err != nil {
-				return err
+				// An answer that is not JSON (an NDJSON file, say) cannot sit
+				// in a Bundle: the entry says so, the others stand.
+				buf.Truncate(start)
+				return writeResponseEntry(buf, notJSONEntry(r))
 			}
 			buf.WriteByte(',')
 		}
@@ -564,7 +602,8 @@ func writeResponseEntry(buf *bytes.Buffer, r entryResult) error {
 	if outcome != nil {
 		buf.WriteString(`,"outcome":`)
 		if err := json.Compact(buf, outcome); err != nil {
-			return err
+			buf.Truncate(start)
+			return writeResponseEntry(buf, notJSONEntry(r))
 		}
 	}
 	buf.WriteString("}}")

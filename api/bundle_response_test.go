@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
@@ -87,7 +88,43 @@ func TestResponseBundleIsWrittenAsTheBundleModelWritesIt(t *testing.T) {
 			}
 		})
 	}
-	if _, err := responseBundle("b1", "batch-response", []entryResult{{status: 200, body: []byte("not JSON")}}); err == nil {
-		t.Fatal("a body that is not JSON was written into the Bundle")
+	// An answer that is not JSON becomes a 406 entry; the others stand.
+	got, err := responseBundle("b1", "batch-response", []entryResult{created, {status: 200, header: header("Content-Type", "application/fhir+ndjson"), body: []byte("{\"a\":1}\n{\"b\":2}\n")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b struct {
+		Entry []struct {
+			Resource json.RawMessage
+			Response struct {
+				Status  string
+				Outcome json.RawMessage
+			}
+		}
+	}
+	if err := json.Unmarshal(got, &b); err != nil || len(b.Entry) != 2 {
+		t.Fatalf("%v %s", err, got)
+	}
+	if e := b.Entry[1]; e.Response.Status != "406 Not Acceptable" || e.Resource != nil || !strings.Contains(string(e.Response.Outcome), "not JSON") {
+		t.Fatalf("the NDJSON entry: %s", got)
+	}
+	if b.Entry[0].Response.Status != "201 Created" {
+		t.Fatalf("the other entry: %s", got)
+	}
+}
+
+func TestEntriesTakeTheReturnAndHandlingOfTheBundlesPrefer(t *testing.T) {
+	cases := []struct{ prefer, want string }{
+		{"", ""},
+		{"return=minimal", "return=minimal"},
+		{"respond-async, return=OperationOutcome", "return=OperationOutcome"},
+		{`Return="OperationOutcome"`, `Return="OperationOutcome"`},
+		{"handling=strict,respond-async", "handling=strict"},
+		{"respond-async", ""},
+	}
+	for _, tc := range cases {
+		if got := entryPrefer(tc.prefer); got != tc.want {
+			t.Errorf("entryPrefer(%q) = %q, want %q", tc.prefer, got, tc.want)
+		}
 	}
 }

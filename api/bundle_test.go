@@ -314,3 +314,40 @@ func TestBundlePreferReturnAppliesToEachEntry(t *testing.T) {
 		}
 	})
 }
+
+// A batch's entries are FHIR interactions: an absolute url outside the FHIR
+// base is refused for that entry alone, and an operation answering an
+// OperationOutcome (\$validate) keeps it as the entry's resource.
+func TestBatchEntriesStayFHIRInteractions(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *server) {
+		batch := `{"resourceType":"Bundle","type":"batch","entry":[
+		 {"request":{"method":"GET","url":"http://elsewhere.example/healthz"}},
+		 {"resource":{"resourceType":"Patient","name":[{"family":"V"}]},"request":{"method":"POST","url":"Patient/$validate"}},
+		 {"resource":{"resourceType":"Patient","id":"sf1","name":[{"family":"S"}]},"request":{"method":"PUT","url":"http://elsewhere.example/fhir/Patient/sf1"}}]}`
+		r := s.do("POST", "", []byte(batch), "Prefer", "return=OperationOutcome")
+		if r.status != 200 {
+			t.Fatalf("batch: %d %s", r.status, r.body)
+		}
+		var b struct {
+			Entry []struct {
+				Resource json.RawMessage `json:"resource"`
+				Response struct {
+					Status  string          `json:"status"`
+					Outcome json.RawMessage `json:"outcome"`
+				} `json:"response"`
+			} `json:"entry"`
+		}
+		if err := json.Unmarshal(r.body, &b); err != nil || len(b.Entry) != 3 {
+			t.Fatalf("response: %v %s", err, r.body)
+		}
+		if e := b.Entry[0]; e.Response.Status != "400 Bad Request" || !strings.Contains(string(e.Response.Outcome), "FHIR base") {
+			t.Errorf("an entry outside the FHIR base: %s %s", e.Response.Status, e.Response.Outcome)
+		}
+		if e := b.Entry[1]; e.Response.Status != "200 OK" || !strings.Contains(string(e.Resource), `"OperationOutcome"`) {
+			t.Errorf("$validate's answer is not the entry's resource: %s", r.body)
+		}
+		if e := b.Entry[2]; e.Response.Status != "201 Created" || e.Resource != nil || !strings.Contains(string(e.Response.Outcome), "is at version") {
+			t.Errorf("a write with return=OperationOutcome: %s", r.body)
+		}
+	})
+}

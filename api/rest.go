@@ -637,6 +637,9 @@ func (s *Server) answerWrite(c *gin.Context, status int, r *store.Resource) {
 		}
 		s.writeJSON(c, status, r.Body)
 	case "OperationOutcome":
+		if validatedInBundle(c) {
+			c.Header(entryOutcomeHeader, "1")
+		}
 		s.writeOutcome(c, status, fhir.Issue{Severity: "information", Code: "informational", Diagnostics: r.Type + "/" + r.ID + " is at version " + itoa(r.Version)})
 	default:
 		s.writeJSON(c, status, r.Body)
