@@ -292,12 +292,14 @@ func (e *exporter) submit(job *exportJob, caller *auth.Caller) error {
 	if err == nil {
 		r, err = e.s.store.Create(e.ctx, exportJobType, job.ID, body)
 	}
-	if err == nil && e.ctx.Err() != nil {
-		err = e.ctx.Err() // closed meanwhile: the record, left queued, is failed by the next sweep
-	}
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if err == nil && e.ctx.Err() != nil {
+		// Closed meanwhile (close stops e.ctx before it takes the tasks
+		// under e.mu): the record, left queued, is failed by the next sweep.
+		err = e.ctx.Err()
+	}
 	e.reserved--
 	if err != nil {
 		delete(e.byOwner, job.Owner)
@@ -388,6 +390,11 @@ func (s *Server) loadJob(ctx context.Context, id string) (*exportJob, int64, err
 func (s *Server) removeJob(ctx context.Context, id string) error {
 	for {
 		j, version, err := s.loadJob(ctx, id)
+		if errors.Is(err, store.ErrDeleted) {
+			// Deleted, but its purge failed (or never ran, before purges):
+			// its versions still name the patients.
+			return s.store.Purge(ctx, exportJobType, id)
+		}
 		if err != nil {
 			return err
 		}
@@ -409,8 +416,10 @@ func (s *Server) removeJob(ctx context.Context, id string) error {
 	}
 }
 
-// sweep removes expired jobs and marks dead ones failed.
+// sweep removes expired jobs, marks dead ones failed and purges the
+// records of removed jobs whose purge did not happen.
 func (e *exporter) sweep(ctx context.Context, now time.Time) {
+	e.purgeDeleted(ctx)
 	q := store.Query{Type: exportJobType, Count: maxPageSize}
 	for {
 		page, err := e.s.store.Search(ctx, q)
@@ -445,6 +454,35 @@ func (e *exporter) sweep(ctx context.Context, now time.Time) {
 			return
 		}
 		q.After = page.Next
+	}
+}
+
+// purgeDeleted purges the job records whose current version is a deletion:
+// a removal whose purge failed, or one from before removals purged. At most
+// purgeScan versions of the records' history are read a sweep.
+func (e *exporter) purgeDeleted(ctx context.Context) {
+	const purgeScan = 5000
+	hq := store.HistoryQuery{Type: exportJobType, Count: 500}
+	seen := map[string]bool{}
+	for read := 0; read < purgeScan; {
+		versions, err := e.s.store.History(ctx, hq)
+		if err != nil || len(versions) == 0 {
+			return
+		}
+		read += len(versions)
+		for _, v := range versions {
+			if seen[v.ID] {
+				continue
+			}
+			seen[v.ID] = true
+			if _, err := e.s.store.Read(ctx, exportJobType, v.ID); errors.Is(err, store.ErrDeleted) {
+				if err := e.s.store.Purge(ctx, exportJobType, v.ID); err != nil && ctx.Err() == nil {
+					e.s.log.Error("export: purging a removed job's record", "job", v.ID, "err", err)
+				}
+			}
+		}
+		k := versions[len(versions)-1].Key()
+		hq.After = &k
 	}
 }
 

@@ -506,10 +506,20 @@ func TestBulkExport(t *testing.T) {
 				if _, _, err := s.store.Blobs().Get(ctx, blob); err != nil || len(m.Output) != 1 {
 					t.Fatalf("blob %s: %v (%d outputs)", blob, err, len(m.Output))
 				}
+				// A job removed before removals purged (or whose purge failed):
+				// deleted, its versions kept.
+				legacy := `{"resourceType":"DMPExportJob","id":"legacy-job","owner":"practitioner|x","level":"system","types":["Patient"],"status":"done"}`
+				if _, err := s.store.Create(ctx, "DMPExportJob", "legacy-job", []byte(legacy)); err != nil {
+					t.Fatal(err)
+				}
+				if _, _, err := s.store.Delete(ctx, "DMPExportJob", "legacy-job", 0); err != nil {
+					t.Fatal(err)
+				}
 				s.api.SweepExports(time.Now().Add(25 * time.Hour))
 				if r := s.do("GET", status, nil, "Authorization", "Bearer "+f.authorized); r.status != 404 {
 					t.Errorf("expired job: %d", r.status)
 				}
+				s.noJobRecord(t, "/legacy-job")
 				if _, _, err := s.store.Blobs().Get(ctx, blob); err == nil {
 					t.Errorf("the expired job's file is still stored")
 				}
