@@ -257,6 +257,28 @@ func TestAuthorStampChangesNoIndexValue(t *testing.T) {
 	}
 }
 
+// bundleAnswer is a batch's or transaction's answer, its entries' resources
+// and responses.
+type bundleAnswer struct {
+	Entry []struct {
+		Resource json.RawMessage `json:"resource"`
+		Response struct {
+			Status  string          `json:"status"`
+			Outcome json.RawMessage `json:"outcome"`
+		} `json:"response"`
+	} `json:"entry"`
+}
+
+// entryAnswers decodes r, a response Bundle of n entries.
+func entryAnswers(t *testing.T, r response, n int) bundleAnswer {
+	t.Helper()
+	var b bundleAnswer
+	if err := json.Unmarshal(r.body, &b); err != nil || len(b.Entry) != n {
+		t.Fatalf("response: %v %s", err, r.body)
+	}
+	return b
+}
+
 // Prefer: return=... of a batch or transaction applies to each of its
 // entries (FHIR R4 http.html#prefer): an importer asking for minimal
 // answers gets no copy of what it sent back; a read entry still answers
@@ -285,18 +307,7 @@ func TestBundlePreferReturnAppliesToEachEntry(t *testing.T) {
 				if r.status != 200 {
 					t.Fatalf("batch: %d %s", r.status, r.body)
 				}
-				var b struct {
-					Entry []struct {
-						Resource json.RawMessage `json:"resource"`
-						Response struct {
-							Status  string          `json:"status"`
-							Outcome json.RawMessage `json:"outcome"`
-						} `json:"response"`
-					} `json:"entry"`
-				}
-				if err := json.Unmarshal(r.body, &b); err != nil || len(b.Entry) != 2 {
-					t.Fatalf("response: %v %s", err, r.body)
-				}
+				b := entryAnswers(t, r, 2)
 				written, read := b.Entry[0], b.Entry[1]
 				if written.Response.Status != "201 Created" || read.Response.Status != "200 OK" {
 					t.Fatalf("statuses %q, %q", written.Response.Status, read.Response.Status)
@@ -328,18 +339,7 @@ func TestBatchEntriesStayFHIRInteractions(t *testing.T) {
 		if r.status != 200 {
 			t.Fatalf("batch: %d %s", r.status, r.body)
 		}
-		var b struct {
-			Entry []struct {
-				Resource json.RawMessage `json:"resource"`
-				Response struct {
-					Status  string          `json:"status"`
-					Outcome json.RawMessage `json:"outcome"`
-				} `json:"response"`
-			} `json:"entry"`
-		}
-		if err := json.Unmarshal(r.body, &b); err != nil || len(b.Entry) != 3 {
-			t.Fatalf("response: %v %s", err, r.body)
-		}
+		b := entryAnswers(t, r, 3)
 		if e := b.Entry[0]; e.Response.Status != "400 Bad Request" || !strings.Contains(string(e.Response.Outcome), "FHIR base") {
 			t.Errorf("an entry outside the FHIR base: %s %s", e.Response.Status, e.Response.Outcome)
 		}

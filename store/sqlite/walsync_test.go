@@ -11,24 +11,34 @@ import (
 	"time"
 )
 
+// openWithWALSync opens a store whose WAL syncs go through hook (given the
+// real sync), until the test ends.
+func openWithWALSync(t *testing.T, hook func(f *os.File, sync func(*os.File) error) error) *Store {
+	t.Helper()
+	orig := walFileSync
+	walFileSync = func(f *os.File) error { return hook(f, orig) }
+	s, err := Open(t.TempDir())
+	if err != nil {
+		walFileSync = orig
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.Close()
+		walFileSync = orig
+	})
+	return s
+}
+
 // A commit is acknowledged only after a sync of the WAL that started after
 // it, and concurrent commits share syncs; the writer's connection itself
 // no longer syncs (synchronous NORMAL), the readers' keep FULL.
 func TestCommitsAreAcknowledgedAfterASharedWALSync(t *testing.T) {
 	var syncs atomic.Int64
-	orig := walFileSync
-	walFileSync = func(f *os.File) error {
+	s := openWithWALSync(t, func(f *os.File, sync func(*os.File) error) error {
 		time.Sleep(20 * time.Millisecond) // a slow disk, so that commits queue behind a sync
 		syncs.Add(1)
-		return orig(f)
-	}
-	defer func() { walFileSync = orig }()
-
-	s, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+		return sync(f)
+	})
 	var w, r int
 	if err := s.write.QueryRow("PRAGMA synchronous").Scan(&w); err != nil {
 		t.Fatal(err)
@@ -89,19 +99,12 @@ func TestCommitsAreAcknowledgedAfterASharedWALSync(t *testing.T) {
 // would succeed (Linux reports a failed writeback only once).
 func TestAFailedWALSyncStopsTheWrites(t *testing.T) {
 	var fail atomic.Bool
-	orig := walFileSync
-	walFileSync = func(f *os.File) error {
+	s := openWithWALSync(t, func(f *os.File, sync func(*os.File) error) error {
 		if fail.Swap(false) {
 			return errors.New("EIO")
 		}
-		return orig(f)
-	}
-	defer func() { walFileSync = orig }()
-	s, err := Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+		return sync(f)
+	})
 	ctx := context.Background()
 	if _, err := s.Create(ctx, "Patient", "before", []byte(`{"resourceType":"Patient"}`)); err != nil {
 		t.Fatal(err)
