@@ -421,47 +421,39 @@ func TestBulkExport(t *testing.T) {
 				}
 			})
 
-			run("a revocation after the job ran keeps the patient's data out of the download", func(t *testing.T) {
-				m := s.finishedExport(t, s.startExport(t, "/$export", f.authorized), f.authorized)
-				if r := s.do("POST", "/Patient/"+rec.patient+"/$revoke", params("practitioner", psAuthorized), "Authorization", "Bearer "+f.patientA); r.status != 200 {
-					t.Fatalf("$revoke: %d %s", r.status, r.body)
-				}
-				defer func() {
-					if r := s.do("POST", "/Patient/"+rec.patient+"/$authorize", params("practitioner", psAuthorized), "Authorization", "Bearer "+f.patientA); r.status != 200 {
-						t.Fatalf("$authorize: %d %s", r.status, r.body)
+			// A consent change after the job ran counts at download: a
+			// revocation keeps the patient's data out, a mask the document.
+			for _, c := range []struct {
+				name, export, change, undo string
+				body                       []byte
+				gone                       string
+			}{
+				{"a revocation after the job ran keeps the patient's data out of the download", "/$export",
+					"/Patient/" + rec.patient + "/$revoke", "/Patient/" + rec.patient + "/$authorize", params("practitioner", psAuthorized), rec.patient},
+				{"a mask put on after the job ran keeps the document out of the download", "/$export?_type=DocumentReference",
+					"/DocumentReference/" + rec.plain + "/$mask", "/DocumentReference/" + rec.plain + "/$unmask", nil, rec.plain},
+			} {
+				run(c.name, func(t *testing.T) {
+					m := s.finishedExport(t, s.startExport(t, c.export, f.authorized), f.authorized)
+					if r := s.do("POST", c.change, c.body, "Authorization", "Bearer "+f.patientA); r.status != 200 {
+						t.Fatalf("%s: %d %s", c.change, r.status, r.body)
 					}
-				}()
-				for _, o := range m.Output {
-					r := s.do("GET", s.local(t, o.URL), nil, "Authorization", "Bearer "+f.authorized)
-					if r.status != 200 {
-						t.Fatalf("download: %d %s", r.status, r.body)
+					defer func() {
+						if r := s.do("POST", c.undo, c.body, "Authorization", "Bearer "+f.patientA); r.status != 200 {
+							t.Fatalf("%s: %d %s", c.undo, r.status, r.body)
+						}
+					}()
+					for _, o := range m.Output {
+						r := s.do("GET", s.local(t, o.URL), nil, "Authorization", "Bearer "+f.authorized)
+						if r.status != 200 {
+							t.Fatalf("download: %d %s", r.status, r.body)
+						}
+						if bytes.Contains(r.body, []byte(c.gone)) {
+							t.Errorf("%s file still has %s after the change", o.Type, c.gone)
+						}
 					}
-					if bytes.Contains(r.body, []byte(rec.patient)) {
-						t.Errorf("%s file still has patient A's data after the revocation", o.Type)
-					}
-				}
-			})
-
-			run("a mask put on after the job ran keeps the document out of the download", func(t *testing.T) {
-				m := s.finishedExport(t, s.startExport(t, "/$export?_type=DocumentReference", f.authorized), f.authorized)
-				if r := s.do("POST", "/DocumentReference/"+rec.plain+"/$mask", nil, "Authorization", "Bearer "+f.patientA); r.status != 200 {
-					t.Fatalf("$mask: %d %s", r.status, r.body)
-				}
-				defer func() {
-					if r := s.do("POST", "/DocumentReference/"+rec.plain+"/$unmask", nil, "Authorization", "Bearer "+f.patientA); r.status != 200 {
-						t.Fatalf("$unmask: %d %s", r.status, r.body)
-					}
-				}()
-				for _, o := range m.Output {
-					r := s.do("GET", s.local(t, o.URL), nil, "Authorization", "Bearer "+f.authorized)
-					if r.status != 200 {
-						t.Fatalf("download: %d %s", r.status, r.body)
-					}
-					if bytes.Contains(r.body, []byte(rec.plain)) {
-						t.Errorf("%s file still has the document masked after the job ran", o.Type)
-					}
-				}
-			})
+				})
+			}
 
 			run("a download needs a token that may still search the file's type", func(t *testing.T) {
 				m := s.finishedExport(t, s.startExport(t, "/$export?_type=Patient,Observation", f.authorized), f.authorized)
