@@ -352,3 +352,31 @@ func resourceIDs(rs []*store.Resource) []string {
 	}
 	return out
 }
+
+// The planner's live count per type follows a purge, of a live resource or
+// of a deleted one (the trigger on resources' deletion).
+func TestPurgeKeepsTheLiveCount(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	for _, id := range []string{"a", "b", "c"} {
+		if _, err := s.Create(ctx, "Patient", id, []byte(`{"resourceType":"Patient"}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := s.Delete(ctx, "Patient", "b", 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"a", "b"} {
+		if err := s.Purge(ctx, "Patient", id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var live int
+	if err := s.read.QueryRow(`SELECT live FROM type_stats WHERE type = 'Patient'`).Scan(&live); err != nil || live != 1 {
+		t.Fatalf("type_stats counts %d live Patients (%v), want 1", live, err)
+	}
+}

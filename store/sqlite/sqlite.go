@@ -101,6 +101,9 @@ CREATE TRIGGER IF NOT EXISTS resources_live_update AFTER UPDATE OF deleted ON re
 	INSERT INTO type_stats(type, live) VALUES (new.type, CASE WHEN new.deleted = 0 THEN 1 ELSE -1 END)
 		ON CONFLICT(type) DO UPDATE SET live = live + excluded.live;
 END;
+CREATE TRIGGER IF NOT EXISTS resources_live_delete AFTER DELETE ON resources WHEN old.deleted = 0 BEGIN
+	UPDATE type_stats SET live = live - 1 WHERE type = old.type;
+END;
 
 -- Token rows also carry the resource id: tok_code lists the resources
 -- holding one system|code in id order, so that a search in the default
@@ -850,12 +853,11 @@ func (s *Store) History(ctx context.Context, hq store.HistoryQuery) ([]*store.Re
 }
 
 // Purge removes every version of typ/id, its index rows and its resources
-// row, in one transaction.
+// row (whose trigger keeps type_stats), in one transaction.
 func (s *Store) Purge(ctx context.Context, typ, id string) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		var rid int64
-		var deleted int
-		err := tx.QueryRowContext(ctx, `SELECT rid, deleted FROM resources WHERE type = ? AND id = ?`, typ, id).Scan(&rid, &deleted)
+		err := tx.QueryRowContext(ctx, `SELECT rid FROM resources WHERE type = ? AND id = ?`, typ, id).Scan(&rid)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}
@@ -870,11 +872,6 @@ func (s *Store) Purge(ctx context.Context, typ, id string) error {
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM resources WHERE rid = ?`, rid); err != nil {
 			return fmt.Errorf("sqlite: purge %s/%s: %w", typ, id, err)
-		}
-		if deleted == 0 { // the triggers count live rows on insert and on deletion only
-			if _, err := tx.ExecContext(ctx, `UPDATE type_stats SET live = live - 1 WHERE type = ?`, typ); err != nil {
-				return fmt.Errorf("sqlite: purge %s/%s: %w", typ, id, err)
-			}
 		}
 		return nil
 	})
