@@ -514,10 +514,14 @@ func (s *Server) exportFile(c *gin.Context) {
 			}
 			if json.Unmarshal(line, &head) == nil {
 				r := &store.Resource{Type: head.ResourceType, ID: head.ID, Body: line}
-				if cur := current[head.ID]; cur != nil {
-					r = cur // its labels now cover the version exported
+				ok, _, derr := s.mayRead(recheck, r)
+				if cur := current[head.ID]; ok && derr == nil && cur != nil {
+					// As for a vread: the version exported must be readable,
+					// and so must the current one, whose labels (a mask put
+					// on since) cover the older versions too.
+					ok, _, derr = s.mayRead(recheck, cur)
 				}
-				if ok, _, derr := s.mayRead(recheck, r); derr == nil && ok {
+				if derr == nil && ok {
 					if _, werr := c.Writer.Write(line); werr != nil {
 						return
 					}
