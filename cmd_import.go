@@ -18,7 +18,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -105,7 +104,7 @@ func importCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	imp := &importer{server: server, token: token, batch: c.batch, workers: envInt("TMP_WORKERS", runtime.GOMAXPROCS(0)), progress: newProgress(stdout, files)}
+	imp := &importer{server: server, token: token, batch: c.batch, workers: runtime.GOMAXPROCS(0), progress: newProgress(stdout, files)}
 	started := time.Now()
 	for i, f := range files {
 		if ctx.Err() != nil {
@@ -528,11 +527,4 @@ func (p *progress) done() {
 	if p.tty {
 		fmt.Fprintln(p.w)
 	}
-}
-
-func envInt(k string, d int) int {
-	if v, err := strconv.Atoi(os.Getenv(k)); err == nil {
-		return v
-	}
-	return d
 }
