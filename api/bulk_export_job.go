@@ -166,6 +166,9 @@ type exporter struct {
 	// reserved counts the queue slots of jobs being submitted (their
 	// records being created).
 	reserved int
+	// purgedUpTo: every removed job's record deleted before it was purged
+	// (purgeDeleted).
+	purgedUpTo time.Time
 
 	ctx  context.Context
 	stop context.CancelFunc
@@ -411,8 +414,12 @@ func (s *Server) removeJob(ctx context.Context, id string) error {
 			}
 		}
 		// Then every version of the record, which name the exported
-		// patients and would otherwise stay in history for good.
-		return s.store.Purge(ctx, exportJobType, id)
+		// patients and would otherwise stay in history for good. The job
+		// is removed either way: a failed purge is the sweep's to redo.
+		if err := s.store.Purge(ctx, exportJobType, id); err != nil {
+			s.log.Error("export: purging a removed job's record (the sweep retries)", "job", id, "err", err)
+		}
+		return nil
 	}
 }
 
@@ -457,33 +464,49 @@ func (e *exporter) sweep(ctx context.Context, now time.Time) {
 	}
 }
 
-// purgeDeleted purges the job records whose current version is a deletion:
-// a removal whose purge failed, or one from before removals purged. At most
-// purgeScan versions of the records' history are read a sweep.
+// purgeDeleted purges the job records whose newest version is a deletion:
+// a removal whose purge failed, or one from before removals purged. The
+// first sweep reads the records' whole history (at most purgeScan
+// versions), later ones only what was written since the last complete scan
+// (heartbeats mostly), so that a sweep a minute stays cheap.
 func (e *exporter) purgeDeleted(ctx context.Context) {
 	const purgeScan = 5000
-	hq := store.HistoryQuery{Type: exportJobType, Count: 500}
+	e.mu.Lock()
+	since := e.purgedUpTo
+	e.mu.Unlock()
+	started := time.Now()
+	hq := store.HistoryQuery{Type: exportJobType, Since: since, Count: 500}
 	seen := map[string]bool{}
-	for read := 0; read < purgeScan; {
+	for read := 0; ; {
 		versions, err := e.s.store.History(ctx, hq)
-		if err != nil || len(versions) == 0 {
-			return
+		if err != nil || read >= purgeScan {
+			return // the next sweep scans from the same point
+		}
+		if len(versions) == 0 {
+			break
 		}
 		read += len(versions)
 		for _, v := range versions {
 			if seen[v.ID] {
 				continue
 			}
-			seen[v.ID] = true
-			if _, err := e.s.store.Read(ctx, exportJobType, v.ID); errors.Is(err, store.ErrDeleted) {
-				if err := e.s.store.Purge(ctx, exportJobType, v.ID); err != nil && ctx.Err() == nil {
+			seen[v.ID] = true // newest first: this is its current version
+			if !v.Deleted {
+				continue
+			}
+			if err := e.s.store.Purge(ctx, exportJobType, v.ID); err != nil {
+				if ctx.Err() == nil {
 					e.s.log.Error("export: purging a removed job's record", "job", v.ID, "err", err)
 				}
+				return
 			}
 		}
 		k := versions[len(versions)-1].Key()
 		hq.After = &k
 	}
+	e.mu.Lock()
+	e.purgedUpTo = started.Add(-time.Minute) // a margin for writes committed late with earlier stamps
+	e.mu.Unlock()
 }
 
 // markDead records that a job's runner stopped before it ended.
