@@ -152,11 +152,9 @@ func noteJob(c *gin.Context, job, file string) {
 
 // preferAsync says whether the request has Prefer: respond-async.
 func preferAsync(c *gin.Context) bool {
-	for _, h := range c.Request.Header.Values("Prefer") {
-		for _, p := range strings.Split(h, ",") {
-			if strings.EqualFold(strings.TrimSpace(p), "respond-async") {
-				return true
-			}
+	for _, p := range preferences(c.Request.Header) {
+		if p.key == "respond-async" {
+			return true
 		}
 	}
 	return false

@@ -415,7 +415,7 @@ func (s *Server) dispatch(ctx context.Context, parent *http.Request, e bundleEnt
 	// Prefer's return= and handling= apply to each entry (FHIR
 	// http.html#prefer); respond-async does not (an entry is answered in
 	// the Bundle).
-	if prefer := entryPrefer(parent.Header.Get("Prefer")); prefer != "" {
+	if prefer := entryPrefer(parent.Header); prefer != "" {
 		req.Header.Set("Prefer", prefer)
 	}
 	for h, v := range map[string]string{"If-Match": e.Request.IfMatch, "If-None-Match": e.Request.IfNoneMatch, "If-None-Exist": e.Request.IfNoneExist} {
@@ -436,14 +436,12 @@ func (s *Server) dispatch(ctx context.Context, parent *http.Request, e bundleEnt
 // stays the entry's resource. It never leaves the server.
 const entryOutcomeHeader = "X-Dmp-Entry-Outcome"
 
-// entryPrefer is the part of a Bundle's Prefer header its entries take.
-func entryPrefer(prefer string) string {
+// entryPrefer is the part of a Bundle's Prefer headers its entries take.
+func entryPrefer(h http.Header) string {
 	var kept []string
-	for _, p := range strings.Split(prefer, ",") {
-		p = strings.TrimSpace(p)
-		k, _, _ := strings.Cut(p, "=")
-		if k = strings.ToLower(k); k == "return" || k == "handling" {
-			kept = append(kept, p)
+	for _, p := range preferences(h) {
+		if p.key == "return" || p.key == "handling" {
+			kept = append(kept, p.raw)
 		}
 	}
 	return strings.Join(kept, ", ")

@@ -117,8 +117,11 @@ func TestEntriesTakeTheReturnAndHandlingOfTheBundlesPrefer(t *testing.T) {
 		{"respond-async", ""},
 	}
 	for _, tc := range cases {
-		if got := entryPrefer(tc.prefer); got != tc.want {
+		if got := entryPrefer(http.Header{"Prefer": {tc.prefer}}); got != tc.want {
 			t.Errorf("entryPrefer(%q) = %q, want %q", tc.prefer, got, tc.want)
 		}
+	}
+	if got := entryPrefer(http.Header{"Prefer": {"respond-async", "return=minimal"}}); got != "return=minimal" {
+		t.Errorf("two Prefer lines: %q, want return=minimal", got)
 	}
 }

@@ -119,12 +119,28 @@ func (s *Server) base(c *gin.Context) string {
 	return scheme + "://" + c.Request.Host + "/fhir"
 }
 
+// preference is one of a Prefer header's preferences: its key lowercased,
+// its value unquoted, and as it was written.
+type preference struct{ key, value, raw string }
+
+// preferences lists the preferences of every Prefer line of h.
+func preferences(h http.Header) []preference {
+	var out []preference
+	for _, line := range h.Values("Prefer") {
+		for _, p := range strings.Split(line, ",") {
+			p = strings.TrimSpace(p)
+			k, v, _ := strings.Cut(p, "=")
+			out = append(out, preference{key: strings.ToLower(strings.TrimSpace(k)), value: strings.Trim(strings.TrimSpace(v), `"`), raw: p})
+		}
+	}
+	return out
+}
+
 // preferReturn reads Prefer: return=minimal|representation|OperationOutcome.
 func preferReturn(c *gin.Context) string {
-	for _, p := range strings.Split(c.GetHeader("Prefer"), ",") {
-		k, v, ok := strings.Cut(strings.TrimSpace(p), "=")
-		if ok && strings.EqualFold(k, "return") {
-			return strings.Trim(v, `"`)
+	for _, p := range preferences(c.Request.Header) {
+		if p.key == "return" {
+			return p.value
 		}
 	}
 	return "representation"

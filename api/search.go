@@ -86,9 +86,8 @@ func (s *Server) compartmentSearch(c *gin.Context) {
 }
 
 func strictHandling(c *gin.Context) bool {
-	for _, p := range strings.Split(c.GetHeader("Prefer"), ",") {
-		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
-		if strings.EqualFold(k, "handling") && strings.EqualFold(strings.Trim(v, `"`), "strict") {
+	for _, p := range preferences(c.Request.Header) {
+		if p.key == "handling" && strings.EqualFold(p.value, "strict") {
 			return true
 		}
 	}
