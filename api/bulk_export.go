@@ -497,6 +497,9 @@ func (s *Server) exportFile(c *gin.Context) {
 		c.DataFromReader(http.StatusOK, size, ndjson, rc, nil)
 		return
 	}
+	// With the consent unchanged, only the lines changed since the job ran
+	// are decided again; the others were decided under that consent.
+	decideAll := recheck != nil
 	if recheck == nil {
 		recheck = s.decideAgain(c, job)
 	}
@@ -511,9 +514,12 @@ func (s *Server) exportFile(c *gin.Context) {
 				ID           string `json:"id"`
 			}
 			if json.Unmarshal(line, &head) == nil {
-				r := &store.Resource{Type: head.ResourceType, ID: head.ID, Body: line}
-				ok, _, derr := s.mayRead(recheck, r)
-				if cur := current[head.ID]; ok && derr == nil && cur != nil {
+				cur := current[head.ID]
+				ok, derr := true, error(nil)
+				if decideAll || cur != nil {
+					ok, _, derr = s.mayRead(recheck, &store.Resource{Type: head.ResourceType, ID: head.ID, Body: line})
+				}
+				if ok && derr == nil && cur != nil {
 					// As for a vread: the version exported must be readable,
 					// and so must the current one, whose labels (a mask put
 					// on since) cover the older versions too.
