@@ -14,7 +14,7 @@ import (
 // when body does not start with a JSON object; what is not valid JSON goes
 // through encoding/json, which reads a first object and ignores the rest.
 func decodeJSONObject(body []byte, valid bool) (doc map[string]any, ok bool) {
-	if !valid && !json.Valid(body) {
+	if !valid && !validJSON(body) {
 		return decodeJSONObjectStd(body)
 	}
 	d := jsonDecoder{data: body, text: string(body)}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"reflect"
-	"regexp"
 	"time"
 	"unicode/utf8"
 )
@@ -100,7 +99,7 @@ func plainKey(key string) bool {
 // way to the store) is split by a plain scan of the members, a fifth of the
 // decoder's cost; anything else goes through the decoder, for its error.
 func ParseObject(data []byte) (Object, error) {
-	if json.Valid(data) {
+	if validJSON(data) {
 		if obj, err, ok := scanObject(data); ok {
 			return obj, err
 		}
@@ -245,10 +244,20 @@ func jsonErr(err error) string {
 	return err.Error()
 }
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9\-\.]{1,64}$`)
-
-// ValidID reports whether s is a FHIR logical id.
-func ValidID(s string) bool { return idPattern.MatchString(s) }
+// ValidID reports whether s is a FHIR logical id: 1 to 64 of A-Z, a-z, 0-9,
+// '-' and '.' (the R4 pattern [A-Za-z0-9\-\.]{1,64}, checked by hand: a
+// regexp match was 2% of an import).
+func ValidID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
 
 // Resource is a parsed resource body with the few members the server itself
 // needs; everything else stays as sent.

@@ -12,7 +12,7 @@ import (
 // replaced, at any depth, everything else kept as written. It serves the
 // urn:uuid and conditional references of transaction Bundles.
 func RewriteReferences(body []byte, replace func(value string) (string, bool)) ([]byte, bool, error) {
-	if bytes.IndexByte(body, '\\') < 0 && json.Valid(body) {
+	if bytes.IndexByte(body, '\\') < 0 && validJSON(body) {
 		return rewriteFast(body, replace)
 	}
 	changed := false
@@ -131,7 +131,7 @@ func memberValues(body []byte, withURL bool) [][2]int {
 // in key order.
 func ReferenceValues(body []byte) []string {
 	var out []string
-	if bytes.IndexByte(body, '\\') < 0 && json.Valid(body) {
+	if bytes.IndexByte(body, '\\') < 0 && validJSON(body) {
 		for _, m := range memberValues(body, false) {
 			out = append(out, string(body[m[0]:m[1]]))
 		}

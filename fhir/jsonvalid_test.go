@@ -1,0 +1,110 @@
+package fhir
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+var validJSONCases = []string{
+	``, ` `, `{}`, `[]`, ` { } `, `{"a":1}`, `{"a":1,}`, `{,}`, `[1,]`, `[,1]`, `[1 2]`, `{"a" 1}`, `{"a":}`,
+	`{"a":1 "b":2}`, `{1:2}`, `"x"`, `"x`, `"\"`, `"\u00e9"`, `"\u00g9"`, `"\u00e"`, `"\x"`, `"\/\b\f\n\r\t"`,
+	"\"\x01\"", "\"\x7f\"", "\"\xff\xfe\"", "\"é\"", `0`, `-0`, `01`, `-`, `1.`, `1.5`, `.5`, `1e5`, `1E+5`,
+	`1e-`, `1e`, `-1.25e-10`, `true`, `tru`, `false`, `null`, `nul`, `nullx`, `[true,false,null]`, `{}{}`, `1 2`,
+	`[[[]]]`, `[[[]]`, `]`, `}`, `{"a":[{"b":{"c":[1,2,{"d":null}]}}]}`, "{\"a\":\t1\r\n}", "\f1",
+	strings.Repeat("[", 10000) + strings.Repeat("]", 10000),
+	strings.Repeat("[", 10001) + strings.Repeat("]", 10001),
+	strings.Repeat(`{"a":`, 10000) + "1" + strings.Repeat("}", 10000),
+	strings.Repeat(`{"a":`, 10001) + "1" + strings.Repeat("}", 10001),
+}
+
+func TestValidJSONAgreesWithEncodingJSON(t *testing.T) {
+	for _, c := range validJSONCases {
+		if got, want := validJSON([]byte(c)), json.Valid([]byte(c)); got != want {
+			t.Errorf("validJSON(%.80q) = %v, json.Valid says %v", c, got, want)
+		}
+	}
+	files, _ := filepath.Glob("../testdata/examples/*/*.json")
+	more, _ := filepath.Glob("../testdata/synthea/*/*")
+	files = append(files, more...)
+	if len(files) < 50 {
+		t.Fatalf("only %d example files found", len(files))
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := [][]byte{data}
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		sc.Buffer(nil, 64<<20)
+		for sc.Scan() {
+			lines = append(lines, append([]byte(nil), sc.Bytes()...))
+		}
+		for _, l := range lines {
+			// the whole, and cut short: every prefix of a valid body is invalid
+			for _, b := range [][]byte{l, l[:len(l)/2], l[:len(l)*9/10]} {
+				if got, want := validJSON(b), json.Valid(b); got != want {
+					t.Fatalf("%s: validJSON = %v, json.Valid says %v for %.120q", f, got, want, b)
+				}
+			}
+		}
+	}
+}
+
+func FuzzValidJSONAgreesWithEncodingJSON(f *testing.F) {
+	for _, c := range validJSONCases {
+		if len(c) < 1000 {
+			f.Add([]byte(c))
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if got, want := validJSON(data), json.Valid(data); got != want {
+			t.Fatalf("validJSON(%q) = %v, json.Valid says %v", data, got, want)
+		}
+	})
+}
+
+func BenchmarkValidJSON(b *testing.B) {
+	data, err := os.ReadFile("../testdata/synthea/bundles/" + firstFile(b, "../testdata/synthea/bundles"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		valid func([]byte) bool
+	}{{"validJSON", validJSON}, {"encoding-json", json.Valid}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for i := 0; i < b.N; i++ {
+				if !c.valid(data) {
+					b.Fatal("invalid")
+				}
+			}
+		})
+	}
+}
+
+func firstFile(b *testing.B, dir string) string {
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) == 0 {
+		b.Fatalf("no file in %s: %v", dir, err)
+	}
+	return entries[0].Name()
+}
+
+func TestValidIDIsTheR4Pattern(t *testing.T) {
+	pattern := regexp.MustCompile(`^[A-Za-z0-9\-\.]{1,64}$`)
+	cases := []string{"", "a", "A-1.b", strings.Repeat("x", 64), strings.Repeat("x", 65), "a b", "a_b", "é", "a/b",
+		"01a21779-7c70-7bfa-a67c-a66aa01fcdf3", "a\n", "-", ".", "a$"}
+	for _, c := range cases {
+		if got, want := ValidID(c), pattern.MatchString(c); got != want {
+			t.Errorf("ValidID(%q) = %v, the pattern says %v", c, got, want)
+		}
+	}
+}
