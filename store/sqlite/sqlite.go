@@ -491,6 +491,9 @@ func (q txQuerier) QueryRowContext(ctx context.Context, text string, args ...any
 		cancel()
 		return q.tx.QueryRowContext(failed, text, args...)
 	}
+	if ctx.Err() == nil { // a point read, as readQuerier's
+		ctx = context.WithoutCancel(ctx)
+	}
 	if st := q.stmts[text]; st != nil {
 		return q.tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
 	}
@@ -525,7 +528,13 @@ func (q readQuerier) QueryContext(ctx context.Context, text string, args ...any)
 	return q.db.QueryContext(ctx, text, args...)
 }
 
+// QueryRowContext runs a point read (a version by type and id): without the
+// context's Done, as a transaction's writes, so that the driver starts no
+// goroutine to interrupt it; a context ended before it still fails it.
 func (q readQuerier) QueryRowContext(ctx context.Context, text string, args ...any) *sql.Row {
+	if ctx.Err() == nil {
+		ctx = context.WithoutCancel(ctx)
+	}
 	if st := q.stmts.get(ctx, q.db, text); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
