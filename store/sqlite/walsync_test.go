@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -118,5 +119,39 @@ func TestAFailedWALSyncStopsTheWrites(t *testing.T) {
 	}
 	if _, err := s.Read(ctx, "Patient", "before"); err != nil {
 		t.Fatalf("reads go on: %v", err)
+	}
+}
+
+// The WAL is copied back into the database at walAutocheckpointPages, not
+// at SQLite's default 1,000 pages: after some 2,500 pages of commits it
+// still holds them all (a checkpoint would have let the next commits
+// restart at its beginning).
+func TestTheWALGrowsToItsCheckpointSize(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	var pages int
+	if err := s.write.QueryRow("PRAGMA wal_autocheckpoint").Scan(&pages); err != nil {
+		t.Fatal(err)
+	}
+	if pages != walAutocheckpointPages {
+		t.Fatalf("wal_autocheckpoint %d, want %d", pages, walAutocheckpointPages)
+	}
+	ctx := context.Background()
+	text := strings.Repeat("x", 100<<10)
+	for i := range 100 {
+		body := fmt.Sprintf(`{"resourceType":"Basic","id":"b%d","text":{"status":"generated","div":%q}}`, i, text)
+		if _, err := s.Create(ctx, "Basic", fmt.Sprintf("b%d", i), []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	info, err := os.Stat(s.wal.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if min := int64(2000 * 4096); info.Size() < min {
+		t.Fatalf("the WAL holds %d bytes after 10 MB of commits: checkpointed before %d pages", info.Size(), walAutocheckpointPages)
 	}
 }
