@@ -122,14 +122,26 @@ func (v *Validator) schemaFor(resourceType string) (*jsonschema.Schema, error) {
 // (the envelope of batch/transaction requests and documents); resources
 // nested in it (contained, Bundle.entry.resource, ...) may be of any R4 type.
 func (v *Validator) Validate(body []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
 	var doc any
-	if err := dec.Decode(&doc); err != nil {
-		return Invalid("", "malformed JSON: "+jsonErr(err))
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return Invalid("", "malformed JSON: unexpected data after the resource")
+	if validJSON(body) {
+		// Valid JSON is decoded by decodeJSONObject, to the values
+		// encoding/json gives (a fifth of a Bundle's validation was
+		// encoding/json's decoding); anything else by encoding/json, for its
+		// error.
+		obj, ok := decodeJSONObject(body, true)
+		if !ok {
+			return Invalid("", "a resource must be a JSON object")
+		}
+		doc = obj
+	} else {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.UseNumber()
+		if err := dec.Decode(&doc); err != nil {
+			return Invalid("", "malformed JSON: "+jsonErr(err))
+		}
+		if _, err := dec.Token(); err != io.EOF {
+			return Invalid("", "malformed JSON: unexpected data after the resource")
+		}
 	}
 	obj, ok := doc.(map[string]any)
 	if !ok {
