@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -50,5 +53,49 @@ func TestImportOfBundlesSentTogetherIsThatOfOneByOne(t *testing.T) {
 	}
 	if second := run(); !strings.Contains(second, " 0 created, 0 updated,") || !strings.Contains(second, " 0 failed") {
 		t.Fatalf("second import changed something: %s", second)
+	}
+}
+
+// bundleOf writes the Bundle json.Marshal wrote before it: the same JSON
+// once decoded, for the entries of every kind the import sends.
+func TestBundleOfSaysWhatJSONMarshalSays(t *testing.T) {
+	var entries []entry
+	files, _ := filepath.Glob("testdata/synthea/bulk-10-patients/*.ndjson")
+	if len(files) == 0 {
+		t.Fatal("no NDJSON file in testdata/synthea/bulk-10-patients")
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		sc.Buffer(nil, 64<<20)
+		for i := 0; sc.Scan() && i < 20; i++ {
+			var e entry
+			e.Resource = append(json.RawMessage(nil), sc.Bytes()...)
+			e.Request.Method, e.Request.URL = "PUT", filepath.Base(f)+"/x"
+			entries = append(entries, e)
+		}
+	}
+	var withAll entry
+	withAll.FullURL = "urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a"
+	withAll.Resource = json.RawMessage(`{"resourceType":"Patient","text":{"div":"<div>\u00e9 & \"é\"</div>"}}`)
+	withAll.Request.Method, withAll.Request.URL = "POST", "Patient"
+	withAll.Request.IfNoneExist = "identifier=urn:oid:1.2.250.1.213.1.4.10|2770763<22082910&x=\"é\""
+	withAll.Request.IfMatch = `W/"3"`
+	var deletion entry
+	deletion.Request.Method, deletion.Request.URL = "DELETE", "Observation?code=http://loinc.org|8867-4"
+	entries = append(entries, withAll, deletion)
+	for _, typ := range []string{"transaction", "batch"} {
+		var got, want any
+		if err := json.Unmarshal(bundleOf(typ, entries), &got); err != nil {
+			t.Fatalf("bundleOf wrote JSON that does not decode: %v", err)
+		}
+		marshalled, _ := json.Marshal(map[string]any{"resourceType": "Bundle", "type": typ, "entry": entries})
+		json.Unmarshal(marshalled, &want)
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("bundleOf(%s) differs from json.Marshal's Bundle", typ)
+		}
 	}
 }
