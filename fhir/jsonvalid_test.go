@@ -1,11 +1,8 @@
 package fhir
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -29,32 +26,14 @@ func TestValidJSONAgreesWithEncodingJSON(t *testing.T) {
 			t.Errorf("validJSON(%.80q) = %v, json.Valid says %v", c, got, want)
 		}
 	}
-	files, _ := filepath.Glob("../testdata/examples/*/*.json")
-	more, _ := filepath.Glob("../testdata/synthea/*/*")
-	files = append(files, more...)
-	if len(files) < 50 {
-		t.Fatalf("only %d example files found", len(files))
-	}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines := [][]byte{data}
-		sc := bufio.NewScanner(bytes.NewReader(data))
-		sc.Buffer(nil, 64<<20)
-		for sc.Scan() {
-			lines = append(lines, append([]byte(nil), sc.Bytes()...))
-		}
-		for _, l := range lines {
-			// the whole, and cut short: every prefix of a valid body is invalid
-			for _, b := range [][]byte{l, l[:len(l)/2], l[:len(l)*9/10]} {
-				if got, want := validJSON(b), json.Valid(b); got != want {
-					t.Fatalf("%s: validJSON = %v, json.Valid says %v for %.120q", f, got, want, b)
-				}
+	// every example whole, and cut short: every prefix of a valid body is invalid
+	forEachExampleBody(t, func(f string, body []byte) {
+		for _, b := range [][]byte{body, body[:len(body)/2], body[:len(body)*9/10]} {
+			if got, want := validJSON(b), json.Valid(b); got != want {
+				t.Fatalf("%s: validJSON = %v, json.Valid says %v for %.120q", f, got, want, b)
 			}
 		}
-	}
+	})
 }
 
 func FuzzValidJSONAgreesWithEncodingJSON(f *testing.F) {

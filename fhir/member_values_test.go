@@ -54,6 +54,13 @@ func TestMemberValuesFindWhatThePatternFound(t *testing.T) {
 	for _, c := range memberValuesCases {
 		checkMemberValues(t, []byte(c))
 	}
+	forEachExampleBody(t, func(_ string, body []byte) { checkMemberValues(t, body) })
+}
+
+// forEachExampleBody calls fn with every example file of testdata (HL7
+// examples, Synthea Bundles and NDJSON) whole, then with each of its lines.
+func forEachExampleBody(t *testing.T, fn func(file string, body []byte)) {
+	t.Helper()
 	files, _ := filepath.Glob("../testdata/examples/*/*.json")
 	more, _ := filepath.Glob("../testdata/synthea/*/*")
 	files = append(files, more...)
@@ -65,11 +72,11 @@ func TestMemberValuesFindWhatThePatternFound(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkMemberValues(t, data)
+		fn(f, data)
 		sc := bufio.NewScanner(bytes.NewReader(data))
 		sc.Buffer(nil, 64<<20)
 		for sc.Scan() {
-			checkMemberValues(t, sc.Bytes())
+			fn(f, sc.Bytes())
 		}
 	}
 }
