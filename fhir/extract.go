@@ -19,7 +19,8 @@ import (
 // types a parameter cannot hold (e.g. a Range under a date parameter).
 // Identical values of one parameter are kept once.
 func ExtractIndex(body []byte) Index {
-	return extractWith(body, loadIndexPlans(), false)
+	plans := loadIndexPlans()
+	return extractWith(body, plans, indexReads, false)
 }
 
 // ExtractIndexOfStamped is ExtractIndex of a body Stamp returned: JSON this
@@ -27,14 +28,16 @@ func ExtractIndex(body []byte) Index {
 // fifth of the audit trail's copy of a 100-resource AuditEvent was spent
 // validating the same bytes twice).
 func ExtractIndexOfStamped(stamped []byte) Index {
-	return extractWith(stamped, loadIndexPlans(), true)
+	plans := loadIndexPlans()
+	return extractWith(stamped, plans, indexReads, true)
 }
 
-// extractWith is ExtractIndex with the parameters of plans only; valid
-// says body is known to be valid JSON.
-func extractWith(body []byte, plans map[string][]indexParam, valid bool) Index {
+// extractWith is ExtractIndex with the parameters of plans only, decoding
+// only the members reads (readsOf(plans)) says they read; valid says body
+// is known to be valid JSON.
+func extractWith(body []byte, plans map[string][]indexParam, reads map[string]*memberTrie, valid bool) Index {
 	var ix Index
-	doc, ok := decodeJSONObject(body, valid)
+	doc, ok := decodeJSONObjectReading(body, valid, reads)
 	if !ok {
 		return ix
 	}

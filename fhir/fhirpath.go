@@ -56,6 +56,19 @@ type fpExpr func(c *fpContext, focus []fpNode, dst []fpNode) []fpNode
 
 // compileFHIRPath parses expr and compiles it for a focus of type root.
 func compileFHIRPath(expr, root string, r typeResolver) (fpExpr, error) {
+	a, err := parseFHIRPath(expr)
+	if err != nil {
+		return nil, err
+	}
+	fn, _, err := compileAST(a, []string{root}, r)
+	if err != nil {
+		return nil, fmt.Errorf("fhirpath %q: %w", expr, err)
+	}
+	return fn, nil
+}
+
+// parseFHIRPath parses expr.
+func parseFHIRPath(expr string) (*fpAST, error) {
 	p := &fpParser{src: expr}
 	if err := p.lex(); err != nil {
 		return nil, err
@@ -67,11 +80,7 @@ func compileFHIRPath(expr, root string, r typeResolver) (fpExpr, error) {
 	if p.pos < len(p.toks) {
 		return nil, fmt.Errorf("fhirpath %q: unexpected %q", expr, p.toks[p.pos].text)
 	}
-	fn, _, err := compileAST(a, []string{root}, r)
-	if err != nil {
-		return nil, fmt.Errorf("fhirpath %q: %w", expr, err)
-	}
-	return fn, nil
+	return a, nil
 }
 
 // ---- lexer ----

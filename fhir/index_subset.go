@@ -5,6 +5,7 @@ package fhir
 // without evaluating the forty-odd expressions of a full index.
 type IndexSubset struct {
 	plans map[string][]indexParam
+	reads map[string]*memberTrie // readsOf(plans)
 }
 
 // NewIndexSubset keeps, for each type, the parameters keep accepts.
@@ -22,11 +23,12 @@ func NewIndexSubset(keep func(resourceType, param string) bool) *IndexSubset {
 			s.plans[typ] = kept
 		}
 	}
+	s.reads = readsOf(s.plans)
 	return s
 }
 
 // Extract is ExtractIndex restricted to the subset's parameters: the same
 // values, for those parameters, as ExtractIndex gives.
 func (s *IndexSubset) Extract(body []byte) Index {
-	return extractWith(body, s.plans, false)
+	return extractWith(body, s.plans, s.reads, false)
 }

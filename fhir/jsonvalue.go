@@ -25,6 +25,109 @@ func decodeJSONObject(body []byte, valid bool) (doc map[string]any, ok bool) {
 	return d.object(), true
 }
 
+// decodeJSONObjectReading is decodeJSONObject with, when the resource's
+// type has a trie in reads, only the members it holds: the others are
+// skipped, not decoded.
+func decodeJSONObjectReading(body []byte, valid bool, reads map[string]*memberTrie) (doc map[string]any, ok bool) {
+	if !valid && !validJSON(body) {
+		return decodeJSONObjectStd(body)
+	}
+	d := jsonDecoder{data: body, text: string(body)}
+	d.space()
+	if d.i >= len(d.data) || d.data[d.i] != '{' {
+		return nil, false
+	}
+	if t := reads[topLevelType(body, d.i)]; t != nil {
+		return d.objectReading(t), true
+	}
+	return d.object(), true
+}
+
+// topLevelType is the resourceType of the (valid) object at data[i], ""
+// when it has none or it is spelled with an escape.
+func topLevelType(data []byte, i int) string {
+	i = skipSpace(data, i+1)
+	for i < len(data) && data[i] == '"' {
+		end := skipString(data, i)
+		key := data[i+1 : end-1]
+		i = skipSpace(data, end)
+		i = skipSpace(data, i+1) // the colon
+		vend := skipValue(data, i)
+		if string(key) == "resourceType" {
+			if v := data[i:vend]; len(v) >= 2 && v[0] == '"' && bytes.IndexByte(v, '\\') < 0 {
+				return string(v[1 : len(v)-1])
+			}
+			return ""
+		}
+		i = skipSpace(data, vend)
+		if i >= len(data) || data[i] != ',' {
+			return ""
+		}
+		i = skipSpace(data, i+1)
+	}
+	return ""
+}
+
+// objectReading is object with the members of t only.
+func (d *jsonDecoder) objectReading(t *memberTrie) map[string]any {
+	m := map[string]any{}
+	d.i++ // {
+	d.space()
+	if d.data[d.i] == '}' {
+		d.i++
+		return m
+	}
+	for {
+		d.space()
+		key := d.string()
+		d.space()
+		d.i++ // :
+		d.space()
+		switch k := t.member(key); {
+		case k == nil:
+			d.i = skipValue(d.data, d.i)
+		case k.whole:
+			m[key] = d.value()
+		default:
+			m[key] = d.valueReading(k)
+		}
+		d.space()
+		c := d.data[d.i]
+		d.i++
+		if c == '}' {
+			return m
+		}
+	}
+}
+
+// valueReading is value, objects (in arrays too) with the members of t only.
+func (d *jsonDecoder) valueReading(t *memberTrie) any {
+	switch d.data[d.i] {
+	case '{':
+		return d.objectReading(t)
+	case '[':
+		a := []any{}
+		d.i++ // [
+		d.space()
+		if d.data[d.i] == ']' {
+			d.i++
+			return a
+		}
+		for {
+			d.space()
+			a = append(a, d.valueReading(t))
+			d.space()
+			c := d.data[d.i]
+			d.i++
+			if c == ']' {
+				return a
+			}
+		}
+	default:
+		return d.value()
+	}
+}
+
 // jsonDecoder reads valid JSON (json.Valid said so) with ParseObject's
 // scanners (resource.go): it checks nothing.
 // Strings without escapes are slices of text, one copy of the whole body,

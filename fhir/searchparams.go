@@ -237,11 +237,34 @@ type indexParam struct {
 	// text is the name the values of a token's :text are indexed under
 	// ("code:text"), "" for other kinds and NoText tokens.
 	text string
+	// reads are the members of the resource expr reads (fpReads); readsAll
+	// when it cannot tell.
+	reads    []fpPath
+	readsAll bool
+}
+
+// readsOf is, for each type of plans, the trie of the members its
+// parameters read; a type with a parameter that may read anything has none.
+func readsOf(plans map[string][]indexParam) map[string]*memberTrie {
+	out := make(map[string]*memberTrie, len(plans))
+	for typ, plan := range plans {
+		var paths []fpPath
+		all := false
+		for _, p := range plan {
+			all = all || p.readsAll
+			paths = append(paths, p.reads...)
+		}
+		if !all {
+			out[typ] = newMemberTrie(paths)
+		}
+	}
+	return out
 }
 
 var (
 	indexPlansOnce sync.Once
 	indexPlans     map[string][]indexParam
+	indexReads     map[string]*memberTrie // readsOf(indexPlans)
 	indexPlanErrs  []error
 )
 
@@ -271,7 +294,11 @@ func loadIndexPlans() map[string][]indexParam {
 					indexPlanErrs = append(indexPlanErrs, fmt.Errorf("%s %s: %w", typ, d.Code, err))
 					continue
 				}
-				p := indexParam{name: d.Code, kind: d.Type, root: root, expr: fn}
+				p := indexParam{name: d.Code, kind: d.Type, root: root, expr: fn, readsAll: true}
+				if a, err := parseFHIRPath(expr); err == nil {
+					p.reads, p.readsAll = fpReads(a)
+					p.readsAll = !p.readsAll
+				}
 				if d.Type == "token" && !noText(typ) {
 					p.text = d.Code + ":text"
 				}
@@ -280,6 +307,7 @@ func loadIndexPlans() map[string][]indexParam {
 			sort.SliceStable(plan, func(i, j int) bool { return plan[i].name < plan[j].name })
 			indexPlans[typ] = plan
 		}
+		indexReads = readsOf(indexPlans)
 	})
 	return indexPlans
 }
