@@ -1,5 +1,7 @@
 package fhir
 
+import "sort"
+
 // What a search parameter's expression reads of a resource, so that index
 // extraction decodes only those members: a read's consent decision needs
 // the patient references and the labels of a resource, the AuditEvent of a
@@ -129,6 +131,7 @@ func fpArgsLocal(a *fpAST) bool {
 type memberTrie struct {
 	whole bool
 	kids  map[string]*memberTrie
+	names []string // of kids, for the choice-type test of member
 }
 
 // alwaysRead are the members every extraction needs: the type, and the
@@ -157,7 +160,17 @@ func newMemberTrie(paths []fpPath) *memberTrie {
 	for _, name := range alwaysRead {
 		t.kids[name] = &memberTrie{whole: true}
 	}
+	t.index()
 	return t
+}
+
+func (t *memberTrie) index() {
+	t.names = t.names[:0]
+	for name, k := range t.kids {
+		t.names = append(t.names, name)
+		k.index()
+	}
+	sort.Strings(t.names)
 }
 
 // member returns the node of key: the member name itself, a choice type's
@@ -175,8 +188,9 @@ func (t *memberTrie) member(key string) *memberTrie {
 		}
 	}
 	var found *memberTrie
-	for n, k := range t.kids {
+	for _, n := range t.names {
 		if len(name) > len(n) && name[:len(n)] == n && name[len(n)] >= 'A' && name[len(n)] <= 'Z' {
+			k := t.kids[n]
 			if found != nil && found != k {
 				return &memberTrie{whole: true} // two readers of one member: all of it
 			}
