@@ -322,6 +322,14 @@ func (imp *importer) file(ctx context.Context, path string) error {
 			return errors.New("not a transaction or batch Bundle")
 		}
 		for i := range b.Entry {
+			// A Bundle file is often indented: its resources are sent (and
+			// stored) compact, as json.Marshal sent them.
+			if r := b.Entry[i].Resource; len(r) > 0 {
+				var compact bytes.Buffer
+				if json.Compact(&compact, r) == nil {
+					b.Entry[i].Resource = compact.Bytes()
+				}
+			}
 			idempotent(&b.Entry[i])
 		}
 		imp.submit(ctx, b.Type, path, b.Entry)

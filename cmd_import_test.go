@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/dmp-fhir/dmp-fhir/store/sqlite"
 )
 
 // TestImportOfBundlesSentTogetherIsThatOfOneByOne: the import sends several
@@ -97,5 +100,38 @@ func TestBundleOfSaysWhatJSONMarshalSays(t *testing.T) {
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("bundleOf(%s) differs from json.Marshal's Bundle", typ)
 		}
+	}
+}
+
+// The resources of an indented Bundle file are stored compact, as they
+// were when the import sent its Bundles through json.Marshal.
+func TestImportStoresTheResourcesOfAnIndentedBundleCompact(t *testing.T) {
+	src, dir := t.TempDir(), t.TempDir()
+	const id = "0e000000-0000-4000-8000-000000000001"
+	body := "{\n  \"resourceType\": \"Bundle\",\n  \"type\": \"transaction\",\n  \"entry\": [\n    {\n" +
+		"      \"fullUrl\": \"urn:uuid:" + id + "\",\n" +
+		"      \"resource\": {\n        \"resourceType\": \"Patient\",\n        \"name\": [ { \"family\": \"Indent\" } ]\n      },\n" +
+		"      \"request\": { \"method\": \"POST\", \"url\": \"Patient\" }\n    }\n  ]\n}\n"
+	if err := os.WriteFile(filepath.Join(src, "indented.json"), []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := importCmd([]string{"-data-dir", dir, src}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "1 created") {
+		t.Fatalf("import: %s", out.String())
+	}
+	st, err := sqlite.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	r, err := st.Read(context.Background(), "Patient", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.ContainsAny(r.Body, "\n") || bytes.Contains(r.Body, []byte("  ")) || bytes.Contains(r.Body, []byte(`": `)) {
+		t.Fatalf("stored with the file's indentation: %s", r.Body)
 	}
 }
