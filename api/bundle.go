@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
@@ -30,13 +31,15 @@ const DefaultMaxBundleEntries = 10000
 type bundleEntry struct {
 	FullURL  string          `json:"fullUrl"`
 	Resource json.RawMessage `json:"resource"`
-	Request  *struct {
-		Method      string `json:"method"`
-		URL         string `json:"url"`
-		IfNoneMatch string `json:"ifNoneMatch"`
-		IfMatch     string `json:"ifMatch"`
-		IfNoneExist string `json:"ifNoneExist"`
-	} `json:"request"`
+	Request  *bundleRequest  `json:"request"`
+}
+
+type bundleRequest struct {
+	Method      string `json:"method"`
+	URL         string `json:"url"`
+	IfNoneMatch string `json:"ifNoneMatch"`
+	IfMatch     string `json:"ifMatch"`
+	IfNoneExist string `json:"ifNoneExist"`
 }
 
 // entryResult is what processing one entry answered.
@@ -83,12 +86,9 @@ func (s *Server) bundle(c *gin.Context) {
 		s.fail(c, fhir.Invalid("resourceType", "POST "+"/fhir takes a Bundle of type batch or transaction, not a "+res.Type))
 		return
 	}
-	var b struct {
-		Type  string        `json:"type"`
-		Entry []bundleEntry `json:"entry"`
-	}
-	if err := json.Unmarshal(body, &b); err != nil {
-		s.fail(c, fhir.Invalid("Bundle", "malformed Bundle: "+err.Error()))
+	b, err := bundleOf(res.Fields)
+	if err != nil {
+		s.fail(c, err)
 		return
 	}
 	if b.Type != "batch" && b.Type != "transaction" {
@@ -121,6 +121,104 @@ func (s *Server) bundle(c *gin.Context) {
 		kind = "transaction-response"
 	}
 	s.writeJSON(c, http.StatusOK, responseBundle(newID(), kind, results))
+}
+
+// parsedBundle is what bundle reads of a Bundle.
+type parsedBundle struct {
+	Type  string
+	Entry []bundleEntry
+}
+
+// bundleOf reads a Bundle's type and entries from its members, as
+// json.Unmarshal into parsedBundle did, without decoding the Bundle again
+// (that was a twentieth of an import): the resources stay slices of the
+// body ParseResource returned. A Bundle json.Unmarshal refused is refused
+// with the element at fault; its keys must be spelled as FHIR does (the
+// validation refuses the others anyway).
+func bundleOf(fields fhir.Object) (parsedBundle, error) {
+	var b parsedBundle
+	if raw := fields.Get("type"); raw != nil {
+		if err := stringMember(raw, "Bundle.type", &b.Type); err != nil {
+			return b, err
+		}
+	}
+	raw := fields.Get("entry")
+	if raw == nil || string(raw) == "null" {
+		return b, nil
+	}
+	objs, bad, err, ok := fhir.ObjectsOf(raw)
+	if !ok {
+		return b, fhir.Invalid("Bundle.entry", "malformed Bundle: entry must be a list of objects")
+	}
+	if err != nil {
+		return b, fhir.Invalid("Bundle.entry["+strconv.Itoa(bad)+"]", "malformed Bundle: "+err.Error())
+	}
+	b.Entry = make([]bundleEntry, len(objs))
+	for i, obj := range objs {
+		at := "Bundle.entry[" + strconv.Itoa(i) + "]"
+		e := &b.Entry[i]
+		for _, f := range obj {
+			switch f.Key {
+			case "fullUrl":
+				err = stringMember(f.Value, at+".fullUrl", &e.FullURL)
+			case "resource":
+				e.Resource = f.Value
+			case "request":
+				err = requestMember(f.Value, at+".request", e)
+			}
+			if err != nil {
+				return b, err
+			}
+		}
+	}
+	return b, nil
+}
+
+// stringMember reads a JSON string (or null, which leaves *dst as it is).
+func stringMember(raw json.RawMessage, at string, dst *string) error {
+	if string(raw) == "null" {
+		return nil
+	}
+	if len(raw) >= 2 && raw[0] == '"' && bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
+		*dst = string(raw[1 : len(raw)-1])
+		return nil
+	}
+	if err := json.Unmarshal(raw, dst); err != nil {
+		return fhir.Invalid(at, "malformed Bundle: "+at+" must be a string")
+	}
+	return nil
+}
+
+func requestMember(raw json.RawMessage, at string, e *bundleEntry) error {
+	if string(raw) == "null" {
+		return nil
+	}
+	obj, err := fhir.ParseObjectInPlace(raw)
+	if err != nil {
+		return fhir.Invalid(at, "malformed Bundle: "+at+" must be an object")
+	}
+	e.Request = &bundleRequest{}
+	for _, f := range obj {
+		var dst *string
+		switch f.Key {
+		case "method":
+			dst = &e.Request.Method
+		case "url":
+			dst = &e.Request.URL
+		case "ifNoneMatch":
+			dst = &e.Request.IfNoneMatch
+		case "ifMatch":
+			dst = &e.Request.IfMatch
+		case "ifNoneExist":
+			dst = &e.Request.IfNoneExist
+		default:
+			continue
+		}
+		if err := stringMember(f.Value, at+"."+f.Key, dst); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *Server) maxEntries() int {

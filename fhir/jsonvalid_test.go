@@ -87,3 +87,23 @@ func TestValidIDIsTheR4Pattern(t *testing.T) {
 		}
 	}
 }
+
+// skipString ends a string at its closing quote, whatever backslashes and
+// escaped quotes come before it.
+func TestSkipStringEndsAtTheClosingQuote(t *testing.T) {
+	cases := []string{"", "a", `"`, `\`, `\"`, `\\`, `\\"`, `a\\\"b`, "é\u2028<>&", `""\\\\""`, strings.Repeat(`\`, 7) + `"`}
+	for n := 25; n < 40; n++ { // escapes around the 32 bytes scanned a byte at a time
+		for _, tail := range []string{`"`, `\`, `\"`, `\\`, `"x`, `\x"y`} {
+			cases = append(cases, strings.Repeat("a", n)+tail, strings.Repeat(`\`, n)+tail)
+		}
+	}
+	for _, s := range cases {
+		enc, _ := json.Marshal(s)
+		for _, raw := range [][]byte{enc, []byte(strings.ReplaceAll(string(enc), `\u003c`, `<`))} {
+			data := append(append([]byte(nil), raw...), `,"next"`...)
+			if got := skipString(data, 0); got != len(raw) {
+				t.Errorf("skipString(%s) = %d, want %d", data, got, len(raw))
+			}
+		}
+	}
+}

@@ -107,6 +107,56 @@ func ParseObject(data []byte) (Object, error) {
 	return decodeObject(data)
 }
 
+// ParseObjectInPlace is ParseObject without its copy of data: the values
+// are slices of data, which the caller must not change while they are in
+// use (a member of a body ParseObject returned, say).
+func ParseObjectInPlace(data []byte) (Object, error) {
+	if validJSON(data) {
+		if obj, err, ok := scanObjectIn(data); ok {
+			return obj, err
+		}
+	}
+	return decodeObject(data)
+}
+
+// ObjectsOf splits a JSON array of objects into them, their values slices
+// of data (which the caller must not change while they are in use); a null
+// element is a nil Object. ok is false when data is not such an array; err
+// reports a malformed element (a duplicate member), with its index.
+func ObjectsOf(data []byte) (objs []Object, bad int, err error, ok bool) {
+	if !validJSON(data) {
+		return nil, 0, nil, false
+	}
+	i := skipSpace(data, 0)
+	if data[i] != '[' {
+		return nil, 0, nil, false
+	}
+	i = skipSpace(data, i+1)
+	if data[i] == ']' {
+		return []Object{}, 0, nil, true
+	}
+	for {
+		end := skipValue(data, i)
+		var obj Object
+		if string(data[i:end]) != "null" {
+			o, err, isObj := scanObjectIn(data[i:end:end])
+			if !isObj {
+				return nil, 0, nil, false
+			}
+			if err != nil {
+				return nil, len(objs), err, true
+			}
+			obj = o
+		}
+		objs = append(objs, obj)
+		i = skipSpace(data, end)
+		if data[i] != ',' {
+			return objs, 0, nil, true
+		}
+		i = skipSpace(data, i+1)
+	}
+}
+
 // scanObject splits valid JSON into its top-level members; ok is false when
 // it is not an object. The values share one copy of data.
 func scanObject(data []byte) (obj Object, err error, ok bool) {
@@ -114,7 +164,15 @@ func scanObject(data []byte) (obj Object, err error, ok bool) {
 	if i >= len(data) || data[i] != '{' {
 		return nil, nil, false
 	}
-	data = append([]byte(nil), data...)
+	return scanObjectIn(append([]byte(nil), data...))
+}
+
+// scanObjectIn is scanObject with values that are slices of data itself.
+func scanObjectIn(data []byte) (obj Object, err error, ok bool) {
+	i := skipSpace(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return nil, nil, false
+	}
 	i = skipSpace(data, i+1)
 	if data[i] == '}' {
 		return Object{}, nil, true
@@ -155,14 +213,38 @@ func skipSpace(data []byte, i int) int {
 }
 
 // skipString returns the end of the (valid) string starting at i.
+//
+// Most strings of a resource are short (keys, codes): they are scanned a
+// byte at a time; past 32 bytes the next quote is looked for with
+// bytes.IndexByte (vectorized), and taken when an even number of
+// backslashes precedes it.
 func skipString(data []byte, i int) int {
-	for i++; ; i++ {
+	end := min(len(data), i+33)
+	for i++; i < end; i++ {
 		switch data[i] {
 		case '\\':
 			i++
 		case '"':
 			return i + 1
 		}
+	}
+	for {
+		if i >= len(data) {
+			return len(data) // not valid JSON
+		}
+		j := bytes.IndexByte(data[i:], '"')
+		if j < 0 {
+			return len(data) // not valid JSON
+		}
+		q := i + j
+		n := 0
+		for p := q - 1; p >= 0 && data[p] == '\\'; p-- {
+			n++
+		}
+		if n%2 == 0 {
+			return q + 1
+		}
+		i = q + 1
 	}
 }
 
