@@ -14,15 +14,7 @@ import (
 // when body does not start with a JSON object; what is not valid JSON goes
 // through encoding/json, which reads a first object and ignores the rest.
 func decodeJSONObject(body []byte, valid bool) (doc map[string]any, ok bool) {
-	if !valid && !validJSON(body) {
-		return decodeJSONObjectStd(body)
-	}
-	d := jsonDecoder{data: body, text: string(body)}
-	d.space()
-	if d.i >= len(d.data) || d.data[d.i] != '{' {
-		return nil, false
-	}
-	return d.object(), true
+	return decodeJSONObjectReading(body, valid, nil)
 }
 
 // decodeJSONObjectReading is decodeJSONObject with, when the resource's
@@ -37,10 +29,10 @@ func decodeJSONObjectReading(body []byte, valid bool, reads map[string]*memberTr
 	if d.i >= len(d.data) || d.data[d.i] != '{' {
 		return nil, false
 	}
-	if t := reads[topLevelType(body, d.i)]; t != nil {
-		return d.objectReading(t), true
+	if reads == nil {
+		return d.object(), true
 	}
-	return d.object(), true
+	return d.objectReading(reads[topLevelType(body, d.i)]), true
 }
 
 // topLevelType is the resourceType of the (valid) object at data[i], ""
@@ -68,7 +60,8 @@ func topLevelType(data []byte, i int) string {
 	return ""
 }
 
-// objectReading is object with the members of t only.
+// objectReading is object with the members of t only (all of them when t
+// is nil).
 func (d *jsonDecoder) objectReading(t *memberTrie) map[string]any {
 	m := map[string]any{}
 	d.i++ // {
@@ -83,12 +76,13 @@ func (d *jsonDecoder) objectReading(t *memberTrie) map[string]any {
 		d.space()
 		d.i++ // :
 		d.space()
-		switch k := t.member(key); {
-		case k == nil:
-			d.i = skipValue(d.data, d.i)
-		case k.whole:
+		if t == nil {
 			m[key] = d.value()
-		default:
+		} else if k := t.member(key); k == nil {
+			d.i = skipValue(d.data, d.i)
+		} else if k.whole {
+			m[key] = d.value()
+		} else {
 			m[key] = d.valueReading(k)
 		}
 		d.space()
@@ -100,29 +94,35 @@ func (d *jsonDecoder) objectReading(t *memberTrie) map[string]any {
 	}
 }
 
+// arrayReading is array with, in its objects, the members of t only (all
+// of them when t is nil).
+func (d *jsonDecoder) arrayReading(t *memberTrie) []any {
+	a := []any{}
+	d.i++ // [
+	d.space()
+	if d.data[d.i] == ']' {
+		d.i++
+		return a
+	}
+	for {
+		d.space()
+		a = append(a, d.valueReading(t))
+		d.space()
+		c := d.data[d.i]
+		d.i++
+		if c == ']' {
+			return a
+		}
+	}
+}
+
 // valueReading is value, objects (in arrays too) with the members of t only.
 func (d *jsonDecoder) valueReading(t *memberTrie) any {
 	switch d.data[d.i] {
 	case '{':
 		return d.objectReading(t)
 	case '[':
-		a := []any{}
-		d.i++ // [
-		d.space()
-		if d.data[d.i] == ']' {
-			d.i++
-			return a
-		}
-		for {
-			d.space()
-			a = append(a, d.valueReading(t))
-			d.space()
-			c := d.data[d.i]
-			d.i++
-			if c == ']' {
-				return a
-			}
-		}
+		return d.arrayReading(t)
 	default:
 		return d.value()
 	}
@@ -165,47 +165,9 @@ func (d *jsonDecoder) value() any {
 	}
 }
 
-func (d *jsonDecoder) object() map[string]any {
-	m := map[string]any{}
-	d.i++ // {
-	d.space()
-	if d.data[d.i] == '}' {
-		d.i++
-		return m
-	}
-	for {
-		d.space()
-		key := d.string()
-		d.space()
-		d.i++ // :
-		m[key] = d.value()
-		d.space()
-		c := d.data[d.i]
-		d.i++
-		if c == '}' {
-			return m
-		}
-	}
-}
+func (d *jsonDecoder) object() map[string]any { return d.objectReading(nil) }
 
-func (d *jsonDecoder) array() []any {
-	a := []any{}
-	d.i++ // [
-	d.space()
-	if d.data[d.i] == ']' {
-		d.i++
-		return a
-	}
-	for {
-		a = append(a, d.value())
-		d.space()
-		c := d.data[d.i]
-		d.i++
-		if c == ']' {
-			return a
-		}
-	}
-}
+func (d *jsonDecoder) array() []any { return d.arrayReading(nil) }
 
 // string reads the string at d.i; escapes and invalid UTF-8 go through
 // encoding/json, for its exact decoding (U+FFFD replacements included).
