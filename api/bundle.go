@@ -148,7 +148,7 @@ func bundleOf(fields fhir.Object) (parsedBundle, error) {
 	}
 	objs, bad, err, ok := fhir.ObjectsOf(raw)
 	if !ok {
-		return b, fhir.Invalid("Bundle.entry", "malformed Bundle: entry must be a list of objects")
+		return b, fhir.Invalid("Bundle.entry", "malformed Bundle: entry must be a list")
 	}
 	if err != nil {
 		return b, fhir.Invalid("Bundle.entry["+strconv.Itoa(bad)+"]", "malformed Bundle: "+err.Error())

@@ -351,3 +351,33 @@ func TestBatchEntriesStayFHIRInteractions(t *testing.T) {
 		}
 	})
 }
+
+// A Bundle whose entries are not what FHIR's JSON says is refused with 400,
+// an OperationOutcome naming the element at fault, and nothing stored.
+func TestMalformedBundlesAreRefusedNamingTheElement(t *testing.T) {
+	s := newServer(t, engines[0], apiConfig())
+	patient := `{"resource":{"resourceType":"Patient","name":[{"family":"M"}]},"request":{"method":"POST","url":"Patient"}}`
+	cases := []struct{ name, body, expr string }{
+		{"entry is not a list", `{"resourceType":"Bundle","type":"batch","entry":{"request":{"method":"GET","url":"Patient"}}}`, "Bundle.entry"},
+		{"an entry is not an object", `{"resourceType":"Bundle","type":"transaction","entry":[` + patient + `,3]}`, "Bundle.entry[1]"},
+		{"a fullUrl that is not a string", `{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":7,"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}}]}`, "Bundle.entry[0].fullUrl"},
+		{"a request url that is not a string", `{"resourceType":"Bundle","type":"transaction","entry":[` + patient + `,{"request":{"method":"GET","url":true}}]}`, "Bundle.entry[1].request.url"},
+		{"a request that is not an object", `{"resourceType":"Bundle","type":"batch","entry":[{"request":"GET Patient"}]}`, "Bundle.entry[0].request"},
+		{"an entry with a member twice", `{"resourceType":"Bundle","type":"transaction","entry":[` + patient + `,{"request":{"method":"GET","url":"Patient"},"request":{"method":"GET","url":"Patient"}}]}`, "Bundle.entry[1]"},
+		{"a type that is not a string", `{"resourceType":"Bundle","type":["batch"],"entry":[]}`, "Bundle.type"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := s.do("POST", "", []byte(c.body))
+			if r.status != 400 {
+				t.Fatalf("status %d, want 400: %s", r.status, r.body)
+			}
+			if _, expr, _ := outcome(t, r); expr != c.expr {
+				t.Fatalf("expression %q, want %q", expr, c.expr)
+			}
+		})
+	}
+	if ids, _, _, _ := entries(t, s.do("GET", "/Patient", nil)); len(ids) != 0 {
+		t.Fatalf("a refused Bundle stored %v", ids)
+	}
+}

@@ -3,6 +3,7 @@ package fhir
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"reflect"
@@ -121,8 +122,9 @@ func ParseObjectInPlace(data []byte) (Object, error) {
 
 // ObjectsOf splits a JSON array of objects into them, their values slices
 // of data (which the caller must not change while they are in use); a null
-// element is a nil Object. ok is false when data is not such an array; err
-// reports a malformed element (a duplicate member), with its index.
+// element is a nil Object. ok is false when data is not a JSON array; err
+// reports a malformed element (not an object, a member twice), with its
+// index.
 func ObjectsOf(data []byte) (objs []Object, bad int, err error, ok bool) {
 	if !validJSON(data) {
 		return nil, 0, nil, false
@@ -141,7 +143,7 @@ func ObjectsOf(data []byte) (objs []Object, bad int, err error, ok bool) {
 		if string(data[i:end]) != "null" {
 			o, err, isObj := scanObjectIn(data[i:end:end])
 			if !isObj {
-				return nil, 0, nil, false
+				return nil, len(objs), errors.New("an element must be an object"), true
 			}
 			if err != nil {
 				return nil, len(objs), err, true
