@@ -75,6 +75,7 @@ func NewValidator() (*Validator, error) {
 		return nil, fmt.Errorf("fhir: schema %s is not available offline", s)
 	}
 	v.compiler.RegisterExtension(resourceKeyword, nil, resourceExtCompiler{v})
+	v.compiler.RegisterExtension(patternKeyword, nil, patternExtCompiler{})
 	if err := v.compiler.AddResource(schemaURL, bytes.NewReader(doc)); err != nil {
 		return nil, fmt.Errorf("fhir: embedded schema: %v", err)
 	}
@@ -423,6 +424,10 @@ func rewriteSchema(root, defs map[string]any) {
 						}
 					}
 				}
+			}
+			if pat, ok := x["pattern"].(string); ok && fastPatterns[pat] != nil {
+				delete(x, "pattern")
+				x[patternKeyword] = pat
 			}
 			delete(x, "description")
 			// The published schema predates the 4.0.1 technical
@@ -852,7 +857,7 @@ func (w *walker) schemaLeaf(ve *jsonschema.ValidationError, doc any, rt string) 
 		default:
 			w.add(http.StatusBadRequest, "value", path, loc, "value must be a valid "+prim+" (got "+shortJSON(value)+")")
 		}
-	case "pattern", "minimum", "maximum":
+	case "pattern", patternKeyword, "minimum", "maximum":
 		w.add(http.StatusBadRequest, "value", path, loc, "value must be a valid "+prim+" (got "+shortJSON(value)+")")
 	case "enum":
 		w.add(http.StatusBadRequest, "value", path, loc, ve.Message+" (got "+shortJSON(value)+")")
