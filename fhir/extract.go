@@ -19,8 +19,15 @@ import (
 // types a parameter cannot hold (e.g. a Range under a date parameter).
 // Identical values of one parameter are kept once.
 func ExtractIndex(body []byte) Index {
+	plans, reads := allIndexPlans()
+	return extractWith(body, plans, reads, false)
+}
+
+// allIndexPlans is every parameter's plan and, by type, the members they
+// read (readsOf), both built once.
+func allIndexPlans() (map[string][]indexParam, map[string]*memberTrie) {
 	plans := loadIndexPlans()
-	return extractWith(body, plans, indexReads, false)
+	return plans, indexReads
 }
 
 // ExtractIndexOfStamped is ExtractIndex of a body Stamp returned: JSON this
@@ -28,8 +35,8 @@ func ExtractIndex(body []byte) Index {
 // fifth of the audit trail's copy of a 100-resource AuditEvent was spent
 // validating the same bytes twice).
 func ExtractIndexOfStamped(stamped []byte) Index {
-	plans := loadIndexPlans()
-	return extractWith(stamped, plans, indexReads, true)
+	plans, reads := allIndexPlans()
+	return extractWith(stamped, plans, reads, true)
 }
 
 // extractWith is ExtractIndex with the parameters of plans only, decoding

@@ -60,6 +60,11 @@ func compileFHIRPath(expr, root string, r typeResolver) (fpExpr, error) {
 	if err != nil {
 		return nil, err
 	}
+	return compileParsed(a, expr, root, r)
+}
+
+// compileParsed compiles the expression a parsed from expr.
+func compileParsed(a *fpAST, expr, root string, r typeResolver) (fpExpr, error) {
 	fn, _, err := compileAST(a, []string{root}, r)
 	if err != nil {
 		return nil, fmt.Errorf("fhirpath %q: %w", expr, err)

@@ -13,8 +13,9 @@ import "sort"
 type fpPath []string
 
 // fpReads returns the paths expression a reads from its focus (a resource).
-// ok is false when it cannot tell (a variable, a function with no focus,
-// the whole resource as a value): then every member is read.
+// ok is false when it cannot tell (a function with no focus, the whole
+// resource as a value): then every member is read. The lexer refuses
+// variables (%resource), so no expression reads from elsewhere.
 func fpReads(a *fpAST) ([]fpPath, bool) {
 	out, reads, ok := fpWalk(a)
 	if !ok {
@@ -47,7 +48,7 @@ func fpWalk(a *fpAST) (out, reads []fpWalkPath, ok bool) {
 		switch {
 		case a.name == "$this" || a.name != "" && a.name[0] >= 'A' && a.name[0] <= 'Z':
 			return []fpWalkPath{{}}, nil, true // the focus (a type name filters it)
-		case a.name == "" || a.name[0] == '%' || a.name[0] == '$':
+		case a.name == "" || a.name[0] == '$':
 			return nil, nil, false
 		default:
 			return []fpWalkPath{{steps: fpPath{a.name}}}, nil, true
@@ -60,7 +61,7 @@ func fpWalk(a *fpAST) (out, reads []fpWalkPath, ok bool) {
 		r := a.kids[1]
 		switch r.kind {
 		case akIdent:
-			if r.name == "" || r.name[0] == '%' || r.name[0] == '$' {
+			if r.name == "" || r.name[0] == '$' {
 				return nil, nil, false
 			}
 			if r.name[0] >= 'A' && r.name[0] <= 'Z' {
@@ -75,9 +76,6 @@ func fpWalk(a *fpAST) (out, reads []fpWalkPath, ok bool) {
 			}
 			return out, reads, true
 		case akFunc:
-			if !fpArgsLocal(r) {
-				return nil, nil, false
-			}
 			// A function reads its focus (and, for resolve, the contained
 			// resources, always decoded): the focus is read whole;
 			// extension('url') reads the focus's extensions.
@@ -109,20 +107,6 @@ func fpWalk(a *fpAST) (out, reads []fpWalkPath, ok bool) {
 		return append(lo, ro...), append(lr, rr...), true
 	}
 	return nil, nil, false // a function with no focus
-}
-
-// fpArgsLocal reports whether a function's arguments read only from the
-// items it is called on (no variable such as %resource).
-func fpArgsLocal(a *fpAST) bool {
-	if a.kind == akIdent && a.name != "" && a.name[0] == '%' {
-		return false
-	}
-	for _, k := range a.kids {
-		if !fpArgsLocal(k) {
-			return false
-		}
-	}
-	return true
 }
 
 // memberTrie is the members of a resource some parameters read: a member

@@ -14,7 +14,7 @@ const searchAuditEvent = `{"resourceType":"AuditEvent","id":"e1","meta":{"versio
 // whole decoding: for every example, for the event above, and for a subset
 // of the parameters (the consent decision's).
 func TestExtractionReadsWhatItsParametersRead(t *testing.T) {
-	plans := loadIndexPlans()
+	plans, reads := allIndexPlans()
 	subset := NewIndexSubset(func(typ, param string) bool { return param == "patient" || param == "subject" || param == "_security" })
 	check := func(name string, body []byte) {
 		if !json.Valid(body) {
@@ -34,11 +34,11 @@ func TestExtractionReadsWhatItsParametersRead(t *testing.T) {
 	if ix := ExtractIndex([]byte(searchAuditEvent)); len(ix.References) < 3 {
 		t.Fatalf("the event's references: %+v", ix.References)
 	}
-	tr := indexReads["AuditEvent"]
+	tr := reads["AuditEvent"]
 	if tr == nil || tr.member("entity") == nil || tr.member("entity").member("role") != nil || tr.member("purposeOfEvent") != nil {
 		t.Fatalf("AuditEvent's trie reads entity.role or purposeOfEvent, or not entity: %+v", tr)
 	}
-	if obs := indexReads["Observation"]; obs == nil || obs.member("valueQuantity") == nil || obs.member("referenceRange") != nil {
+	if obs := reads["Observation"]; obs == nil || obs.member("valueQuantity") == nil || obs.member("referenceRange") != nil {
 		t.Fatal("Observation's trie misses valueQuantity (a choice of value) or reads referenceRange")
 	}
 }

@@ -289,16 +289,17 @@ func loadIndexPlans() map[string][]indexParam {
 				if u.base != typ {
 					root = u.base
 				}
-				fn, err := compileFHIRPath(expr, root, m)
+				a, err := parseFHIRPath(expr)
+				var fn fpExpr
+				if err == nil {
+					fn, err = compileParsed(a, expr, root, m)
+				}
 				if err != nil {
 					indexPlanErrs = append(indexPlanErrs, fmt.Errorf("%s %s: %w", typ, d.Code, err))
 					continue
 				}
-				p := indexParam{name: d.Code, kind: d.Type, root: root, expr: fn, readsAll: true}
-				if a, err := parseFHIRPath(expr); err == nil {
-					p.reads, p.readsAll = fpReads(a)
-					p.readsAll = !p.readsAll
-				}
+				reads, known := fpReads(a)
+				p := indexParam{name: d.Code, kind: d.Type, root: root, expr: fn, reads: reads, readsAll: !known}
 				if d.Type == "token" && !noText(typ) {
 					p.text = d.Code + ":text"
 				}
