@@ -422,7 +422,7 @@ func (imp *importer) countResponse(status int, body []byte, entries []entry) {
 }
 
 func (imp *importer) post(ctx context.Context, typ string, entries []entry) (int, []byte) {
-	req := httptest.NewRequest("POST", "/fhir", bytes.NewReader(bundleOf(typ, entries))).WithContext(ctx)
+	req := httptest.NewRequest("POST", "/fhir", bytes.NewReader(writeBundle(typ, entries))).WithContext(ctx)
 	req.Header.Set("Content-Type", "application/fhir+json")
 	req.Header.Set("Authorization", "Bearer "+imp.token)
 	req.Header.Set("Prefer", "return=minimal")
@@ -431,10 +431,10 @@ func (imp *importer) post(ctx context.Context, typ string, entries []entry) (int
 	return rec.Code, rec.Body.Bytes()
 }
 
-// bundleOf writes the Bundle of entries: what json.Marshal writes, but each
+// writeBundle writes the Bundle of entries: what json.Marshal writes, but each
 // resource as it is (valid JSON: a line ParseResource read, or a member of
 // a Bundle file) instead of checked and compacted again.
-func bundleOf(typ string, entries []entry) []byte {
+func writeBundle(typ string, entries []entry) []byte {
 	n := 64
 	for i := range entries {
 		n += len(entries[i].Resource) + len(entries[i].FullURL) + len(entries[i].Request.URL) + 96

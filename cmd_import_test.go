@@ -59,9 +59,9 @@ func TestImportOfBundlesSentTogetherIsThatOfOneByOne(t *testing.T) {
 	}
 }
 
-// bundleOf writes the Bundle json.Marshal wrote before it: the same JSON
+// writeBundle writes the Bundle json.Marshal wrote before it: the same JSON
 // once decoded, for the entries of every kind the import sends.
-func TestBundleOfSaysWhatJSONMarshalSays(t *testing.T) {
+func TestWriteBundleSaysWhatJSONMarshalSays(t *testing.T) {
 	var entries []entry
 	files, _ := filepath.Glob("testdata/synthea/bulk-10-patients/*.ndjson")
 	if len(files) == 0 {
@@ -92,13 +92,13 @@ func TestBundleOfSaysWhatJSONMarshalSays(t *testing.T) {
 	entries = append(entries, withAll, deletion)
 	for _, typ := range []string{"transaction", "batch"} {
 		var got, want any
-		if err := json.Unmarshal(bundleOf(typ, entries), &got); err != nil {
-			t.Fatalf("bundleOf wrote JSON that does not decode: %v", err)
+		if err := json.Unmarshal(writeBundle(typ, entries), &got); err != nil {
+			t.Fatalf("writeBundle wrote JSON that does not decode: %v", err)
 		}
 		marshalled, _ := json.Marshal(map[string]any{"resourceType": "Bundle", "type": typ, "entry": entries})
 		json.Unmarshal(marshalled, &want)
 		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("bundleOf(%s) differs from json.Marshal's Bundle", typ)
+			t.Fatalf("writeBundle(%s) differs from json.Marshal's Bundle", typ)
 		}
 	}
 }

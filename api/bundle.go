@@ -86,7 +86,7 @@ func (s *Server) bundle(c *gin.Context) {
 		s.fail(c, fhir.Invalid("resourceType", "POST "+"/fhir takes a Bundle of type batch or transaction, not a "+res.Type))
 		return
 	}
-	b, err := bundleOf(res.Fields)
+	b, err := readBundle(res.Fields)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -129,13 +129,13 @@ type parsedBundle struct {
 	Entry []bundleEntry
 }
 
-// bundleOf reads a Bundle's type and entries from its members, as
+// readBundle reads a Bundle's type and entries from its members, as
 // json.Unmarshal into parsedBundle did, without decoding the Bundle again
 // (that was a twentieth of an import): the resources stay slices of the
 // body ParseResource returned. A Bundle json.Unmarshal refused is refused
 // with the element at fault; its keys must be spelled as FHIR does (the
 // validation refuses the others anyway).
-func bundleOf(fields fhir.Object) (parsedBundle, error) {
+func readBundle(fields fhir.Object) (parsedBundle, error) {
 	var b parsedBundle
 	if raw := fields.Get("type"); raw != nil {
 		if err := stringMember(raw, "Bundle.type", &b.Type); err != nil {

@@ -10,9 +10,9 @@ import (
 	"github.com/dmp-fhir/dmp-fhir/fhir"
 )
 
-// bundleOf reads what json.Unmarshal read of a Bundle, for every example
+// readBundle reads what json.Unmarshal read of a Bundle, for every example
 // Bundle and for the odd ones below, and refuses what it refused.
-func TestBundleOfReadsWhatJSONUnmarshalRead(t *testing.T) {
+func TestReadBundleReadsWhatJSONUnmarshalRead(t *testing.T) {
 	bodies := []string{
 		`{"resourceType":"Bundle","type":"batch"}`,
 		`{"resourceType":"Bundle","type":"transaction","entry":[]}`,
@@ -47,13 +47,13 @@ func TestBundleOfReadsWhatJSONUnmarshalRead(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%.80s: %v", body, err)
 		}
-		got, err := bundleOf(res.Fields)
+		got, err := readBundle(res.Fields)
 		var want parsedBundle
 		if werr := json.Unmarshal([]byte(body), &want); werr != nil {
 			t.Fatalf("%.80s: json.Unmarshal: %v", body, werr)
 		}
 		if err != nil || !reflect.DeepEqual(got, want) {
-			t.Fatalf("%.80s: bundleOf %+v %v\njson.Unmarshal %+v", body, got, err, want)
+			t.Fatalf("%.80s: readBundle %+v %v\njson.Unmarshal %+v", body, got, err, want)
 		}
 	}
 	for _, body := range refused {
@@ -65,8 +65,8 @@ func TestBundleOfReadsWhatJSONUnmarshalRead(t *testing.T) {
 		if json.Unmarshal([]byte(body), &want) == nil {
 			t.Fatalf("%s: json.Unmarshal took it", body)
 		}
-		if _, err := bundleOf(res.Fields); err == nil {
-			t.Fatalf("%s: bundleOf took it", body)
+		if _, err := readBundle(res.Fields); err == nil {
+			t.Fatalf("%s: readBundle took it", body)
 		}
 	}
 }
@@ -81,10 +81,10 @@ func BenchmarkBundleEntries(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Run("bundleOf", func(b *testing.B) {
+	b.Run("readBundle", func(b *testing.B) {
 		b.SetBytes(int64(len(body)))
 		for i := 0; i < b.N; i++ {
-			bundleOf(res.Fields)
+			readBundle(res.Fields)
 		}
 	})
 	b.Run("json.Unmarshal", func(b *testing.B) {
