@@ -39,7 +39,8 @@ const (
 // compiled the first time a resource of that type is met (the 23 supported
 // types are compiled by NewValidator).
 type Validator struct {
-	model *schemaModel
+	model  *schemaModel
+	accept *acceptSchema // decides most valid documents without the library
 
 	mu       sync.Mutex // guards compiler
 	compiler *jsonschema.Compiler
@@ -64,12 +65,16 @@ func NewValidator() (*Validator, error) {
 		return nil, err
 	}
 	rewriteSchema(root, defs)
+	accept, err := compileAccept(defs, model.resources)
+	if err != nil {
+		return nil, err
+	}
 	doc, err := json.Marshal(root)
 	if err != nil {
 		return nil, fmt.Errorf("fhir: embedded schema: %v", err)
 	}
 
-	v := &Validator{model: model, compiler: jsonschema.NewCompiler()}
+	v := &Validator{model: model, accept: accept, compiler: jsonschema.NewCompiler()}
 	v.compiler.Draft = jsonschema.Draft6
 	v.compiler.LoadURL = func(s string) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("fhir: schema %s is not available offline", s)
@@ -169,6 +174,9 @@ func (v *Validator) Validate(body []byte) error {
 
 	w := walker{m: v.model}
 	w.resource(obj, rt, rt, nil)
+	if v.accept.accepts(rt, doc) {
+		return w.result()
+	}
 	if err := sch.Validate(doc); err != nil {
 		ve, ok := err.(*jsonschema.ValidationError)
 		if !ok {
