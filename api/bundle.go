@@ -50,6 +50,7 @@ type entryResult struct {
 	// outcomeAsked: the body is the OperationOutcome Prefer:
 	// return=OperationOutcome asked for, which goes to response.outcome.
 	outcomeAsked bool
+	lastUpdated  string // the version's lastUpdated, a FHIR instant; "" if none
 }
 
 // methodOrder is the order FHIR processes a transaction's entries in.
@@ -249,7 +250,7 @@ func checkEntry(i int, e bundleEntry) error {
 func (s *Server) runBatch(c *gin.Context, entries []bundleEntry) []entryResult {
 	results := make([]entryResult, len(entries))
 	indexes := make([]*entryIndex, len(entries))
-	parallel(len(entries), func(i int) { indexes[i] = extractAhead(entries[i], entries[i].Resource) })
+	parallel(len(entries), func(i int) { indexes[i] = s.prepareAhead(nil, entries[i], entries[i].Resource, "") })
 	for _, i := range processingOrder(entries) {
 		results[i] = s.dispatch(withEntryIndex(c.Request.Context(), indexes[i]), c.Request, entries[i], entries[i].Resource, "")
 	}
@@ -292,7 +293,7 @@ func (s *Server) runTransaction(c *gin.Context, entries []bundleEntry) ([]entryR
 			}
 			bodies[i] = rewritten
 		}
-		indexes[i] = extractAhead(e, bodies[i])
+		indexes[i] = s.prepareAhead(accessOf(c.Request.Context()), e, bodies[i], ids.newID[i])
 	})
 	for _, err := range failed {
 		if err != nil {
@@ -532,9 +533,17 @@ func (s *Server) dispatch(ctx context.Context, parent *http.Request, e bundleEnt
 	rec := httptest.NewRecorder()
 	s.engine.ServeHTTP(rec, req)
 	outcomeAsked := rec.Header().Get(entryOutcomeHeader) != ""
+	lastUpdated := rec.Header().Get(entryLastUpdatedHeader)
 	rec.Header().Del(entryOutcomeHeader)
-	return entryResult{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes(), outcomeAsked: outcomeAsked}
+	rec.Header().Del(entryLastUpdatedHeader)
+	return entryResult{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes(), outcomeAsked: outcomeAsked, lastUpdated: lastUpdated}
 }
+
+// entryLastUpdatedHeader carries, on an entry's answer, the version's
+// lastUpdated as a FHIR instant (versionHeaders), for the entry's
+// response.lastModified: Last-Modified is an HTTP date, to the second, and
+// lastModified an instant. It never leaves the server.
+const entryLastUpdatedHeader = "X-Dmp-Entry-Last-Updated"
 
 // entryOutcomeHeader marks, on an entry's answer, the OperationOutcome a
 // write answered for Prefer: return=OperationOutcome (answerWrite): it goes
@@ -559,19 +568,36 @@ func entryPrefer(h http.Header) string {
 // entry's handler uses them for its checks (the patients the resource
 // belongs to), hands them to the store with the resource (store.WithIndex:
 // the author stamp changes no index value) and to the audit.
+//
+// A create (POST) is also stamped ahead: its author (the caller, as
+// stampAuthorOver writes it for a new resource) and its id, versionId and
+// meta (fhir.PrepareStamp), all but the time of the write, which the store
+// takes in its lock. Both were JSON passes over every resource inside the
+// lock, which bounds a Bundle's ingest once validation is cheap.
 type entryIndex struct {
-	body []byte
-	ix   fhir.Index
+	body     []byte
+	ix       fhir.Index
+	authored []byte           // body with its author, for a create; nil otherwise
+	stamp    *fhir.StampAhead // authored stamped as version 1 of the new id
 }
 
 type entryIndexKey struct{}
 
-// extractAhead extracts the index values of the resource an entry writes.
-func extractAhead(e bundleEntry, body []byte) *entryIndex {
+// prepareAhead extracts the index values of the resource an entry writes
+// and, for a create at id newID, stamps it ahead.
+func (s *Server) prepareAhead(a *access, e bundleEntry, body []byte, newID string) *entryIndex {
 	if e.Request == nil || (e.Request.Method != "POST" && e.Request.Method != "PUT") || body == nil {
 		return nil
 	}
-	return &entryIndex{body: body, ix: fhir.ExtractIndex(body)}
+	ei := &entryIndex{body: body, ix: fhir.ExtractIndex(body)}
+	if e.Request.Method == "POST" && newID != "" {
+		if authored, err := s.stampAuthorOver(a, nil, body); err == nil {
+			if st, err := fhir.PrepareStamp(authored, newID, 1); err == nil {
+				ei.authored, ei.stamp = authored, st
+			}
+		}
+	}
+	return ei
 }
 
 // parallel runs fn(0) ... fn(n-1) on GOMAXPROCS goroutines.
@@ -604,6 +630,15 @@ func indexOf(ctx context.Context, body []byte) fhir.Index {
 		return ix
 	}
 	return fhir.ExtractIndex(body)
+}
+
+// aheadCreate returns the entry's resource with its author and its stamp,
+// prepared ahead, when body is that resource and the entry creates it.
+func aheadCreate(ctx context.Context, body []byte) (authored []byte, st *fhir.StampAhead, ok bool) {
+	if ei, ok := ctx.Value(entryIndexKey{}).(*entryIndex); ok && ei.stamp != nil && bytes.Equal(ei.body, body) {
+		return ei.authored, ei.stamp, true
+	}
+	return nil, nil, false
 }
 
 func aheadIndex(ctx context.Context, body []byte) (fhir.Index, bool) {
@@ -686,11 +721,15 @@ func writeResponseEntry(buf *bytes.Buffer, r entryResult) {
 	}
 	buf.WriteString(`"response":{"status":`)
 	buf.Write(fhir.AppendString(nil, strconv.Itoa(r.status)+" "+http.StatusText(r.status)))
-	for _, f := range [...]struct{ key, header string }{{"location", "Location"}, {"etag", "ETag"}, {"lastModified", "Last-Modified"}} {
+	for _, f := range [...]struct{ key, header string }{{"location", "Location"}, {"etag", "ETag"}} {
 		if v := r.header.Get(f.header); v != "" {
 			buf.WriteString(`,"` + f.key + `":`)
 			buf.Write(fhir.AppendString(nil, v))
 		}
+	}
+	if r.lastUpdated != "" {
+		buf.WriteString(`,"lastModified":`)
+		buf.Write(fhir.AppendString(nil, r.lastUpdated))
 	}
 	if wo := r.header.Get("X-Write-Outcome"); wo != "" && outcome == nil {
 		// The entry's outcome says whether an update made a version, as the

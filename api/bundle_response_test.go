@@ -25,8 +25,8 @@ func modelResponseBundle(id string, kind models.BundleType, results []entryResul
 		if v := r.header.Get("ETag"); v != "" {
 			e.Response.Etag = &v
 		}
-		if v := r.header.Get("Last-Modified"); v != "" {
-			e.Response.LastModified = &v
+		if v := r.lastUpdated; v != "" {
+			e.Response.LastModified = &v // an instant, not the HTTP date of Last-Modified
 		}
 		if wo := r.header.Get("X-Write-Outcome"); wo != "" {
 			e.Response.Outcome = fhir.OperationOutcome(fhir.Issue{Severity: "information", Code: "informational", Diagnostics: wo})
@@ -53,7 +53,7 @@ func TestResponseBundleIsWrittenAsTheBundleModelWritesIt(t *testing.T) {
 		}
 		return h
 	}
-	created := entryResult{status: 201, header: header("Location", "Observation/o1/_history/1", "ETag", `W/"1"`, "Last-Modified", "Tue, 02 Jan 2024 03:04:05 GMT")}
+	created := entryResult{status: 201, header: header("Location", "Observation/o1/_history/1", "ETag", `W/"1"`, "Last-Modified", "Tue, 02 Jan 2024 03:04:05 GMT"), lastUpdated: "2024-01-02T03:04:05.678Z"}
 	cases := []struct {
 		name    string
 		kind    models.BundleType

@@ -381,3 +381,88 @@ func TestMalformedBundlesAreRefusedNamingTheElement(t *testing.T) {
 		t.Fatalf("a refused Bundle stored %v", ids)
 	}
 }
+
+// A transaction stamps its creates ahead of its write lock (author, id,
+// versionId) and the store writes the time in: what is stored must be what
+// a create on its own stores. Each created resource read back has its id,
+// versionId 1, the lastUpdated and ETag the transaction answered, and the
+// caller as author, as a plain POST's resource has.
+// (The embedded engine only: the test MongoDB, FerretDB, has no
+// transactions, and a batch stamps in the lock.)
+func TestATransactionsCreatesAreStampedAsAPlainCreateIs(t *testing.T) {
+	s := newConsentServer(t, engines[0])
+	{
+		hospital := "Bearer " + s.system()
+		type meta struct {
+			VersionID   string `json:"versionId"`
+			LastUpdated string `json:"lastUpdated"`
+			Extension   []struct {
+				URL         string `json:"url"`
+				ValueString string `json:"valueString"`
+			} `json:"extension"`
+		}
+		type stored struct {
+			ID   string `json:"id"`
+			Meta meta   `json:"meta"`
+		}
+		authorOf := func(m meta) string {
+			for _, e := range m.Extension {
+				if e.URL == api.AuthorExtension {
+					return e.ValueString
+				}
+			}
+			return ""
+		}
+		plain := s.do("POST", "/Organization", []byte(`{"resourceType":"Organization","name":"Seule"}`), "Authorization", hospital)
+		if plain.status != 201 {
+			t.Fatalf("plain create: %d %s", plain.status, plain.body)
+		}
+		var one stored
+		if err := json.Unmarshal(plain.body, &one); err != nil {
+			t.Fatal(err)
+		}
+		wantAuthor := authorOf(one.Meta)
+		if wantAuthor == "" {
+			t.Fatalf("a plain create has no author: %s", plain.body)
+		}
+
+		r := s.do("POST", "", []byte(`{"resourceType":"Bundle","type":"transaction","entry":[
+		 {"fullUrl":"urn:uuid:9a1d1c43-46a3-4a6f-8b0e-0a5f3c1d2e01","resource":{"resourceType":"Organization","name":"CH Exemple"},"request":{"method":"POST","url":"Organization"}},
+		 {"resource":{"resourceType":"Organization","name":"Service","partOf":{"reference":"urn:uuid:9a1d1c43-46a3-4a6f-8b0e-0a5f3c1d2e01"}},"request":{"method":"POST","url":"Organization"}}]}`), "Authorization", hospital)
+		if r.status != 200 {
+			t.Fatalf("transaction: %d %s", r.status, r.body)
+		}
+		var answer struct {
+			Entry []struct {
+				Response struct {
+					Status, Location, Etag, LastModified string
+				} `json:"response"`
+			} `json:"entry"`
+		}
+		if err := json.Unmarshal(r.body, &answer); err != nil || len(answer.Entry) != 2 {
+			t.Fatalf("answer: %v %s", err, r.body)
+		}
+		for _, e := range answer.Entry {
+			loc := strings.Split(e.Response.Location, "/_history/")[0]
+			loc = loc[strings.Index(loc, "/fhir/")+len("/fhir"):]
+			got := s.do("GET", loc, nil, "Authorization", hospital)
+			var res stored
+			if got.status != 200 || json.Unmarshal(got.body, &res) != nil {
+				t.Fatalf("read %s: %d %s", loc, got.status, got.body)
+			}
+			switch {
+			case !strings.HasSuffix(loc, "/"+res.ID):
+				t.Errorf("%s: stored id %q", loc, res.ID)
+			case res.Meta.VersionID != "1" || e.Response.Etag != `W/"1"`:
+				t.Errorf("%s: versionId %q, ETag %q", loc, res.Meta.VersionID, e.Response.Etag)
+			case res.Meta.LastUpdated != e.Response.LastModified:
+				t.Errorf("%s: lastUpdated %q, the transaction answered %q", loc, res.Meta.LastUpdated, e.Response.LastModified)
+			case authorOf(res.Meta) != wantAuthor:
+				t.Errorf("%s: author %q, a plain create's %q", loc, authorOf(res.Meta), wantAuthor)
+			}
+			if _, err := time.Parse(fhir.InstantFormat, res.Meta.LastUpdated); err != nil {
+				t.Errorf("%s: lastUpdated %q: %v", loc, res.Meta.LastUpdated, err)
+			}
+		}
+	}
+}

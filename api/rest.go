@@ -363,7 +363,11 @@ func (s *Server) conditionalUpdate(c *gin.Context) {
 // createIn writes a new resource in ops: its author stamped, and the
 // documents it replaces superseded with it (checked before it is written).
 func (s *Server) createIn(ctx context.Context, ops store.Ops, typ, id string, body []byte) (*store.Resource, error) {
-	stamped, err := s.stampAuthorOver(accessOf(ctx), nil, body)
+	stamped, st, stampedAhead := aheadCreate(ctx, body)
+	var err error
+	if !stampedAhead {
+		stamped, err = s.stampAuthorOver(accessOf(ctx), nil, body)
+	}
 	if err == nil {
 		err = s.supersede(ctx, ops, id, typ, stamped, false)
 	}
@@ -371,6 +375,9 @@ func (s *Server) createIn(ctx context.Context, ops store.Ops, typ, id string, bo
 		return nil, err
 	}
 	wctx, ix, ahead := withAheadIndex(ctx, body, stamped)
+	if stampedAhead {
+		wctx = store.WithStamp(wctx, stamped, id, 1, st)
+	}
 	r, err := ops.Create(wctx, typ, id, stamped)
 	if err == nil {
 		if ahead {
@@ -609,6 +616,9 @@ func (s *Server) answerRead(c *gin.Context, r *store.Resource) {
 func (s *Server) versionHeaders(c *gin.Context, r *store.Resource) {
 	c.Header("ETag", r.ETag())
 	c.Header("Last-Modified", r.LastUpdated.UTC().Format(http.TimeFormat))
+	if validatedInBundle(c.Request.Context()) {
+		c.Header(entryLastUpdatedHeader, r.LastUpdated.UTC().Format(fhir.InstantFormat))
+	}
 }
 
 // answerWrite answers a create or update per the Prefer header.

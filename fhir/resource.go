@@ -380,6 +380,10 @@ const InstantFormat = "2006-01-02T15:04:05.000Z07:00"
 // meta.lastUpdated; the other members of meta (profile, tag, security, ...)
 // and of the resource are kept as sent, in order, with resourceType first.
 func Stamp(body []byte, id string, version int64, lastUpdated time.Time) ([]byte, error) {
+	return stamp(body, id, version, lastUpdated.UTC().Format(InstantFormat))
+}
+
+func stamp(body []byte, id string, version int64, lastUpdated string) ([]byte, error) {
 	obj, err := ParseObject(body)
 	if err != nil {
 		return nil, err
@@ -396,7 +400,7 @@ func Stamp(body []byte, id string, version int64, lastUpdated time.Time) ([]byte
 		}
 	}
 	v, _ := json.Marshal(fmt.Sprint(version))
-	t, _ := json.Marshal(lastUpdated.UTC().Format(InstantFormat))
+	t, _ := json.Marshal(lastUpdated)
 	meta = meta.Without("versionId").Without("lastUpdated")
 	meta = append(Object{{Key: "versionId", Value: v}, {Key: "lastUpdated", Value: t}}, meta...)
 	metaRaw, _ := meta.MarshalJSON()
@@ -411,6 +415,53 @@ func Stamp(body []byte, id string, version int64, lastUpdated time.Time) ([]byte
 		}
 	}
 	return out.MarshalJSON()
+}
+
+// StampAhead is Stamp done before the time is known: the stamped body with
+// its lastUpdated left to At. A store takes the time of a write inside its
+// write lock (so that lastUpdated follows the commit order), and a
+// transaction stamps its creates ahead, outside the lock, where the JSON
+// pass costs nothing to the other writers.
+type StampAhead struct {
+	out []byte // stamped, with a placeholder instant of the right length
+	at  int    // offset of the instant's text in out
+}
+
+// instantPlaceholder has the length of every lastUpdated Stamp writes
+// (InstantFormat in UTC, years 0000-9999).
+const instantPlaceholder = "0000-00-00T00:00:00.000Z"
+
+// PrepareStamp returns the Stamp of body with id and version, for At to
+// complete with the time.
+func PrepareStamp(body []byte, id string, version int64) (*StampAhead, error) {
+	out, err := stamp(body, id, version, instantPlaceholder)
+	if err != nil {
+		return nil, err
+	}
+	// The instant is the first lastUpdated in out: Stamp writes meta third,
+	// with versionId then lastUpdated, after the resourceType and the id,
+	// which are JSON strings (a quote in them is escaped).
+	at := bytes.Index(out, []byte(`"lastUpdated":"`+instantPlaceholder+`"`))
+	if at < 0 {
+		return nil, fmt.Errorf("fhir: stamp: lastUpdated not found")
+	}
+	return &StampAhead{out: out, at: at + len(`"lastUpdated":"`)}, nil
+}
+
+// At returns the stamped body with lastUpdated t: what Stamp returns with
+// the same arguments.
+func (s *StampAhead) At(t time.Time) []byte {
+	text := t.UTC().Format(InstantFormat)
+	if len(text) != len(instantPlaceholder) {
+		// a year past 9999 or before 0: written as Stamp writes it
+		out := make([]byte, 0, len(s.out)+len(text))
+		out = append(out, s.out[:s.at]...)
+		out = append(out, text...)
+		return append(out, s.out[s.at+len(instantPlaceholder):]...)
+	}
+	out := bytes.Clone(s.out)
+	copy(out[s.at:], text)
+	return out
 }
 
 // SameContent reports whether two resource bodies say the same thing once the

@@ -1,7 +1,9 @@
 package fhir
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -71,5 +73,45 @@ func TestStampReturnsValidJSONOrRefuses(t *testing.T) {
 		if tc.ok && !json.Valid(out) {
 			t.Errorf("%s: stamped into invalid JSON %s", tc.body, out)
 		}
+	}
+}
+
+// A stamp prepared ahead and completed with the time is the stamp: on every
+// example resource, for times of every length and zone, and it refuses what
+// Stamp refuses.
+func TestAStampPreparedAheadIsTheStamp(t *testing.T) {
+	paris := time.FixedZone("Europe/Paris", 3600)
+	times := []time.Time{
+		time.Date(2026, 11, 26, 8, 0, 0, 0, time.UTC),
+		time.Date(2026, 11, 26, 23, 59, 59, 999_999_999, paris),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), // five digits: longer than the placeholder
+		time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC),
+	}
+	var checked int
+	forEachExampleBody(t, func(file string, body []byte) {
+		if len(body) == 0 || body[0] != '{' {
+			return
+		}
+		for i, at := range times {
+			id, version := fmt.Sprintf("id-%d", i), int64(1+i*7)
+			want, errStamp := Stamp(body, id, version, at)
+			st, errAhead := PrepareStamp(body, id, version)
+			if (errStamp == nil) != (errAhead == nil) {
+				t.Fatalf("%s: Stamp error %v, PrepareStamp error %v", file, errStamp, errAhead)
+			}
+			if errStamp != nil {
+				return
+			}
+			if got := st.At(at); !bytes.Equal(got, want) {
+				t.Fatalf("%s at %v: prepared ahead\n%s\nStamp\n%s", file, at, got, want)
+			}
+			checked++
+		}
+	})
+	if checked < 1000 {
+		t.Fatalf("only %d stamps compared", checked)
+	}
+	if _, err := PrepareStamp([]byte(`{"code":{"text":"x"}}`), "a", 1); err == nil {
+		t.Fatal("a body without resourceType was prepared")
 	}
 }

@@ -17,12 +17,17 @@ type NewVersion struct {
 }
 
 // Prepare stamps body as version `version` of typ/id at time now and
-// extracts its index values, or takes those WithIndex gave in ctx for
-// exactly this body.
+// extracts its index values, or takes the stamp WithStamp and the values
+// WithIndex gave in ctx for exactly this body.
 func Prepare(ctx context.Context, typ, id string, body []byte, version int64, now time.Time) (*NewVersion, error) {
-	stamped, err := fhir.Stamp(body, id, version, now)
-	if err != nil {
-		return nil, err
+	var stamped []byte
+	if h, ok := ctx.Value(stampHintKey{}).(*stampHint); ok && h.id == id && h.version == version && bytes.Equal(h.body, body) {
+		stamped = h.st.At(now)
+	} else {
+		var err error
+		if stamped, err = fhir.Stamp(body, id, version, now); err != nil {
+			return nil, err
+		}
 	}
 	nv := &NewVersion{Resource: Resource{Type: typ, ID: id, Version: version, LastUpdated: now, Body: stamped}}
 	if h, ok := ctx.Value(indexHintKey{}).(*indexHint); ok && bytes.Equal(h.body, body) {
@@ -49,6 +54,23 @@ type indexHint struct {
 // meta.extension). A write of any other body extracts its own.
 func WithIndex(ctx context.Context, body []byte, ix fhir.Index) context.Context {
 	return context.WithValue(ctx, indexHintKey{}, &indexHint{body: body, ix: ix})
+}
+
+type stampHintKey struct{}
+
+type stampHint struct {
+	body    []byte
+	id      string
+	version int64
+	st      *fhir.StampAhead
+}
+
+// WithStamp tells the write of body as version `version` of id, made with
+// the returned context, that its stamp was prepared ahead
+// (fhir.PrepareStamp of body, id and version, outside the write lock): the
+// write only writes its time in. A write of anything else stamps its own.
+func WithStamp(ctx context.Context, body []byte, id string, version int64, st *fhir.StampAhead) context.Context {
+	return context.WithValue(ctx, stampHintKey{}, &stampHint{body: body, id: id, version: version, st: st})
 }
 
 // Deletion is the deletion version `version` of typ/id.
