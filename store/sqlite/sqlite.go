@@ -38,7 +38,8 @@ type Store struct {
 	// unprepared statement at every call, a fifth of a write's cost.
 	writes map[string]*sql.Stmt
 	blobs  *fileBlobs
-	wal    *walSync // makes each acknowledged commit durable
+	wal    *walSync      // makes each acknowledged commit durable
+	ckpt   *checkpointer // copies the WAL back into the database, off the write lock
 }
 
 var _ store.Store = (*Store)(nil)
@@ -230,13 +231,12 @@ CREATE INDEX IF NOT EXISTS pat_lo ON pat_idx(patient, type, param, lo, id, via, 
 `
 
 // walAutocheckpointPages is the WAL size, in pages, at which a commit copies
-// the WAL back into the database (SQLite's default is 1,000, 4 MB). A page
-// changed by several commits in between is copied once: checkpoints were a
-// ninth of the CPU of small transactions, in the write lock, and their
-// fsyncs of the database file waited there too. At 10,000 (40 MB of WAL at
-// most, read back in milliseconds after a crash) 2-entry transactions went
-// 302-328 -> 386-406 req/s at c=16 (four A/B runs on D1).
-const walAutocheckpointPages = 10000
+// the WAL back into the database itself, inside the write lock (SQLite's
+// default is 1,000, 4 MB): a backstop only, 160 MB, since the checkpointer
+// does it beside the writer every checkpointInterval. Checkpoints in the
+// lock were a ninth of the CPU of small transactions at 1,000 pages, and a
+// tenth of the lock's time under Bundle ingest at 10,000.
+const walAutocheckpointPages = 40000
 
 // schemaVersion is stored in PRAGMA user_version. A database written by an
 // older schema (whose index tables were different or missing) is reindexed
@@ -328,7 +328,24 @@ func Open(dir string) (*Store, error) {
 		read.Close()
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
-	s := &Store{write: write, read: read, blobs: blobs, wal: newWALSync(path + "-wal")}
+	// The checkpointer's connection reads (query_only lets a checkpoint
+	// run) and needs no page cache: a checkpoint copies WAL frames.
+	cq := url.Values{}
+	for k, v := range rq {
+		cq[k] = append([]string(nil), v...)
+	}
+	cq["_pragma"] = slices.DeleteFunc(cq["_pragma"], func(p string) bool { return strings.HasPrefix(p, "cache_size(") })
+	cq.Add("_pragma", "cache_size(-512)")
+	ckpt, err := sql.Open("sqlite", "file:"+path+"?"+cq.Encode())
+	if err != nil {
+		write.Close()
+		read.Close()
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	ckpt.SetMaxOpenConns(1)
+	ckpt.SetMaxIdleConns(1)
+	ckpt.SetConnMaxLifetime(0)
+	s := &Store{write: write, read: read, blobs: blobs, wal: newWALSync(path + "-wal"), ckpt: startCheckpointer(ckpt)}
 	// The columns an older database lacks, before the writes are prepared;
 	// upgrade fills them.
 	if err := addPatientLabelColumn(write); err != nil {
@@ -405,11 +422,12 @@ func (s *Store) Close() error {
 	for _, st := range s.writes {
 		st.Close()
 	}
+	kerr := s.ckpt.close()
 	_, cerr := s.write.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
 	rerr := s.read.Close()
 	werr := s.write.Close()
 	s.wal.close()
-	return errors.Join(cerr, rerr, werr)
+	return errors.Join(kerr, cerr, rerr, werr)
 }
 
 // querier is what *sql.DB and *sql.Tx have in common.
@@ -592,6 +610,7 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error)
 		return fmt.Errorf("sqlite: commit: %w", err)
 	}
 	// Committed and visible; acknowledged once on disk.
+	s.ckpt.committed()
 	return s.wal.wait(s.wal.commit())
 }
 
