@@ -428,7 +428,8 @@ func TestATransactionsCreatesAreStampedAsAPlainCreateIs(t *testing.T) {
 
 		r := s.do("POST", "", []byte(`{"resourceType":"Bundle","type":"transaction","entry":[
 		 {"fullUrl":"urn:uuid:9a1d1c43-46a3-4a6f-8b0e-0a5f3c1d2e01","resource":{"resourceType":"Organization","name":"CH Exemple"},"request":{"method":"POST","url":"Organization"}},
-		 {"resource":{"resourceType":"Organization","name":"Service","partOf":{"reference":"urn:uuid:9a1d1c43-46a3-4a6f-8b0e-0a5f3c1d2e01"}},"request":{"method":"POST","url":"Organization"}}]}`), "Authorization", hospital)
+		 {"resource":{"resourceType":"Organization","name":"Service","partOf":{"reference":"urn:uuid:9a1d1c43-46a3-4a6f-8b0e-0a5f3c1d2e01"}},"request":{"method":"POST","url":"Organization"}},
+		 {"resource":{"resourceType":"Organization","id":"org-put-new","name":"Créée par PUT"},"request":{"method":"PUT","url":"Organization/org-put-new"}}]}`), "Authorization", hospital)
 		if r.status != 200 {
 			t.Fatalf("transaction: %d %s", r.status, r.body)
 		}
@@ -439,7 +440,7 @@ func TestATransactionsCreatesAreStampedAsAPlainCreateIs(t *testing.T) {
 				} `json:"response"`
 			} `json:"entry"`
 		}
-		if err := json.Unmarshal(r.body, &answer); err != nil || len(answer.Entry) != 2 {
+		if err := json.Unmarshal(r.body, &answer); err != nil || len(answer.Entry) != 3 {
 			t.Fatalf("answer: %v %s", err, r.body)
 		}
 		for _, e := range answer.Entry {
@@ -453,8 +454,8 @@ func TestATransactionsCreatesAreStampedAsAPlainCreateIs(t *testing.T) {
 			switch {
 			case !strings.HasSuffix(loc, "/"+res.ID):
 				t.Errorf("%s: stored id %q", loc, res.ID)
-			case res.Meta.VersionID != "1" || e.Response.Etag != `W/"1"`:
-				t.Errorf("%s: versionId %q, ETag %q", loc, res.Meta.VersionID, e.Response.Etag)
+			case res.Meta.VersionID != "1" || e.Response.Etag != `W/"1"` || e.Response.Status != "201 Created":
+				t.Errorf("%s: versionId %q, ETag %q, status %q", loc, res.Meta.VersionID, e.Response.Etag, e.Response.Status)
 			case res.Meta.LastUpdated != e.Response.LastModified:
 				t.Errorf("%s: lastUpdated %q, the transaction answered %q", loc, res.Meta.LastUpdated, e.Response.LastModified)
 			case authorOf(res.Meta) != wantAuthor:
@@ -462,6 +463,41 @@ func TestATransactionsCreatesAreStampedAsAPlainCreateIs(t *testing.T) {
 			}
 			if _, err := time.Parse(fhir.InstantFormat, res.Meta.LastUpdated); err != nil {
 				t.Errorf("%s: lastUpdated %q: %v", loc, res.Meta.LastUpdated, err)
+			}
+		}
+		// A batch's PUT at a new id is a create as well, and so is a PUT
+		// at the id of a deleted resource (a new life, its version after
+		// the deletion's, not 1).
+		if d := s.do("DELETE", "/Organization/org-put-new", nil, "Authorization", hospital); d.status >= 300 {
+			t.Fatalf("delete: %d %s", d.status, d.body)
+		}
+		batch := s.do("POST", "", []byte(`{"resourceType":"Bundle","type":"batch","entry":[
+		 {"resource":{"resourceType":"Organization","id":"org-batch-put","name":"Lot"},"request":{"method":"PUT","url":"Organization/org-batch-put"}},
+		 {"resource":{"resourceType":"Organization","id":"org-put-new","name":"Seconde vie"},"request":{"method":"PUT","url":"Organization/org-put-new"}}]}`), "Authorization", hospital)
+		if batch.status != 200 {
+			t.Fatalf("batch: %d %s", batch.status, batch.body)
+		}
+		var batchAnswer struct {
+			Entry []struct {
+				Response struct {
+					Status, Location, Etag, LastModified string
+				} `json:"response"`
+			} `json:"entry"`
+		}
+		if err := json.Unmarshal(batch.body, &batchAnswer); err != nil || len(batchAnswer.Entry) != 2 {
+			t.Fatalf("batch answer: %v %s", err, batch.body)
+		}
+		for i, want := range []string{`W/"1"`, `W/"3"`} {
+			e := batchAnswer.Entry[i].Response
+			loc := e.Location[strings.Index(e.Location, "/fhir/")+len("/fhir"):]
+			loc = strings.Split(loc, "/_history/")[0]
+			var res stored
+			if got := s.do("GET", loc, nil, "Authorization", hospital); got.status != 200 || json.Unmarshal(got.body, &res) != nil {
+				t.Fatalf("read %s: %d %s", loc, got.status, got.body)
+			}
+			if e.Etag != want || `W/"`+res.Meta.VersionID+`"` != want || res.Meta.LastUpdated != e.LastModified || authorOf(res.Meta) != wantAuthor {
+				t.Errorf("batch PUT %s: ETag %s (want %s), versionId %s, lastUpdated %s (answered %s), author %q (want %q)",
+					loc, e.Etag, want, res.Meta.VersionID, res.Meta.LastUpdated, e.LastModified, authorOf(res.Meta), wantAuthor)
 			}
 		}
 	}

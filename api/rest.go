@@ -427,7 +427,16 @@ func (s *Server) putIn(ctx context.Context, ops store.Ops, typ, id string, body 
 // putOver is putIn once the caller read the current version cur (nil when
 // there is none) and checked the caller may change it (mayUpdate).
 func (s *Server) putOver(ctx context.Context, ops store.Ops, typ, id string, body []byte, ifMatch int64, cur *store.Resource) (*store.Resource, store.Outcome, error) {
-	stamped, err := s.stampAuthorOver(accessOf(ctx), cur, body)
+	var stamped []byte
+	var st *fhir.StampAhead
+	stampedAhead := false
+	if cur == nil { // a new resource: authored by the caller, as ahead
+		stamped, st, stampedAhead = aheadCreate(ctx, body)
+	}
+	var err error
+	if !stampedAhead {
+		stamped, err = s.stampAuthorOver(accessOf(ctx), cur, body)
+	}
 	if err == nil {
 		err = s.supersede(ctx, ops, id, typ, stamped, false)
 	}
@@ -435,6 +444,11 @@ func (s *Server) putOver(ctx context.Context, ops store.Ops, typ, id string, bod
 		return nil, 0, err
 	}
 	wctx, ix, ahead := withAheadIndex(ctx, body, stamped)
+	if stampedAhead {
+		// The store uses it only for version 1 of id: a new life after a
+		// delete stamps its own version.
+		wctx = store.WithStamp(wctx, stamped, id, 1, st)
+	}
 	r, out, err := ops.Put(wctx, typ, id, stamped, ifMatch)
 	if err == nil && ahead {
 		noteWritten(ctx, r, ix) // unchanged: the same content, the same index values
