@@ -8,10 +8,21 @@ import (
 )
 
 // checkpointInterval is how often, while commits come, the checkpointer
-// copies the WAL back into the database. Under a bulk load the WAL grows by
-// some tens of megabytes in that time, so a page several commits change is
-// still copied once.
-const checkpointInterval = time.Second
+// copies the WAL back into the database. A page several commits change in
+// that time is copied once.
+//
+// Under a bulk load the WAL grows by tens of megabytes a second, and the
+// writer starts it over only once every frame has been copied back, which
+// a checkpoint running beside the commits seldom sees: the writer's own
+// checkpoint at walAutocheckpointPages then copies what is left, in its
+// lock. So while the WAL holds more than checkpointBusyFrames, the
+// checkpointer comes back after checkpointBusyInterval, and what is left
+// for the writer is the frames of the last moments.
+const (
+	checkpointInterval     = time.Second
+	checkpointBusyInterval = 50 * time.Millisecond
+	checkpointBusyFrames   = walAutocheckpointPages / 4
+)
 
 // checkpointer copies the WAL back into the database (a PASSIVE checkpoint)
 // on a connection of its own, beside the writer, instead of the commit
@@ -56,13 +67,19 @@ func (c *checkpointer) loop() {
 		// An error (the database closing, I/O) leaves the WAL to the
 		// writer's backstop checkpoint and to the next round.
 		var busy, frames, backfilled int
-		if err := c.db.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &backfilled); err == nil && backfilled > 0 {
-			c.copied.Add(1)
+		wait := checkpointInterval
+		if err := c.db.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &backfilled); err == nil {
+			if backfilled > 0 {
+				c.copied.Add(1)
+			}
+			if frames > checkpointBusyFrames {
+				wait = checkpointBusyInterval
+			}
 		}
 		select {
 		case <-c.stop:
 			return
-		case <-time.After(checkpointInterval):
+		case <-time.After(wait):
 		}
 	}
 }
