@@ -213,15 +213,18 @@ func insertRows(ctx context.Context, q querier, table string, rows [][]any) erro
 // writeIndex stores the index values ix of resource typ/id (rid), whose
 // current version is the history row vid.
 func writeIndex(ctx context.Context, q querier, rid, vid int64, typ, id string, ix *fhir.Index) error {
+	// The values every row of the resource repeats, boxed once: each
+	// row's []any would box them again, an allocation each.
+	ridV, typV, idV := any(rid), any(typ), any(id)
 	if len(ix.Tokens) > 0 {
 		rows := make([][]any, 0, len(ix.Tokens))
 		var fwd [][]any
 		for _, v := range ix.Tokens {
 			if forwardOnly[typ][v.Param] {
-				fwd = append(fwd, []any{rid, v.Param, v.System, v.Code})
+				fwd = append(fwd, []any{ridV, v.Param, v.System, v.Code})
 				continue
 			}
-			rows = append(rows, []any{rid, typ, v.Param, v.System, v.Code, id})
+			rows = append(rows, []any{ridV, typV, v.Param, v.System, v.Code, idV})
 		}
 		if err := insertRows(ctx, q, "tok_idx", rows); err != nil {
 			return err
@@ -233,7 +236,7 @@ func writeIndex(ctx context.Context, q querier, rid, vid int64, typ, id string, 
 	if len(ix.Strings) > 0 {
 		rows := make([][]any, len(ix.Strings))
 		for i, v := range ix.Strings {
-			rows[i] = []any{rid, typ, v.Param, v.Norm, v.Exact}
+			rows[i] = []any{ridV, typV, v.Param, v.Norm, v.Exact}
 		}
 		if err := insertRows(ctx, q, "str_idx", rows); err != nil {
 			return err
@@ -244,10 +247,10 @@ func writeIndex(ctx context.Context, q querier, rid, vid int64, typ, id string, 
 		var fwd [][]any
 		for _, v := range ix.References {
 			if forwardOnly[typ][v.Param] {
-				fwd = append(fwd, []any{rid, v.Param, v.Type, v.ID, v.URL})
+				fwd = append(fwd, []any{ridV, v.Param, v.Type, v.ID, v.URL})
 				continue
 			}
-			rows = append(rows, []any{rid, typ, v.Param, v.Type, v.ID, v.URL})
+			rows = append(rows, []any{ridV, typV, v.Param, v.Type, v.ID, v.URL})
 		}
 		if err := insertRows(ctx, q, "ref_idx", rows); err != nil {
 			return err
@@ -259,7 +262,7 @@ func writeIndex(ctx context.Context, q querier, rid, vid int64, typ, id string, 
 	if len(ix.Dates) > 0 {
 		rows := make([][]any, len(ix.Dates))
 		for i, v := range ix.Dates {
-			rows[i] = []any{rid, typ, v.Param, v.Low, v.High}
+			rows[i] = []any{ridV, typV, v.Param, v.Low, v.High}
 		}
 		if err := insertRows(ctx, q, "date_idx", rows); err != nil {
 			return err
@@ -268,7 +271,7 @@ func writeIndex(ctx context.Context, q querier, rid, vid int64, typ, id string, 
 	if len(ix.Numbers) > 0 {
 		rows := make([][]any, len(ix.Numbers))
 		for i, v := range ix.Numbers {
-			rows[i] = []any{rid, typ, v.Param, v.Value, v.System, v.Code}
+			rows[i] = []any{ridV, typV, v.Param, v.Value, v.System, v.Code}
 		}
 		if err := insertRows(ctx, q, "num_idx", rows); err != nil {
 			return err
@@ -277,7 +280,7 @@ func writeIndex(ctx context.Context, q querier, rid, vid int64, typ, id string, 
 	if len(ix.URIs) > 0 {
 		rows := make([][]any, len(ix.URIs))
 		for i, v := range ix.URIs {
-			rows[i] = []any{rid, typ, v.Param, v.Value}
+			rows[i] = []any{ridV, typV, v.Param, v.Value}
 		}
 		if err := insertRows(ctx, q, "uri_idx", rows); err != nil {
 			return err
@@ -348,12 +351,14 @@ func patientRows(rid, vid int64, typ, id string, ix *fhir.Index) [][]any {
 			}
 		}
 	}
-	sec := secLabels(ix)
+	// Boxed once, as in writeIndex.
+	ridV, typV, idV, vidV, secV := any(rid), any(typ), any(id), any(vid), any(secLabels(ix))
 	rows := make([][]any, 0, len(patients)*(1+len(params)))
 	for _, pat := range patients {
-		rows = append(rows, []any{rid, typ, pat, "_id", int64(0), int64(0), id, via[pat], vid, sec})
+		patV, viaV := any(pat), any(via[pat])
+		rows = append(rows, []any{ridV, typV, patV, "_id", int64(0), int64(0), idV, viaV, vidV, secV})
 		for i, p := range params {
-			rows = append(rows, []any{rid, typ, pat, p, vals[i].lo, vals[i].hi, id, via[pat], vid, sec})
+			rows = append(rows, []any{ridV, typV, patV, p, vals[i].lo, vals[i].hi, idV, viaV, vidV, secV})
 		}
 	}
 	return rows
