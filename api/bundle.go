@@ -275,6 +275,7 @@ func (s *Server) runTransaction(c *gin.Context, entries []bundleEntry) ([]entryR
 	bodies := make([]json.RawMessage, len(entries))
 	failed := make([]error, len(entries))
 	indexes := make([]*entryIndex, len(entries))
+	a := accessOf(c.Request.Context())
 	parallel(len(entries), func(i int) {
 		e := entries[i]
 		bodies[i] = e.Resource
@@ -294,7 +295,7 @@ func (s *Server) runTransaction(c *gin.Context, entries []bundleEntry) ([]entryR
 			}
 			bodies[i] = rewritten
 		}
-		indexes[i] = s.prepareAhead(accessOf(c.Request.Context()), e, bodies[i], ids.newID[i])
+		indexes[i] = s.prepareAhead(a, e, bodies[i], ids.newID[i])
 	})
 	for _, err := range failed {
 		if err != nil {
