@@ -385,120 +385,87 @@ func TestMalformedBundlesAreRefusedNamingTheElement(t *testing.T) {
 // A transaction stamps its creates ahead of its write lock (author, id,
 // versionId) and the store writes the time in: what is stored must be what
 // a create on its own stores. Each created resource read back has its id,
-// versionId 1, the lastUpdated and ETag the transaction answered, and the
-// caller as author, as a plain POST's resource has.
+// the versionId, lastUpdated and ETag its entry answered, and the caller as
+// author, as a plain POST's resource has: a transaction's POSTs and its PUT
+// at a new id, a batch's PUT at a new id, and a PUT at the id of a deleted
+// resource (a new life: version 3, after the deletion's 2).
 // (The embedded engine only: the test MongoDB, FerretDB, has no
-// transactions, and a batch stamps in the lock.)
+// transactions.)
 func TestATransactionsCreatesAreStampedAsAPlainCreateIs(t *testing.T) {
 	s := newConsentServer(t, engines[0])
-	{
-		hospital := "Bearer " + s.system()
-		type meta struct {
-			VersionID   string `json:"versionId"`
-			LastUpdated string `json:"lastUpdated"`
-			Extension   []struct {
-				URL         string `json:"url"`
-				ValueString string `json:"valueString"`
-			} `json:"extension"`
-		}
-		type stored struct {
-			ID   string `json:"id"`
-			Meta meta   `json:"meta"`
-		}
-		authorOf := func(m meta) string {
-			for _, e := range m.Extension {
-				if e.URL == api.AuthorExtension {
-					return e.ValueString
-				}
+	hospital := "Bearer " + s.system()
+	type meta struct {
+		VersionID   string `json:"versionId"`
+		LastUpdated string `json:"lastUpdated"`
+		Extension   []struct {
+			URL         string `json:"url"`
+			ValueString string `json:"valueString"`
+		} `json:"extension"`
+	}
+	type stored struct {
+		ID   string `json:"id"`
+		Meta meta   `json:"meta"`
+	}
+	authorOf := func(m meta) string {
+		for _, e := range m.Extension {
+			if e.URL == api.AuthorExtension {
+				return e.ValueString
 			}
-			return ""
 		}
-		plain := s.do("POST", "/Organization", []byte(`{"resourceType":"Organization","name":"Seule"}`), "Authorization", hospital)
-		if plain.status != 201 {
-			t.Fatalf("plain create: %d %s", plain.status, plain.body)
-		}
-		var one stored
-		if err := json.Unmarshal(plain.body, &one); err != nil {
-			t.Fatal(err)
-		}
-		wantAuthor := authorOf(one.Meta)
-		if wantAuthor == "" {
-			t.Fatalf("a plain create has no author: %s", plain.body)
-		}
+		return ""
+	}
+	plain := s.do("POST", "/Organization", []byte(`{"resourceType":"Organization","name":"Seule"}`), "Authorization", hospital)
+	var one stored
+	if plain.status != 201 || json.Unmarshal(plain.body, &one) != nil || authorOf(one.Meta) == "" {
+		t.Fatalf("a plain create, with its author: %d %s", plain.status, plain.body)
+	}
+	wantAuthor := authorOf(one.Meta)
 
-		r := s.do("POST", "", []byte(`{"resourceType":"Bundle","type":"transaction","entry":[
-		 {"fullUrl":"urn:uuid:9a1d1c43-46a3-4a6f-8b0e-0a5f3c1d2e01","resource":{"resourceType":"Organization","name":"CH Exemple"},"request":{"method":"POST","url":"Organization"}},
-		 {"resource":{"resourceType":"Organization","name":"Service","partOf":{"reference":"urn:uuid:9a1d1c43-46a3-4a6f-8b0e-0a5f3c1d2e01"}},"request":{"method":"POST","url":"Organization"}},
-		 {"resource":{"resourceType":"Organization","id":"org-put-new","name":"Créée par PUT"},"request":{"method":"PUT","url":"Organization/org-put-new"}}]}`), "Authorization", hospital)
-		if r.status != 200 {
-			t.Fatalf("transaction: %d %s", r.status, r.body)
-		}
+	// check posts bundle as the hospital and compares each entry's
+	// resource, read back, with what the entry answered.
+	check := func(name, bundle string, wantVersions ...string) {
+		t.Helper()
+		r := s.do("POST", "", []byte(bundle), "Authorization", hospital)
 		var answer struct {
 			Entry []struct {
 				Response struct {
-					Status, Location, Etag, LastModified string
+					Location, Etag, LastModified string
 				} `json:"response"`
 			} `json:"entry"`
 		}
-		if err := json.Unmarshal(r.body, &answer); err != nil || len(answer.Entry) != 3 {
-			t.Fatalf("answer: %v %s", err, r.body)
+		if r.status != 200 || json.Unmarshal(r.body, &answer) != nil || len(answer.Entry) != len(wantVersions) {
+			t.Fatalf("%s: %d %s", name, r.status, r.body)
 		}
-		for _, e := range answer.Entry {
-			loc := strings.Split(e.Response.Location, "/_history/")[0]
-			loc = loc[strings.Index(loc, "/fhir/")+len("/fhir"):]
-			got := s.do("GET", loc, nil, "Authorization", hospital)
-			var res stored
-			if got.status != 200 || json.Unmarshal(got.body, &res) != nil {
-				t.Fatalf("read %s: %d %s", loc, got.status, got.body)
-			}
-			switch {
-			case !strings.HasSuffix(loc, "/"+res.ID):
-				t.Errorf("%s: stored id %q", loc, res.ID)
-			case res.Meta.VersionID != "1" || e.Response.Etag != `W/"1"` || e.Response.Status != "201 Created":
-				t.Errorf("%s: versionId %q, ETag %q, status %q", loc, res.Meta.VersionID, e.Response.Etag, e.Response.Status)
-			case res.Meta.LastUpdated != e.Response.LastModified:
-				t.Errorf("%s: lastUpdated %q, the transaction answered %q", loc, res.Meta.LastUpdated, e.Response.LastModified)
-			case authorOf(res.Meta) != wantAuthor:
-				t.Errorf("%s: author %q, a plain create's %q", loc, authorOf(res.Meta), wantAuthor)
-			}
-			if _, err := time.Parse(fhir.InstantFormat, res.Meta.LastUpdated); err != nil {
-				t.Errorf("%s: lastUpdated %q: %v", loc, res.Meta.LastUpdated, err)
-			}
-		}
-		// A batch's PUT at a new id is a create as well, and so is a PUT
-		// at the id of a deleted resource (a new life, its version after
-		// the deletion's, not 1).
-		if d := s.do("DELETE", "/Organization/org-put-new", nil, "Authorization", hospital); d.status >= 300 {
-			t.Fatalf("delete: %d %s", d.status, d.body)
-		}
-		batch := s.do("POST", "", []byte(`{"resourceType":"Bundle","type":"batch","entry":[
-		 {"resource":{"resourceType":"Organization","id":"org-batch-put","name":"Lot"},"request":{"method":"PUT","url":"Organization/org-batch-put"}},
-		 {"resource":{"resourceType":"Organization","id":"org-put-new","name":"Seconde vie"},"request":{"method":"PUT","url":"Organization/org-put-new"}}]}`), "Authorization", hospital)
-		if batch.status != 200 {
-			t.Fatalf("batch: %d %s", batch.status, batch.body)
-		}
-		var batchAnswer struct {
-			Entry []struct {
-				Response struct {
-					Status, Location, Etag, LastModified string
-				} `json:"response"`
-			} `json:"entry"`
-		}
-		if err := json.Unmarshal(batch.body, &batchAnswer); err != nil || len(batchAnswer.Entry) != 2 {
-			t.Fatalf("batch answer: %v %s", err, batch.body)
-		}
-		for i, want := range []string{`W/"1"`, `W/"3"`} {
-			e := batchAnswer.Entry[i].Response
-			loc := e.Location[strings.Index(e.Location, "/fhir/")+len("/fhir"):]
+		for i, e := range answer.Entry {
+			loc := e.Response.Location[strings.Index(e.Response.Location, "/fhir/")+len("/fhir"):]
 			loc = strings.Split(loc, "/_history/")[0]
 			var res stored
 			if got := s.do("GET", loc, nil, "Authorization", hospital); got.status != 200 || json.Unmarshal(got.body, &res) != nil {
-				t.Fatalf("read %s: %d %s", loc, got.status, got.body)
+				t.Fatalf("%s: read %s: %d %s", name, loc, got.status, got.body)
 			}
-			if e.Etag != want || `W/"`+res.Meta.VersionID+`"` != want || res.Meta.LastUpdated != e.LastModified || authorOf(res.Meta) != wantAuthor {
-				t.Errorf("batch PUT %s: ETag %s (want %s), versionId %s, lastUpdated %s (answered %s), author %q (want %q)",
-					loc, e.Etag, want, res.Meta.VersionID, res.Meta.LastUpdated, e.LastModified, authorOf(res.Meta), wantAuthor)
+			switch {
+			case !strings.HasSuffix(loc, "/"+res.ID):
+				t.Errorf("%s %s: stored id %q", name, loc, res.ID)
+			case res.Meta.VersionID != wantVersions[i] || e.Response.Etag != `W/"`+wantVersions[i]+`"`:
+				t.Errorf("%s %s: versionId %q, ETag %s, want %s", name, loc, res.Meta.VersionID, e.Response.Etag, wantVersions[i])
+			case res.Meta.LastUpdated != e.Response.LastModified:
+				t.Errorf("%s %s: lastUpdated %q, the entry answered %q", name, loc, res.Meta.LastUpdated, e.Response.LastModified)
+			case authorOf(res.Meta) != wantAuthor:
+				t.Errorf("%s %s: author %q, a plain create's %q", name, loc, authorOf(res.Meta), wantAuthor)
+			}
+			if _, err := time.Parse(fhir.InstantFormat, res.Meta.LastUpdated); err != nil {
+				t.Errorf("%s %s: lastUpdated %q: %v", name, loc, res.Meta.LastUpdated, err)
 			}
 		}
 	}
+	check("transaction", `{"resourceType":"Bundle","type":"transaction","entry":[
+	 {"fullUrl":"urn:uuid:9a1d1c43-46a3-4a6f-8b0e-0a5f3c1d2e01","resource":{"resourceType":"Organization","name":"CH Exemple"},"request":{"method":"POST","url":"Organization"}},
+	 {"resource":{"resourceType":"Organization","name":"Service","partOf":{"reference":"urn:uuid:9a1d1c43-46a3-4a6f-8b0e-0a5f3c1d2e01"}},"request":{"method":"POST","url":"Organization"}},
+	 {"resource":{"resourceType":"Organization","id":"org-put-new","name":"Créée par PUT"},"request":{"method":"PUT","url":"Organization/org-put-new"}}]}`, "1", "1", "1")
+	if d := s.do("DELETE", "/Organization/org-put-new", nil, "Authorization", hospital); d.status >= 300 {
+		t.Fatalf("delete: %d %s", d.status, d.body)
+	}
+	check("batch", `{"resourceType":"Bundle","type":"batch","entry":[
+	 {"resource":{"resourceType":"Organization","id":"org-batch-put","name":"Lot"},"request":{"method":"PUT","url":"Organization/org-batch-put"}},
+	 {"resource":{"resourceType":"Organization","id":"org-put-new","name":"Seconde vie"},"request":{"method":"PUT","url":"Organization/org-put-new"}}]}`, "1", "3")
 }

@@ -142,18 +142,9 @@ func (a *acceptSchema) fill(n *acceptNode, m map[string]any) {
 				n.closed = !b
 			}
 		case "required":
-			req, ok := v.([]any)
-			if !ok {
-				n.unknown = true
-				continue
-			}
-			for _, r := range req {
-				s, ok := r.(string)
-				if !ok {
-					n.unknown = true
-				}
-				n.required = append(n.required, s)
-			}
+			req, ok := stringList(v)
+			n.unknown = n.unknown || !ok
+			n.required = req
 		case "items":
 			im, ok := v.(map[string]any)
 			if !ok {
@@ -162,18 +153,9 @@ func (a *acceptSchema) fill(n *acceptNode, m map[string]any) {
 			}
 			n.items = a.compile(im)
 		case "enum":
-			vals, ok := v.([]any)
-			if !ok || len(vals) == 0 {
-				n.unknown = true
-				continue
-			}
-			for _, x := range vals {
-				s, ok := x.(string)
-				if !ok {
-					n.unknown = true
-				}
-				n.enum = append(n.enum, s)
-			}
+			vals, ok := stringList(v)
+			n.unknown = n.unknown || !ok || len(vals) == 0
+			n.enum = vals
 		case "const":
 			s, ok := v.(string)
 			if !ok {
@@ -214,6 +196,23 @@ func (a *acceptSchema) fill(n *acceptNode, m map[string]any) {
 			n.unknown = true
 		}
 	}
+}
+
+// stringList reads a list of strings (required, a string enum); ok is
+// false for anything else.
+func stringList(v any) (list []string, ok bool) {
+	items, ok := v.([]any)
+	if !ok {
+		return nil, false
+	}
+	for _, x := range items {
+		s, isString := x.(string)
+		if !isString {
+			return nil, false
+		}
+		list = append(list, s)
+	}
+	return list, true
 }
 
 func typeBit(t string, n *acceptNode) uint8 {
