@@ -236,7 +236,11 @@ func writeIndex(ctx context.Context, q querier, rid, vid int64, typ, id string, 
 	if len(ix.Strings) > 0 {
 		rows := make([][]any, len(ix.Strings))
 		for i, v := range ix.Strings {
-			rows[i] = []any{ridV, typV, v.Param, v.Norm, v.Exact}
+			exact := v.Exact
+			if strings.HasSuffix(v.Param, ":text") {
+				exact = "" // searched by norm only: out of str_exact_set
+			}
+			rows[i] = []any{ridV, typV, v.Param, v.Norm, exact}
 		}
 		if err := insertRows(ctx, q, "str_idx", rows); err != nil {
 			return err

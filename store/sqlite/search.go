@@ -292,10 +292,14 @@ func valueTest(c *store.Condition, a string) (f frag, seek bool, err error) {
 		if c.Kind == store.KindURI {
 			col, exact = "$.value", "$.value"
 		}
-		switch c.Match {
-		case store.StringExact:
+		switch {
+		case c.Match == store.StringExact && c.Kind == store.KindString:
+			// exact <> '': the index by exact holds only those rows
+			// (str_exact_set); a :text row's exact is ''.
+			add(exact+" = ? AND "+exact+" <> ''", c.Value)
+		case c.Match == store.StringExact:
 			add(exact+" = ?", c.Value)
-		case store.StringContains:
+		case c.Match == store.StringContains:
 			add("instr("+col+", ?) > 0", c.Value)
 			seek = false
 		default: // prefix: [v, v+0xFF), 0xFF never occurring in UTF-8

@@ -59,6 +59,7 @@ func TestSearchPlans(t *testing.T) {
 		{"quantity range and patient", store.Query{Type: "Observation", Where: []store.Clause{one(store.Condition{Param: "value-quantity", Kind: store.KindNumber, Range: store.Interval{LowAtLeast: ge2020()}}), one(ref("patient", "Patient", p))}}, ""},
 		{"code OR code sort date", store.Query{Type: "Observation", Where: []store.Clause{{Any: []store.Condition{code, tok("code", "http://loinc.org", "8310-5")}}, one(ref("subject", "", p))}, Sort: []store.Sort{{Param: "date", Kind: store.KindDate}}}, "drive"},
 		{"code:text", store.Query{Type: "Observation", Where: []store.Clause{one(store.Condition{Param: "code:text", Kind: store.KindString, Value: "heart"})}}, ""},
+		{"family:exact", store.Query{Type: "Patient", Where: []store.Clause{one(store.Condition{Param: "family", Kind: store.KindString, Value: "Nom-p1", Match: store.StringExact})}}, "drive"},
 		{"_id", store.Query{Type: "Observation", Where: []store.Clause{{Any: []store.Condition{{Kind: store.KindID, Value: "o1"}, {Kind: store.KindID, Value: "o2"}}}}}, "drive"},
 		{"_lastUpdated range", store.Query{Type: "MedicationRequest", Where: []store.Clause{one(store.Condition{Kind: store.KindLastUpdated, Range: store.Interval{HighAtLeast: ge2020()}})}}, ""},
 		{"patient identifier", store.Query{Type: "Patient", Where: []store.Clause{nir}}, ""},
@@ -105,6 +106,37 @@ func TestSearchPlans(t *testing.T) {
 		if testing.Verbose() {
 			t.Logf("%s (%s):\n    %s", c.name, got, plan)
 		}
+	}
+}
+
+// An :exact string search reads the index by exact, which holds only the
+// rows with one (a token's :text rows have none): the search must say so
+// for SQLite to take it, and the :text rows must stay out of it.
+func TestAnExactStringSearchReadsTheIndexOfExactValues(t *testing.T) {
+	f := fillSearch(t, t.TempDir(), 600)
+	ctx := context.Background()
+	if _, err := f.s.Create(ctx, "Observation", "with-text", []byte(`{"resourceType":"Observation","status":"final",
+		"code":{"coding":[{"system":"http://loinc.org","code":"8867-4","display":"Heart rate"}],"text":"Fréquence cardiaque"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	q := store.Query{Type: "Patient", Count: 20, Where: []store.Clause{{Any: []store.Condition{
+		{Param: "family", Kind: store.KindString, Value: "Nom-p1", Match: store.StringExact}}}}}
+	_, lines, err := f.s.explain(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan := strings.Join(lines, "\n    "); !strings.Contains(plan, "str_exact_set") {
+		t.Fatalf(":exact does not read str_exact_set:\n    %s", plan)
+	}
+	var texts, inIndex int
+	if err := f.s.read.QueryRow(`SELECT count(*) FROM str_idx WHERE param LIKE '%:text'`).Scan(&texts); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.s.read.QueryRow(`SELECT count(*) FROM str_idx INDEXED BY str_exact_set WHERE exact <> '' AND param LIKE '%:text'`).Scan(&inIndex); err != nil {
+		t.Fatal(err)
+	}
+	if texts == 0 || inIndex != 0 {
+		t.Fatalf("%d :text rows, %d of them in str_exact_set", texts, inIndex)
 	}
 }
 
