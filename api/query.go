@@ -346,7 +346,7 @@ func parseCondition(sp fhir.SearchParam, key, modifier, v, base string) (store.C
 			if sp.NoText {
 				return bad("modifier :text is not supported on " + sp.Name + " here: its texts are not indexed")
 			}
-			return store.Condition{Param: sp.Name + ":text", Kind: store.KindString, Value: fhir.FoldString(v), Match: store.StringPrefix}, nil
+			return store.Condition{Param: fhir.TextParam(sp.Name), Kind: store.KindString, Value: fhir.FoldString(v), Match: store.StringPrefix}, nil
 		default:
 			return bad("modifier :" + modifier + " is not supported on token parameter " + sp.Name)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -110,6 +111,16 @@ var servedOnly = map[string]map[string]bool{
 		"_id": true, "_lastUpdated": true,
 	},
 }
+
+// TextParam is the name under which the index holds the texts of token
+// parameter name (its codings' display, its CodeableConcept's text), the
+// values its :text modifier searches.
+func TextParam(name string) string { return name + textSuffix }
+
+// IsTextParam reports whether param is a TextParam name.
+func IsTextParam(param string) bool { return strings.HasSuffix(param, textSuffix) }
+
+const textSuffix = ":text"
 
 // noText says whether typ's tokens leave their texts unindexed (no :text):
 // the types of servedOnly, whose index rows are paid on every access.
@@ -301,7 +312,7 @@ func loadIndexPlans() map[string][]indexParam {
 				reads, known := fpReads(a)
 				p := indexParam{name: d.Code, kind: d.Type, root: root, expr: fn, reads: reads, readsAll: !known}
 				if d.Type == "token" && !noText(typ) {
-					p.text = d.Code + ":text"
+					p.text = TextParam(d.Code)
 				}
 				plan = append(plan, p)
 			}

@@ -237,7 +237,7 @@ func writeIndex(ctx context.Context, q querier, rid, vid int64, typ, id string, 
 		rows := make([][]any, len(ix.Strings))
 		for i, v := range ix.Strings {
 			exact := v.Exact
-			if strings.HasSuffix(v.Param, ":text") {
+			if fhir.IsTextParam(v.Param) {
 				exact = "" // searched by norm only: out of str_exact_set
 			}
 			rows[i] = []any{ridV, typV, v.Param, v.Norm, exact}
