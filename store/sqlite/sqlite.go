@@ -279,21 +279,13 @@ func Open(dir string) (*Store, error) {
 	// copy, in pwrite system calls.
 	common.Add("_pragma", "temp_store(MEMORY)")
 
-	wq := url.Values{}
-	for k, v := range common {
-		wq[k] = append([]string(nil), v...)
-	}
+	wq := withPragmas(common, "synchronous(NORMAL)", fmt.Sprintf("wal_autocheckpoint(%d)", walAutocheckpointPages))
 	wq.Set("_txlock", "immediate")
-	wq["_pragma"] = slices.DeleteFunc(wq["_pragma"], func(p string) bool { return strings.HasPrefix(p, "synchronous(") })
-	wq.Add("_pragma", "synchronous(NORMAL)")
-	wq.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", walAutocheckpointPages))
 	write, err := sql.Open("sqlite", "file:"+path+"?"+wq.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
-	write.SetMaxOpenConns(1)
-	write.SetMaxIdleConns(1)
-	write.SetConnMaxLifetime(0)
+	keepConns(write, 1)
 	if _, err := write.Exec(schema); err != nil {
 		write.Close()
 		return nil, fmt.Errorf("sqlite: schema: %w", err)
@@ -306,17 +298,12 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: the database is not in WAL mode (journal_mode %q, %v): commits could not be made durable", mode, err)
 	}
 
-	rq := url.Values{}
-	for k, v := range common {
-		rq[k] = append([]string(nil), v...)
-	}
-	rq.Add("_pragma", "query_only(1)")
 	// An 8 MB page cache for each reader, the writer keeps 32 MB: the
 	// readers' caches were most of the resident memory. No memory map:
 	// it saved a seventh of $everything's CPU (no pread of the bodies) but
 	// put every mapped page of the file in the process's resident set
 	// (2.2 GB at D1 after $everything, 400 MB is the target).
-	rq.Add("_pragma", "cache_size(-8000)")
+	rq := withPragmas(common, "query_only(1)", "cache_size(-8000)")
 	read, err := sql.Open("sqlite", "file:"+path+"?"+rq.Encode())
 	if err != nil {
 		write.Close()
@@ -326,9 +313,7 @@ func Open(dir string) (*Store, error) {
 	if n < 4 {
 		n = 4
 	}
-	read.SetMaxOpenConns(n)
-	read.SetMaxIdleConns(n)
-	read.SetConnMaxLifetime(0)
+	keepConns(read, n)
 	if err := read.Ping(); err != nil {
 		write.Close()
 		read.Close()
@@ -336,21 +321,13 @@ func Open(dir string) (*Store, error) {
 	}
 	// The checkpointer's connection reads (query_only lets a checkpoint
 	// run) and needs no page cache: a checkpoint copies WAL frames.
-	cq := url.Values{}
-	for k, v := range rq {
-		cq[k] = append([]string(nil), v...)
-	}
-	cq["_pragma"] = slices.DeleteFunc(cq["_pragma"], func(p string) bool { return strings.HasPrefix(p, "cache_size(") })
-	cq.Add("_pragma", "cache_size(-512)")
-	ckpt, err := sql.Open("sqlite", "file:"+path+"?"+cq.Encode())
+	ckpt, err := sql.Open("sqlite", "file:"+path+"?"+withPragmas(rq, "cache_size(-512)").Encode())
 	if err != nil {
 		write.Close()
 		read.Close()
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
-	ckpt.SetMaxOpenConns(1)
-	ckpt.SetMaxIdleConns(1)
-	ckpt.SetConnMaxLifetime(0)
+	keepConns(ckpt, 1)
 	s := &Store{write: write, read: read, blobs: blobs, wal: newWALSync(path + "-wal"), ckpt: startCheckpointer(ckpt)}
 	// The columns an older database lacks, before the writes are prepared;
 	// upgrade fills them.
@@ -367,6 +344,32 @@ func Open(dir string) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// withPragmas is a copy of the DSN parameters q in which each pragma of set
+// replaces q's pragma of the same name. (The driver runs a DSN's pragmas
+// sorted by their text, so two of one name would leave the last in that
+// order, not the last added: the readers' cache_size(-8000) won over the
+// common cache_size(-32000) only because "-3" sorts before "-8".)
+func withPragmas(q url.Values, set ...string) url.Values {
+	out := make(url.Values, len(q))
+	for k, v := range q {
+		out[k] = slices.Clone(v)
+	}
+	for _, p := range set {
+		name, _, _ := strings.Cut(p, "(")
+		out["_pragma"] = slices.DeleteFunc(out["_pragma"], func(x string) bool { return strings.HasPrefix(x, name+"(") })
+		out.Add("_pragma", p)
+	}
+	return out
+}
+
+// keepConns sizes db's pool to n connections, kept open for good: each
+// holds its page cache and prepared statements.
+func keepConns(db *sql.DB, n int) {
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+	db.SetConnMaxLifetime(0)
 }
 
 // upgrade reindexes a database written by an older schema.

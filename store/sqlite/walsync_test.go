@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -156,5 +157,46 @@ func TestTheCheckpointerCopiesTheWALBackBesideTheWriter(t *testing.T) {
 			t.Fatal("the checkpointer copied nothing back in 30 s")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Each pool runs with its own pragmas where they differ from the common
+// ones (withPragmas replaces a pragma of the same name, never adds a second
+// one the driver would order by its text): the writer's page cache and
+// synchronous mode, the readers' smaller cache and query_only, the
+// checkpointer's tiny cache.
+func TestEachPoolRunsWithItsOwnPragmas(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	pragma := func(db *sql.DB, name string) int {
+		t.Helper()
+		var v int
+		if err := db.QueryRow("PRAGMA " + name).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	cases := []struct {
+		pool  string
+		db    *sql.DB
+		name  string
+		value int
+	}{
+		{"writer", s.write, "cache_size", -32000},
+		{"writer", s.write, "synchronous", 1}, // NORMAL
+		{"writer", s.write, "query_only", 0},
+		{"reader", s.read, "cache_size", -8000},
+		{"reader", s.read, "synchronous", 2}, // FULL
+		{"reader", s.read, "query_only", 1},
+		{"checkpointer", s.ckpt.db, "cache_size", -512},
+		{"checkpointer", s.ckpt.db, "query_only", 1},
+	}
+	for _, c := range cases {
+		if got := pragma(c.db, c.name); got != c.value {
+			t.Errorf("%s: %s = %d, want %d", c.pool, c.name, got, c.value)
+		}
 	}
 }
