@@ -427,8 +427,7 @@ type StampAhead struct {
 	at  int    // offset of the instant's text in out
 }
 
-// instantPlaceholder has the length of every lastUpdated Stamp writes
-// (InstantFormat in UTC, years 0000-9999).
+// instantPlaceholder marks where the instant goes.
 const instantPlaceholder = "0000-00-00T00:00:00.000Z"
 
 // PrepareStamp returns the Stamp of body with id and version, for At to
@@ -450,18 +449,12 @@ func PrepareStamp(body []byte, id string, version int64) (*StampAhead, error) {
 
 // At returns the stamped body with lastUpdated t: what Stamp returns with
 // the same arguments.
+// The instant is spliced in, not copied over the placeholder: a year past
+// 9999 or before 0 is longer.
 func (s *StampAhead) At(t time.Time) []byte {
-	text := t.UTC().Format(InstantFormat)
-	if len(text) != len(instantPlaceholder) {
-		// a year past 9999 or before 0: written as Stamp writes it
-		out := make([]byte, 0, len(s.out)+len(text))
-		out = append(out, s.out[:s.at]...)
-		out = append(out, text...)
-		return append(out, s.out[s.at+len(instantPlaceholder):]...)
-	}
-	out := bytes.Clone(s.out)
-	copy(out[s.at:], text)
-	return out
+	out := make([]byte, 0, len(s.out)+8)
+	out = t.UTC().AppendFormat(append(out, s.out[:s.at]...), InstantFormat)
+	return append(out, s.out[s.at+len(instantPlaceholder):]...)
 }
 
 // SameContent reports whether two resource bodies say the same thing once the
