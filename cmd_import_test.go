@@ -7,11 +7,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dmp-fhir/dmp-fhir/store/sqlite"
 )
@@ -134,4 +138,52 @@ func TestImportStoresTheResourcesOfAnIndentedBundleCompact(t *testing.T) {
 	if bytes.ContainsAny(r.Body, "\n") || bytes.Contains(r.Body, []byte("  ")) || bytes.Contains(r.Body, []byte(`": `)) {
 		t.Fatalf("stored with the file's indentation: %s", r.Body)
 	}
+}
+
+// BenchmarkImportSyntheaBundles times `dmp-fhir import` of the 6 Synthea
+// transaction Bundles of testdata (1,323 resources) into a new embedded
+// store each time, opening the store and the server untimed, with all an
+// import does: validation, conditional references, index extraction and
+// audit. Its resources/s is issue #6's figure:
+//
+//	go test -run '^$' -bench ImportSyntheaBundles -benchtime 20x -count 5 .
+func BenchmarkImportSyntheaBundles(b *testing.B) {
+	const src = "testdata/synthea/bundles"
+	files, err := importFiles([]string{src})
+	if err != nil || len(files) == 0 {
+		b.Fatalf("no file to import in %s: %v", src, err)
+	}
+	previous := debug.SetGCPercent(100)
+	debug.SetGCPercent(previous)
+	importGC()
+	defer debug.SetGCPercent(previous)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var resources int
+	var elapsed time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		c, _, err := loadImportConfig([]string{"-data-dir", b.TempDir(), src}, io.Discard)
+		if err != nil {
+			b.Fatal(err)
+		}
+		imp, closeImport, err := openImport(context.Background(), c, log)
+		if err != nil {
+			b.Fatal(err)
+		}
+		runtime.GC() // the setup's garbage, which a new process has not
+		b.StartTimer()
+		took, err := imp.run(context.Background(), files)
+		b.StopTimer()
+		closeImport()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if imp.sum.failed > 0 {
+			b.Fatalf("%d resources failed: %v", imp.sum.failed, imp.sum.reasons)
+		}
+		resources += imp.sum.created + imp.sum.updated + imp.sum.unchanged
+		elapsed += took
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(resources)/elapsed.Seconds(), "resources/s")
 }
