@@ -250,7 +250,8 @@ func checkEntry(i int, e bundleEntry) error {
 func (s *Server) runBatch(c *gin.Context, entries []bundleEntry) []entryResult {
 	results := make([]entryResult, len(entries))
 	indexes := make([]*entryIndex, len(entries))
-	parallel(len(entries), func(i int) { indexes[i] = s.prepareAhead(nil, entries[i], entries[i].Resource, "") })
+	a := accessOf(c.Request.Context())
+	parallel(len(entries), func(i int) { indexes[i] = s.prepareAhead(a, entries[i], entries[i].Resource, "") })
 	for _, i := range processingOrder(entries) {
 		results[i] = s.dispatch(withEntryIndex(c.Request.Context(), indexes[i]), c.Request, entries[i], entries[i].Resource, "")
 	}
@@ -570,19 +571,19 @@ func entryPrefer(h http.Header) string {
 // belongs to), hands them to the store with the resource (store.WithIndex:
 // the author stamp changes no index value) and to the audit.
 //
-// A transaction's create (POST) is also stamped ahead: its author (the
-// caller, as stampAuthorOver writes it for a new resource) and its id,
-// versionId and meta (fhir.PrepareStamp), all but the time of the write,
-// which the store takes in its lock. Both were JSON passes over every
-// resource inside the lock, which bounds a Bundle's ingest once validation
-// is cheap. A PUT stamps in the lock: whether it creates is known there
-// only (preparing its stamp ahead moved the import within the spread, and
-// was work thrown away for every update).
+// A create (POST, or a PUT at an id that turns out to be new, as an import
+// sends) is also stamped ahead: its author (the caller, as stampAuthorOver
+// writes it for a new resource) and its id, versionId and meta
+// (fhir.PrepareStamp), all but the time of the write, which the store takes
+// in its lock. Both were JSON passes over every resource inside the lock,
+// which bounds a Bundle's ingest once validation is cheap. A PUT over an
+// existing resource stamps in the lock as before (its author and version
+// come from the stored one).
 type entryIndex struct {
 	body     []byte
 	ix       fhir.Index
-	authored []byte           // body with its author, for a create; nil otherwise
-	stamp    *fhir.StampAhead // authored stamped as version 1 of the new id
+	authored []byte           // body with its author as a new resource; nil if not prepared
+	stamp    *fhir.StampAhead // authored stamped as version 1 of its id
 }
 
 type entryIndexKey struct{}
@@ -594,14 +595,31 @@ func (s *Server) prepareAhead(a *access, e bundleEntry, body []byte, newID strin
 		return nil
 	}
 	ei := &entryIndex{body: body, ix: fhir.ExtractIndex(body)}
-	if e.Request.Method == "POST" && newID != "" {
+	id := newID
+	if e.Request.Method == "PUT" {
+		id = putTargetID(e.Request.URL)
+	}
+	if id != "" {
 		if authored, err := s.stampAuthorOver(a, nil, body); err == nil {
-			if st, err := fhir.PrepareStamp(authored, newID, 1); err == nil {
+			if st, err := fhir.PrepareStamp(authored, id, 1); err == nil {
 				ei.authored, ei.stamp = authored, st
 			}
 		}
 	}
 	return ei
+}
+
+// putTargetID is the id of a PUT entry's url "Type/id" (without a query: a
+// conditional update finds its id in the store); "" otherwise.
+func putTargetID(u string) string {
+	if strings.ContainsAny(u, "?#") {
+		return ""
+	}
+	typ, id, ok := strings.Cut(strings.TrimPrefix(u, "/"), "/")
+	if !ok || typ == "" || !fhir.ValidID(id) {
+		return ""
+	}
+	return id
 }
 
 // parallel runs fn(0) ... fn(n-1) on GOMAXPROCS goroutines.
@@ -636,8 +654,8 @@ func indexOf(ctx context.Context, body []byte) fhir.Index {
 	return fhir.ExtractIndex(body)
 }
 
-// aheadCreate returns the entry's resource with its author and its stamp,
-// prepared ahead, when body is that resource and the entry creates it.
+// aheadCreate returns the entry's resource with its author and its stamp
+// as a new resource, prepared ahead, when body is that resource.
 func aheadCreate(ctx context.Context, body []byte) (authored []byte, st *fhir.StampAhead, ok bool) {
 	if ei, ok := ctx.Value(entryIndexKey{}).(*entryIndex); ok && ei.stamp != nil && bytes.Equal(ei.body, body) {
 		return ei.authored, ei.stamp, true

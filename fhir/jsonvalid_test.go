@@ -1,7 +1,9 @@
 package fhir
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"regexp"
 	"strings"
@@ -45,6 +47,46 @@ func FuzzValidJSONAgreesWithEncodingJSON(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if got, want := validJSON(data), json.Valid(data); got != want {
 			t.Fatalf("validJSON(%q) = %v, json.Valid says %v", data, got, want)
+		}
+	})
+}
+
+// compactCases are whitespace in every place JSON allows it, and inside
+// strings where it must stay, escaped quotes and backslashes included.
+var compactCases = []string{
+	" {\n  \"a\" : [ 1 , 2 ,\t{ \"b\" : \"x y\" } ] ,\r\n \"c\":\"\\\" }\" } ",
+	`"a \\"`, `[ "\\\\" , " " ]`, ` true `, "\"\u00e9 \\n\"",
+}
+
+func TestAppendCompactWritesWhatJSONCompactWrites(t *testing.T) {
+	check := func(name string, data []byte) {
+		t.Helper()
+		var want bytes.Buffer
+		wantOK := json.Compact(&want, data) == nil
+		got, ok := AppendCompact([]byte("prefix"), data)
+		if ok != wantOK {
+			t.Fatalf("%s: ok = %v, json.Compact's error says %v", name, ok, wantOK)
+		}
+		if !ok {
+			if string(got) != "prefix" {
+				t.Fatalf("%s: invalid JSON changed dst to %q", name, got)
+			}
+			return
+		}
+		if string(got) != "prefix"+want.String() {
+			t.Fatalf("%s: AppendCompact wrote %.200q, json.Compact %.200q", name, got[len("prefix"):], want.Bytes())
+		}
+	}
+	for _, c := range append(compactCases, validJSONCases...) {
+		check(fmt.Sprintf("%.40q", c), []byte(c))
+	}
+	// every example, whole and indented, and each of its lines (most of
+	// them not JSON on their own)
+	forEachExampleBody(t, func(f string, body []byte) {
+		check(f, body)
+		var indented bytes.Buffer
+		if json.Indent(&indented, body, " ", "\t") == nil {
+			check(f+" indented", indented.Bytes())
 		}
 	})
 }

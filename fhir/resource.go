@@ -353,7 +353,17 @@ type Resource struct {
 
 // ParseResource reads a resource body: a JSON object with a string resourceType.
 func ParseResource(body []byte) (*Resource, error) {
-	obj, err := ParseObject(body)
+	return resourceOf(ParseObject(body))
+}
+
+// ParseResourceInPlace is ParseResource without its copy of body: the
+// Fields' values are slices of body, which the caller must not change while
+// they are in use.
+func ParseResourceInPlace(body []byte) (*Resource, error) {
+	return resourceOf(ParseObjectInPlace(body))
+}
+
+func resourceOf(obj Object, err error) (*Resource, error) {
 	if err != nil {
 		return nil, Invalid("", err.Error())
 	}
