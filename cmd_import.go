@@ -350,26 +350,14 @@ func (imp *importer) file(ctx context.Context, path string) error {
 	}
 	defer f.Close()
 	if strings.HasSuffix(path, ".json") {
-		var b struct {
-			ResourceType string  `json:"resourceType"`
-			Type         string  `json:"type"`
-			Entry        []entry `json:"entry"`
+		typ, entries, err := readBundleFile(f)
+		if err != nil {
+			return err
 		}
-		if err := json.NewDecoder(f).Decode(&b); err != nil || b.ResourceType != "Bundle" || (b.Type != "transaction" && b.Type != "batch") {
-			return errors.New("not a transaction or batch Bundle")
+		for i := range entries {
+			idempotent(&entries[i])
 		}
-		for i := range b.Entry {
-			// A Bundle file is often indented: its resources are sent (and
-			// stored) compact, as json.Marshal sent them.
-			if r := b.Entry[i].Resource; len(r) > 0 {
-				var compact bytes.Buffer
-				if json.Compact(&compact, r) == nil {
-					b.Entry[i].Resource = compact.Bytes()
-				}
-			}
-			idempotent(&b.Entry[i])
-		}
-		imp.submit(ctx, b.Type, path, b.Entry)
+		imp.submit(ctx, typ, path, entries)
 		return nil
 	}
 	sc := bufio.NewScanner(f)
@@ -408,6 +396,55 @@ func (imp *importer) file(ctx context.Context, path string) error {
 	return sc.Err()
 }
 
+// readBundleFile reads a transaction or batch Bundle: its type and its
+// entries, each resource compact (a Bundle file is often indented: its
+// resources are sent, and stored, compact). The file is compacted in one
+// pass and split with fhir's scanner: encoding/json's decoder, then
+// json.Compact of each resource, took the import's main goroutine about
+// 25 ms a megabyte, beside the transactions, on a 2-core machine.
+func readBundleFile(r io.Reader) (typ string, entries []entry, err error) {
+	notBundle := errors.New("not a transaction or batch Bundle")
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return "", nil, err
+	}
+	compact, ok := fhir.AppendCompact(make([]byte, 0, len(data)), data)
+	if !ok {
+		return "", nil, notBundle
+	}
+	b, err := fhir.ParseObjectInPlace(compact)
+	if err != nil {
+		return "", nil, notBundle
+	}
+	var resourceType string
+	if json.Unmarshal(b.Get("resourceType"), &resourceType) != nil || resourceType != "Bundle" ||
+		json.Unmarshal(b.Get("type"), &typ) != nil || (typ != "transaction" && typ != "batch") {
+		return "", nil, notBundle
+	}
+	raw := b.Get("entry")
+	if raw == nil || string(raw) == "null" {
+		return typ, nil, nil
+	}
+	objs, _, err, ok := fhir.ObjectsOf(raw)
+	if !ok || err != nil {
+		return "", nil, notBundle
+	}
+	entries = make([]entry, len(objs))
+	for i, o := range objs {
+		e := &entries[i]
+		if v := o.Get("fullUrl"); v != nil && json.Unmarshal(v, &e.FullURL) != nil {
+			return "", nil, notBundle
+		}
+		if v := o.Get("resource"); v != nil && string(v) != "null" {
+			e.Resource = json.RawMessage(v)
+		}
+		if v := o.Get("request"); v != nil && json.Unmarshal(v, &e.Request) != nil {
+			return "", nil, notBundle
+		}
+	}
+	return typ, entries, nil
+}
+
 // idempotent turns a Bundle's create of a urn:uuid entry into an update of
 // the id the uuid gives, so that importing the Bundle again changes
 // nothing; references to the urn:uuid are rewritten to that id by the
@@ -417,17 +454,17 @@ func idempotent(e *entry) {
 	if !ok || e.Request.Method != "POST" || e.Request.IfNoneExist != "" || !fhir.ValidID(uuid) {
 		return
 	}
-	res, err := fhir.ParseResource(e.Resource)
-	if err != nil {
+	res, err := fhir.ParseObjectInPlace(e.Resource)
+	var typ string
+	if err != nil || json.Unmarshal(res.Get("resourceType"), &typ) != nil || typ == "" {
 		return
 	}
-	idRaw, _ := json.Marshal(uuid)
-	body, err := res.Fields.Set("id", idRaw).MarshalJSON()
+	body, err := res.Set("id", fhir.AppendString(nil, uuid)).MarshalJSON()
 	if err != nil {
 		return
 	}
 	e.Resource = body
-	e.Request.Method, e.Request.URL = "PUT", res.Type+"/"+uuid
+	e.Request.Method, e.Request.URL = "PUT", typ+"/"+uuid
 }
 
 // send posts one Bundle and waits for it; a failed transaction is retried
