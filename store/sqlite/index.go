@@ -52,6 +52,9 @@ type pending struct {
 	rids map[int64]bool // the resources with rows here
 	n    int
 	err  error // a failed flush: the transaction must not commit
+	// lastRead is the transaction's last read of a current version, until
+	// its next write (ops.current).
+	lastRead *lastRead
 }
 
 // pendingMax bounds the rows held (a few megabytes).

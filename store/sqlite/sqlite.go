@@ -492,6 +492,9 @@ type txQuerier struct {
 }
 
 func (q txQuerier) ExecContext(ctx context.Context, text string, args ...any) (sql.Result, error) {
+	if q.pend != nil {
+		q.pend.lastRead = nil // what it read may change
+	}
 	if err := q.flushBefore(ctx, text); err != nil {
 		return nil, err
 	}
@@ -671,7 +674,39 @@ type current struct {
 	res store.Resource
 }
 
+// lastRead is the current version a transaction read last (cur nil: none),
+// kept until its next statement that writes: a write's handler reads the
+// resource for its checks, then the store's Put reads it again to version
+// it, the second read inside the write lock for nothing.
+type lastRead struct {
+	typ, id string
+	cur     *current
+}
+
 func (o ops) current(ctx context.Context, typ, id string) (*current, error) {
+	q, inTx := o.q.(txQuerier)
+	if inTx && q.pend != nil {
+		if m := q.pend.lastRead; m != nil && m.typ == typ && m.id == id {
+			if m.cur == nil {
+				return nil, nil
+			}
+			c := *m.cur
+			return &c, nil
+		}
+	}
+	c, err := o.readCurrent(ctx, typ, id)
+	if err == nil && inTx && q.pend != nil {
+		m := &lastRead{typ: typ, id: id}
+		if c != nil {
+			cp := *c
+			m.cur = &cp
+		}
+		q.pend.lastRead = m
+	}
+	return c, err
+}
+
+func (o ops) readCurrent(ctx context.Context, typ, id string) (*current, error) {
 	var c current
 	var lu int64
 	var deleted int

@@ -42,6 +42,7 @@ func Run(t *testing.T, open Opener) {
 		{"DecimalsAndUnknownElementsSurvive", testExactJSON},
 		{"TransactionCommitsAllOrNothing", testTransaction},
 		{"TransactionFindsTheIndexValuesOfItsOwnWrites", testTransactionIndex},
+		{"TransactionReadsAndWritesOfOneResourceSeeTheLatest", testTransactionReadWrite},
 		{"ConcurrentIfMatchUpdatesHaveOneWinner", testConcurrentIfMatch},
 		{"ConcurrentUpdatesAreAllKept", testConcurrentUpdates},
 	}
@@ -472,6 +473,74 @@ func testTransaction(t *testing.T, s store.Store) {
 		if _, err := s.Read(ctx(), "AllergyIntolerance", fmt.Sprint("t", i)); err != nil {
 			t.Fatalf("committed write t%d: %v", i, err)
 		}
+	}
+}
+
+// testTransactionReadWrite: inside a transaction, each read of a resource
+// answers its latest version, and each write versions over it, however
+// reads and writes of it and of others interleave (a handler reads what it
+// is about to write; an engine that keeps a read for the write must let no
+// write go by it).
+func testTransactionReadWrite(t *testing.T, s store.Store) {
+	if !s.Info().Transactions {
+		t.Skip("no transactions")
+	}
+	const typ = "AllergyIntolerance"
+	type step struct {
+		op, id      string // read | put | delete
+		wantVersion int64  // of the resource read or written; 0: not found
+	}
+	steps := []step{
+		{"read", "rw1", 0},
+		{"put", "rw1", 1},
+		{"read", "rw1", 1},
+		{"put", "rw1", 2},
+		{"put", "rw1", 3}, // no read between two writes
+		{"read", "rw1", 3},
+		{"read", "rw2", 0},
+		{"put", "rw1", 4}, // after a read of another resource
+		{"put", "rw2", 1},
+		{"read", "rw1", 4},
+		{"put", "rw2", 2}, // after a read of another resource, then a write
+		{"put", "rw1", 5},
+		{"read", "rw1", 5},
+		{"delete", "rw1", 6},
+		{"read", "rw1", 0},
+		{"put", "rw1", 7},
+	}
+	err := s.Transaction(ctx(), func(tx store.Ops) error {
+		for i, st := range steps {
+			var r *store.Resource
+			var err error
+			switch st.op {
+			case "read":
+				r, err = tx.Read(ctx(), typ, st.id)
+				if st.wantVersion == 0 {
+					if !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrDeleted) {
+						return fmt.Errorf("step %d: read %s: %v, want not found", i, st.id, err)
+					}
+					continue
+				}
+			case "put":
+				r, _, err = tx.Put(ctx(), typ, st.id, allergy(fmt.Sprint("note ", i)), 0)
+			case "delete":
+				r, _, err = tx.Delete(ctx(), typ, st.id, 0)
+			}
+			if err != nil {
+				return fmt.Errorf("step %d: %s %s: %w", i, st.op, st.id, err)
+			}
+			if r.Version != st.wantVersion {
+				return fmt.Errorf("step %d: %s %s: version %d, want %d", i, st.op, st.id, r.Version, st.wantVersion)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Read(ctx(), typ, "rw1")
+	if err != nil || r.Version != 7 {
+		t.Fatalf("after the transaction: %v, %v; want version 7", r, err)
 	}
 }
 
