@@ -123,6 +123,40 @@ func TestBatchEntriesSucceedOrFailOneByOne(t *testing.T) {
 	})
 }
 
+// A PUT entry's resource must say the type and id its url says, as a PUT
+// on its own must: the entry's type and id are read ahead of the write
+// lock, and the checks still apply to them, in a transaction (which fails,
+// naming the entry) and in a batch (where the entry fails alone).
+func TestPutEntriesWhoseResourceDisagreesWithTheirURLAreRefused(t *testing.T) {
+	s := newServer(t, engines[0], apiConfig())
+	cases := []struct{ name, resource, url, expr, diagnostics string }{
+		{"another id", `{"resourceType":"Patient","id":"p2"}`, "Patient/p1", "Bundle.entry[1].resource.id", "the id in the body (p2) does not match"},
+		{"no id", `{"resourceType":"Patient"}`, "Patient/p1", "Bundle.entry[1].resource.id", "must carry the resource id"},
+		{"another type", `{"resourceType":"Practitioner","id":"p1"}`, "Patient/p1", "Bundle.entry[1].resource.resourceType", `resourceType "Practitioner" does not match`},
+	}
+	const good = `{"resource":{"resourceType":"Patient","id":"ok1","name":[{"family":"Bon"}]},"request":{"method":"PUT","url":"Patient/ok1"}}`
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			entries := good + `,{"resource":` + c.resource + `,"request":{"method":"PUT","url":"` + c.url + `"}}`
+			r := s.do("POST", "", []byte(`{"resourceType":"Bundle","type":"transaction","entry":[`+entries+`]}`))
+			if r.status != 400 {
+				t.Fatalf("transaction: status %d, want 400: %s", r.status, r.body)
+			}
+			if _, expr, diag := outcome(t, r); expr != c.expr || !strings.Contains(diag, c.diagnostics) {
+				t.Fatalf("transaction: expression %q, diagnostics %q; want %q, %q", expr, diag, c.expr, c.diagnostics)
+			}
+			if r := s.do("GET", "/Patient/ok1", nil); r.status != 404 && r.status != 410 { // 410: the previous case's batch
+				t.Fatalf("the failed transaction stored its other entry: %d", r.status)
+			}
+			r = s.do("POST", "", []byte(`{"resourceType":"Bundle","type":"batch","entry":[`+entries+`]}`))
+			if got := strings.Join(responseStatuses(t, r), ","); r.status != 200 || !strings.HasPrefix(got, "20") || !strings.HasSuffix(got, ",400 Bad Request") {
+				t.Fatalf("batch: %d, entry statuses %s, want the first written and the second 400", r.status, got)
+			}
+			s.do("DELETE", "/Patient/ok1", nil)
+		})
+	}
+}
+
 func TestTransactionWithoutEngineTransactionsIsRefused(t *testing.T) {
 	s := newServer(t, engines[1], apiConfig()) // FerretDB: no transactions
 	r := s.do("POST", "", []byte(transactionPatientObs))
