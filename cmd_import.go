@@ -368,10 +368,10 @@ func (imp *importer) file(ctx context.Context, path string) error {
 		if len(line) == 0 {
 			continue
 		}
-		// ParseResource checks the line is JSON and reads its type and id
-		// (the whole line decoded by encoding/json was a twentieth of the
-		// import); the line itself goes on as it is.
-		head, err := fhir.ParseResource(line)
+		// ParseResourceInPlace checks the line is JSON and reads its type
+		// and id (the whole line decoded by encoding/json was a twentieth of
+		// the import); the line itself goes on as it is, copied once.
+		head, err := fhir.ParseResourceInPlace(line)
 		if err != nil {
 			imp.mu.Lock()
 			imp.sum.add(0, "", "a line that is not a FHIR resource")
