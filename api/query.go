@@ -4,6 +4,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -70,7 +71,7 @@ func parseSearch(typ string, params url.Values, base string, strict bool) (*sear
 			continue
 		}
 		for _, v := range values {
-			clause, known, err := parseClause(typ, key, v, base)
+			clauses, known, err := parseClause(typ, key, v, base)
 			if err != nil {
 				return nil, err
 			}
@@ -81,7 +82,7 @@ func parseSearch(typ string, params url.Values, base string, strict bool) (*sear
 				sr.Ignored = append(sr.Ignored, key)
 				break
 			}
-			sr.Query.Where = append(sr.Query.Where, clause)
+			sr.Query.Where = append(sr.Query.Where, clauses...)
 		}
 	}
 	if sr.Summary == "count" {
@@ -209,14 +210,104 @@ func parseSort(typ, v string) ([]store.Sort, error) {
 		if !ok {
 			return nil, searchError("_sort", "cannot sort on "+sp.Type+" parameter "+strconv.Quote(name))
 		}
+		if parts := fhir.UnionParts(typ, name); parts != nil {
+			return nil, searchError("_sort", "cannot sort on "+strconv.Quote(name)+", the union of "+strings.Join(parts, " and ")+": sort on one of those")
+		}
 		out = append(out, store.Sort{Param: name, Kind: kind, Desc: desc})
 	}
 	return out, nil
 }
 
-// parseClause reads one parameter=value pair into an OR clause. known is
+// parseClause reads one parameter=value pair into clauses, all of which a
+// resource must meet: one OR clause, or several for a union parameter's
+// (expandUnions). known is false for a parameter the server does not know.
+func parseClause(typ, key, value, base string) ([]store.Clause, bool, error) {
+	clause, known, err := parseOrClause(typ, key, value, base)
+	if err != nil || !known {
+		return nil, known, err
+	}
+	clauses, err := expandUnions(typ, key, clause)
+	return clauses, err == nil, err
+}
+
+// maxUnionClauses bounds the clauses a union parameter's values expand to.
+const maxUnionClauses = 64
+
+// expandUnions rewrites the conditions of clause on a union parameter
+// (fhir.UnionParts: Observation's combo-code is code | component-code, whose
+// values the index does not store a second time) into conditions on its
+// parts, with the same meaning: a value test holds when it holds for any
+// part; a negated one (:not, ne) and :missing=true when they hold for every
+// part. The OR of such ANDs is distributed into clauses (an AND of ORs).
+func expandUnions(typ, key string, clause store.Clause) ([]store.Clause, error) {
+	union := false
+	for _, c := range clause.Any {
+		union = union || fhir.IsUnionParam(typ, unionOf(c.Param))
+	}
+	if !union {
+		return []store.Clause{clause}, nil
+	}
+	// Each condition as clauses (an AND of ORs); the clause's OR of them,
+	// distributed.
+	var out [][]store.Condition
+	for i, c := range clause.Any {
+		var cnf [][]store.Condition
+		parts := fhir.UnionParts(typ, unionOf(c.Param))
+		switch {
+		case parts == nil:
+			cnf = [][]store.Condition{{c}}
+		case c.Not || c.Missing != nil && *c.Missing:
+			for _, p := range parts {
+				cnf = append(cnf, []store.Condition{onPart(c, p)})
+			}
+		default:
+			var any []store.Condition
+			for _, p := range parts {
+				any = append(any, onPart(c, p))
+			}
+			cnf = [][]store.Condition{any}
+		}
+		if i == 0 {
+			out = cnf
+			continue
+		}
+		var next [][]store.Condition
+		for _, a := range out {
+			for _, b := range cnf {
+				next = append(next, append(slices.Clone(a), b...))
+			}
+		}
+		if len(next) > maxUnionClauses {
+			return nil, searchError(key, "too many values for "+key+" with :not, ne or :missing: send fewer, or search its parts ("+strings.Join(parts, ", ")+")")
+		}
+		out = next
+	}
+	clauses := make([]store.Clause, len(out))
+	for i, any := range out {
+		clauses[i] = store.Clause{Any: any}
+	}
+	return clauses, nil
+}
+
+// unionOf is the parameter a condition's Param names: "combo-code" for its
+// :text values "combo-code:text" too.
+func unionOf(param string) string {
+	name, _ := strings.CutSuffix(param, ":text")
+	return name
+}
+
+// onPart is condition c on part p of its union parameter.
+func onPart(c store.Condition, p string) store.Condition {
+	if fhir.IsTextParam(c.Param) {
+		p = fhir.TextParam(p)
+	}
+	c.Param = p
+	return c
+}
+
+// parseOrClause reads one parameter=value pair into an OR clause. known is
 // false for a parameter the server does not know.
-func parseClause(typ, key, value, base string) (store.Clause, bool, error) {
+func parseOrClause(typ, key, value, base string) (store.Clause, bool, error) {
 	if strings.HasPrefix(key, "_has:") {
 		c, err := parseHas(key, value, base)
 		return c, err == nil, err
@@ -534,7 +625,7 @@ func parseChain(sp fhir.SearchParam, modifier, chain, value, base string) (store
 	}
 	return store.Clause{Any: []store.Condition{{
 		Param: sp.Name, Kind: store.KindReference, RefType: target,
-		Chain: &store.Query{Type: target, Where: []store.Clause{inner}},
+		Chain: &store.Query{Type: target, Where: inner},
 	}}}, nil
 }
 
@@ -551,14 +642,14 @@ func parseHas(key, value, base string) (store.Clause, error) {
 	if sp, ok := fhir.LookupSearchParam(typ, param); !ok || sp.Type != "reference" {
 		return store.Clause{}, searchError(key, typ+":"+param+" is not a reference search parameter")
 	}
-	clause, known, err := parseClause(typ, inner, value, base)
+	clauses, known, err := parseClause(typ, inner, value, base)
 	if err != nil {
 		return store.Clause{}, err
 	}
 	if !known {
 		return store.Clause{}, searchError(key, "unknown search parameter "+strconv.Quote(inner)+" on "+typ)
 	}
-	return store.Clause{Any: []store.Condition{{Has: &store.HasQuery{Type: typ, Param: param, Where: []store.Clause{clause}}}}}, nil
+	return store.Clause{Any: []store.Condition{{Has: &store.HasQuery{Type: typ, Param: param, Where: clauses}}}}, nil
 }
 
 var prefixes = map[string]bool{"eq": true, "ne": true, "gt": true, "lt": true, "ge": true, "le": true, "sa": true, "eb": true, "ap": true}

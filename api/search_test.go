@@ -132,6 +132,77 @@ func TestSearchSelectsAndSortsAndPages(t *testing.T) {
 	})
 }
 
+// Observation's combo- parameters are the union of two others (combo-code
+// is code | component-code), whose values the index does not store twice: a
+// search on one is answered from its parts and finds what R4's expression
+// says, for every value, modifier and prefix, :not and ne (which must hold
+// for both parts) and :missing included; a sort on one is refused.
+func TestComboParametersFindWhatTheirExpressionSays(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, s *server) {
+		coding := func(code, display string) string {
+			return `{"coding":[{"system":"urn:test:lab","code":"` + code + `","display":"` + display + `"}]}`
+		}
+		quantity := func(v string) string { return `{"value":` + v + `,"system":"http://unitsofmeasure.org","code":"mg"}` }
+		seed := map[string]string{
+			"c1": `{"resourceType":"Observation","id":"c1","status":"final","code":` + coding("A", "Alpha") + `,"valueQuantity":` + quantity("5") +
+				`,"component":[{"code":` + coding("B", "Beta") + `,"valueQuantity":` + quantity("7") + `}]}`,
+			"c2": `{"resourceType":"Observation","id":"c2","status":"final","code":` + coding("B", "Beta") + `,"valueQuantity":` + quantity("10") + `}`,
+			"c3": `{"resourceType":"Observation","id":"c3","status":"final","code":` + coding("C", "Gamma") +
+				`,"component":[{"code":` + coding("A", "Alpha") + `,"dataAbsentReason":{"coding":[{"system":"urn:test:dar","code":"x"}]}}]}`,
+			"c4": `{"resourceType":"Observation","id":"c4","status":"final","code":` + coding("D", "Delta") + `,"dataAbsentReason":{"coding":[{"system":"urn:test:dar","code":"y"}]}}`,
+		}
+		for id, body := range seed {
+			if r := s.do("PUT", "/Observation/"+id, []byte(body)); r.status != 201 {
+				t.Fatalf("seed %s: %d %s", id, r.status, r.body)
+			}
+		}
+		cases := []struct{ query, want string }{
+			{"combo-code=A", "c1,c3"},
+			{"combo-code=urn:test:lab|B", "c1,c2"},
+			{"combo-code=A,D", "c1,c3,c4"},
+			{"combo-code:not=A", "c2,c4"},
+			{"combo-code:not=A,B", "c2,c3,c4"},
+			{"combo-code:text=bet", "c1,c2"},
+			{"combo-code=A&combo-code=B", "c1"},
+			{"combo-code:missing=false", "c1,c2,c3,c4"},
+			{"combo-value-quantity=7", "c1"},
+			{"combo-value-quantity=gt6", "c1,c2"},
+			{"combo-value-quantity=ne5", "c2,c3,c4"},
+			{"combo-value-quantity:missing=true", "c3,c4"},
+			{"combo-value-quantity:missing=false", "c1,c2"},
+			{"combo-data-absent-reason=x,y", "c3,c4"},
+			{"combo-data-absent-reason:not=x", "c1,c2,c4"},
+			{"combo-code=A&code=C", "c3"},
+		}
+		for _, c := range cases {
+			ids, _, _, _ := entries(t, s.do("GET", "/Observation?"+c.query+"&_sort=_id", nil))
+			for i := range ids {
+				ids[i] = strings.TrimPrefix(ids[i], "Observation/")
+			}
+			if got := strings.Join(ids, ","); got != c.want {
+				t.Errorf("%s: found %q, want %q", c.query, got, c.want)
+			}
+		}
+		// through a chain, where the union's clauses go into the chained query
+		for id, result := range map[string]string{"r1": "c3", "r2": "c2"} {
+			body := `{"resourceType":"DiagnosticReport","id":"` + id + `","status":"final","code":{"text":"r"},"result":[{"reference":"Observation/` + result + `"}]}`
+			if r := s.do("PUT", "/DiagnosticReport/"+id, []byte(body)); r.status != 201 {
+				t.Fatalf("seed %s: %d %s", id, r.status, r.body)
+			}
+		}
+		for query, want := range map[string]string{"result.combo-code=A": "DiagnosticReport/r1", "result.combo-code=B": "DiagnosticReport/r2", "result.combo-value-quantity=ne10": "DiagnosticReport/r1"} {
+			ids, _, _, _ := entries(t, s.do("GET", "/DiagnosticReport?"+query, nil))
+			if got := strings.Join(ids, ","); got != want {
+				t.Errorf("%s: found %q, want %q", query, got, want)
+			}
+		}
+		r := s.do("GET", "/Observation?_sort=combo-code", nil)
+		if _, expr, diag := outcome(t, r); r.status != 400 || expr != "_sort" || !strings.Contains(diag, "code and component-code") {
+			t.Errorf("_sort=combo-code: %d %q %q, want 400 naming its parts", r.status, expr, diag)
+		}
+	})
+}
+
 func TestSearchRefusalsAndLenience(t *testing.T) {
 	s := newServer(t, engines[0], apiConfig())
 	helene, _ := seedClinical(t, s)

@@ -283,43 +283,51 @@ var (
 var notIndexed = map[string]bool{"_id": true, "_lastUpdated": true}
 
 // loadIndexPlans compiles, once, the expression of every parameter that
-// ExtractIndex fills.
+// ExtractIndex fills: all but union parameters (unions.go).
 func loadIndexPlans() map[string][]indexParam {
 	indexPlansOnce.Do(func() {
-		m := loadSearchModel()
-		indexPlans = map[string][]indexParam{}
-		for typ, uses := range m.defs {
-			var plan []indexParam
-			for _, u := range uses {
-				d := u.def
-				expr := d.Expression[u.base]
-				if expr == "" || notIndexed[d.Code] || d.Type == "composite" || d.Type == "special" {
-					continue
-				}
-				root := typ
-				if u.base != typ {
-					root = u.base
-				}
-				a, err := parseFHIRPath(expr)
-				var fn fpExpr
-				if err == nil {
-					fn, err = compileParsed(a, expr, root, m)
-				}
-				if err != nil {
-					indexPlanErrs = append(indexPlanErrs, fmt.Errorf("%s %s: %w", typ, d.Code, err))
-					continue
-				}
-				reads, known := fpReads(a)
-				p := indexParam{name: d.Code, kind: d.Type, root: root, expr: fn, reads: reads, readsAll: !known}
-				if d.Type == "token" && !noText(typ) {
-					p.text = TextParam(d.Code)
-				}
-				plan = append(plan, p)
-			}
-			sort.SliceStable(plan, func(i, j int) bool { return plan[i].name < plan[j].name })
-			indexPlans[typ] = plan
-		}
+		indexPlans, indexPlanErrs = buildIndexPlans(IsUnionParam)
 		indexReads = readsOf(indexPlans)
 	})
 	return indexPlans
+}
+
+// buildIndexPlans compiles the expression of every parameter but those skip
+// names.
+func buildIndexPlans(skip func(typ, name string) bool) (map[string][]indexParam, []error) {
+	m := loadSearchModel()
+	plans := map[string][]indexParam{}
+	var errs []error
+	for typ, uses := range m.defs {
+		var plan []indexParam
+		for _, u := range uses {
+			d := u.def
+			expr := d.Expression[u.base]
+			if expr == "" || notIndexed[d.Code] || d.Type == "composite" || d.Type == "special" || skip != nil && skip(typ, d.Code) {
+				continue
+			}
+			root := typ
+			if u.base != typ {
+				root = u.base
+			}
+			a, err := parseFHIRPath(expr)
+			var fn fpExpr
+			if err == nil {
+				fn, err = compileParsed(a, expr, root, m)
+			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s %s: %w", typ, d.Code, err))
+				continue
+			}
+			reads, known := fpReads(a)
+			p := indexParam{name: d.Code, kind: d.Type, root: root, expr: fn, reads: reads, readsAll: !known}
+			if d.Type == "token" && !noText(typ) {
+				p.text = TextParam(d.Code)
+			}
+			plan = append(plan, p)
+		}
+		sort.SliceStable(plan, func(i, j int) bool { return plan[i].name < plan[j].name })
+		plans[typ] = plan
+	}
+	return plans, errs
 }
