@@ -68,9 +68,7 @@ type options struct {
 	src, bin     string
 	loadWorkers  int
 	ingestSize   int
-	// ingestDuration is the measured time of a W4-ingest-bundle run.
-	ingestDuration time.Duration
-	quiet          bool
+	quiet        bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -93,7 +91,6 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.bin, "bin", "", "a dmp-fhir binary to run instead of building one")
 	fs.IntVar(&o.loadWorkers, "load-c", 4, "patients loaded at once")
 	fs.IntVar(&o.ingestSize, "ingest-size", 0, "resources of each W4 patient Bundle; 0: the dataset's median patient")
-	fs.DurationVar(&o.ingestDuration, "ingest-duration", 0, "measured time of each W4-ingest-bundle run; 0: 3x -duration (a run counts whole Bundles, of ~870 resources at D1: in 10 s at c=16 its figure moves by steps of 9%)")
 	fs.BoolVar(&o.quiet, "q", false, "no progress output")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -119,11 +116,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		}
 		o.workloads = append(o.workloads, w)
 	}
-	if o.ingestDuration == 0 {
-		o.ingestDuration = 3 * o.duration
-	}
-	if o.duration <= 0 || o.warmup < 0 || o.ingestDuration < 0 {
-		return nil, errors.New("-duration must be positive, -warmup and -ingest-duration not negative")
+	if o.duration <= 0 || o.warmup < 0 {
+		return nil, errors.New("-duration must be positive and -warmup not negative")
 	}
 	return o, nil
 }
@@ -307,7 +301,7 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) error {
 	if o.has("W4") {
 		for _, c := range o.clients {
 			fn, stopGen := b.ingest(ctx)
-			results = append(results, h.closedFor(ctx, "W4-ingest-bundle", c, o.ingestDuration, fn))
+			results = append(results, h.closed(ctx, "W4-ingest-bundle", c, fn))
 			stopGen()
 		}
 		runs("W4-ingest-tx2", b.smallTx)
@@ -332,7 +326,7 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) error {
 		return err
 	}
 	say("load average after: %s", loadavg())
-	fmt.Fprintf(out, "dataset %s (%d patients, %d resources), %s per run (W4-ingest-bundle %s) after %s of warm-up\n", o.dataset.Name, len(l.Patients), l.Resources, o.duration, o.ingestDuration, o.warmup)
+	fmt.Fprintf(out, "dataset %s (%d patients, %d resources), %s per run after %s of warm-up\n", o.dataset.Name, len(l.Patients), l.Resources, o.duration, o.warmup)
 	printTable(out, o.dataset.Name, results)
 	if err := writeCSV(o.out, o.dataset.Name, results); err != nil {
 		return err
@@ -427,16 +421,11 @@ func (h *harness) quiesce(ctx context.Context) (float64, time.Duration) {
 	return first, time.Since(start)
 }
 
-// closed runs one closed-loop workload against the server for -duration.
+// closed runs one closed-loop workload against the server.
 func (h *harness) closed(ctx context.Context, name string, c int, fn op) result {
-	return h.closedFor(ctx, name, c, h.o.duration, fn)
-}
-
-// closedFor is closed for a measured time d.
-func (h *harness) closedFor(ctx context.Context, name string, c int, d time.Duration, fn op) result {
 	h.quiesce(ctx)
 	h.say("%s c=%d", name, c)
-	r := closedLoop(ctx, name, c, h.o.warmup, d, fn, int64(c), h.meterOf(h.srv, name, c))
+	r := closedLoop(ctx, name, c, h.o.warmup, h.o.duration, fn, int64(c), h.meterOf(h.srv, name, c))
 	h.noteBacklog(ctx, &r)
 	return r
 }
