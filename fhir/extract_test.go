@@ -378,7 +378,7 @@ func TestExtractIndexOfficialExamples(t *testing.T) {
 			"code": {"http://loinc.org|85354-9"},
 			"component-code": {"http://loinc.org|8480-6", "http://snomed.info/sct|271649006",
 				"http://acme.org/devices/clinical-codes|bp-s", "http://loinc.org|8462-4"},
-			"combo-code": nil, // code | component-code, not stored twice (unions.go)
+			"combo-code":               nil, // code | component-code, not stored twice (unions.go)
 			"component-value-quantity": {"107 http://unitsofmeasure.org|mm[Hg] (mmHg)", "60 http://unitsofmeasure.org|mm[Hg] (mmHg)"},
 			"value-quantity":           nil,
 			"subject":                  {"Patient/example"},
