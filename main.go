@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -103,6 +104,29 @@ func openStore(ctx context.Context, c config) (store.Store, error) {
 	return sqlite.Open(c.DataDir)
 }
 
+// The server's garbage collector, unless GOGC or GOMEMLIMIT say otherwise:
+// collections a quarter as often (GOGC=300), bounded by a soft limit on the
+// Go heap so that the process stays within its memory. Under D1 (4 rounds
+// alternated) the medians of W1, W2 and W3 rose 5%, 14% and 13%, a search
+// page's CPU fell 15%, ingest did not move, and the peak RSS was 360 MB
+// (GOGC=400 alone had let it reach 697 MB under ingest). A machine with more
+// memory for the server raises GOMEMLIMIT.
+const (
+	serverGCPercent   = 300
+	serverMemoryLimit = 256 << 20
+)
+
+// serverGC applies the server's collector settings those of the
+// environment (getenv) leave open.
+func serverGC(getenv func(string) string) {
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(serverGCPercent)
+	}
+	if getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(serverMemoryLimit)
+	}
+}
+
 func serve(args []string, stderr io.Writer) error {
 	c, err := loadConfig("serve", args, stderr)
 	if err != nil {
@@ -113,6 +137,7 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	logHandler := newLogHandler(stderr, c.LogFormat, c.LogLevel)
 	log := slog.New(logHandler)
+	serverGC(os.Getenv)
 	m := metrics.New(version)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

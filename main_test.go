@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -647,5 +648,38 @@ func TestWebhookNotifierFromSettings(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "outbox.jsonl")); !os.IsNotExist(err) {
 		t.Fatalf("an outbox file was written: %v", err)
+	}
+}
+
+// The server sets its collector (GOGC 300, a 256 MiB soft limit) only where
+// the environment leaves it open: GOGC or GOMEMLIMIT, when set, win.
+func TestServerGCDefersToTheEnvironment(t *testing.T) {
+	percent := debug.SetGCPercent(100)
+	limit := debug.SetMemoryLimit(-1)
+	defer func() { debug.SetGCPercent(percent); debug.SetMemoryLimit(limit) }()
+	cases := []struct {
+		name        string
+		env         map[string]string
+		wantPercent int
+		wantLimit   int64
+	}{
+		{"nothing set", nil, serverGCPercent, serverMemoryLimit},
+		{"GOGC set", map[string]string{"GOGC": "50"}, 77, serverMemoryLimit},
+		{"GOMEMLIMIT set", map[string]string{"GOMEMLIMIT": "1GiB"}, serverGCPercent, 1 << 40},
+		{"both set", map[string]string{"GOGC": "off", "GOMEMLIMIT": "1GiB"}, 77, 1 << 40},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			// what the runtime took from the environment at start, in this test
+			debug.SetGCPercent(77)
+			debug.SetMemoryLimit(1 << 40)
+			serverGC(func(k string) string { return c.env[k] })
+			if got := debug.SetGCPercent(77); got != c.wantPercent {
+				t.Errorf("GC percent %d, want %d", got, c.wantPercent)
+			}
+			if got := debug.SetMemoryLimit(-1); got != c.wantLimit {
+				t.Errorf("memory limit %d, want %d", got, c.wantLimit)
+			}
+		})
 	}
 }
