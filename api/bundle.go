@@ -578,7 +578,8 @@ func entryPrefer(h http.Header) string {
 // in its lock. Both were JSON passes over every resource inside the lock,
 // which bounds a Bundle's ingest once validation is cheap. A PUT over an
 // existing resource stamps in the lock as before (its author and version
-// come from the stored one).
+// come from the stored one): what was prepared for it is thrown away, work
+// done beside the lock.
 type entryIndex struct {
 	body     []byte
 	ix       fhir.Index
@@ -597,7 +598,11 @@ func (s *Server) prepareAhead(a *access, e bundleEntry, body []byte, newID strin
 	ei := &entryIndex{body: body, ix: fhir.ExtractIndex(body)}
 	id := newID
 	if e.Request.Method == "PUT" {
-		id = putTargetID(e.Request.URL)
+		// The id of "Type/id"; a conditional update ("Type?criteria")
+		// finds its id in the store.
+		if _, target := splitEntryURL(e.Request.URL); !strings.ContainsAny(e.Request.URL, "?#") && fhir.ValidID(target) {
+			id = target
+		}
 	}
 	if id != "" {
 		if authored, err := s.stampAuthorOver(a, nil, body); err == nil {
@@ -607,19 +612,6 @@ func (s *Server) prepareAhead(a *access, e bundleEntry, body []byte, newID strin
 		}
 	}
 	return ei
-}
-
-// putTargetID is the id of a PUT entry's url "Type/id" (without a query: a
-// conditional update finds its id in the store); "" otherwise.
-func putTargetID(u string) string {
-	if strings.ContainsAny(u, "?#") {
-		return ""
-	}
-	typ, id, ok := strings.Cut(strings.TrimPrefix(u, "/"), "/")
-	if !ok || typ == "" || !fhir.ValidID(id) {
-		return ""
-	}
-	return id
 }
 
 // parallel runs fn(0) ... fn(n-1) on GOMAXPROCS goroutines.
