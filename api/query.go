@@ -242,7 +242,7 @@ const maxUnionClauses = 64
 func expandUnions(typ, key string, clause store.Clause) ([]store.Clause, error) {
 	union := false
 	for _, c := range clause.Any {
-		union = union || fhir.IsUnionParam(typ, unionOf(c.Param))
+		union = union || fhir.IsUnionParam(typ, fhir.BaseParam(c.Param))
 	}
 	if !union {
 		return []store.Clause{clause}, nil
@@ -252,7 +252,7 @@ func expandUnions(typ, key string, clause store.Clause) ([]store.Clause, error) 
 	var out [][]store.Condition
 	for i, c := range clause.Any {
 		var cnf [][]store.Condition
-		parts := fhir.UnionParts(typ, unionOf(c.Param))
+		parts := fhir.UnionParts(typ, fhir.BaseParam(c.Param))
 		switch {
 		case parts == nil:
 			cnf = [][]store.Condition{{c}}
@@ -287,13 +287,6 @@ func expandUnions(typ, key string, clause store.Clause) ([]store.Clause, error) 
 		clauses[i] = store.Clause{Any: any}
 	}
 	return clauses, nil
-}
-
-// unionOf is the parameter a condition's Param names: "combo-code" for its
-// :text values "combo-code:text" too.
-func unionOf(param string) string {
-	name, _ := strings.CutSuffix(param, ":text")
-	return name
 }
 
 // onPart is condition c on part p of its union parameter.

@@ -120,6 +120,13 @@ func TextParam(name string) string { return name + textSuffix }
 // IsTextParam reports whether param is a TextParam name.
 func IsTextParam(param string) bool { return strings.HasSuffix(param, textSuffix) }
 
+// BaseParam is the parameter whose :text values a TextParam name holds
+// ("code" for "code:text"); any other name as it is.
+func BaseParam(param string) string {
+	name, _ := strings.CutSuffix(param, textSuffix)
+	return name
+}
+
 const textSuffix = ":text"
 
 // noText says whether typ's tokens leave their texts unindexed (no :text):
