@@ -118,12 +118,16 @@ const (
 
 // serverGC applies the server's collector settings those of the
 // environment (getenv) leave open.
-func serverGC(getenv func(string) string) {
+func serverGC(getenv func(string) string) { setGC(getenv, serverGCPercent, serverMemoryLimit) }
+
+// setGC sets the collector's percent and, when limit > 0, its soft memory
+// limit, each unless the environment (getenv) sets it: GOGC, GOMEMLIMIT.
+func setGC(getenv func(string) string, percent int, limit int64) {
 	if getenv("GOGC") == "" {
-		debug.SetGCPercent(serverGCPercent)
+		debug.SetGCPercent(percent)
 	}
-	if getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(serverMemoryLimit)
+	if limit > 0 && getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(limit)
 	}
 }
 
