@@ -716,6 +716,9 @@ func seedCmd(args []string, stdout, stderr io.Writer) error {
 
 	st, err := openStore(ctx, c)
 	if err != nil {
+		if pid, running := seedServerRunning(c.DataDir); running {
+			return seedServerRunningError(pid, c)
+		}
 		return seedLockedHint(c, err)
 	}
 	defer st.Close()
@@ -727,7 +730,7 @@ func seedCmd(args []string, stdout, stderr io.Writer) error {
 		return seedAlreadyDone(stdout, c, found)
 	}
 	if pid, running := seedServerRunning(c.DataDir); running {
-		return fmt.Errorf("seed: a dmp-fhir server (pid %s) is running on the data directory %s: stop it, run the seed, then start it again (the seed writes through the server's own handlers and audit journal, which one process at a time may hold)", pid, c.DataDir)
+		return seedServerRunningError(pid, c)
 	}
 	validator, err := fhir.NewValidator()
 	if err != nil {
@@ -766,11 +769,16 @@ func seedCmd(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+func seedServerRunningError(pid string, c config) error {
+	return fmt.Errorf("seed: a dmp-fhir server (pid %s) is running on the data directory %s: stop it, run the seed, then start it again (the seed writes through the server's own handlers and audit journal, which one process at a time may hold)", pid, c.DataDir)
+}
+
 // seedLockedHint adds what to do to an error that says the database is
 // busy (another process writing the same SQLite file).
 func seedLockedHint(c config, err error) error {
 	msg := err.Error()
-	if strings.Contains(msg, "database is locked") || strings.Contains(msg, "SQLITE_BUSY") || strings.Contains(msg, "held by a running process") {
+	if strings.Contains(msg, "database is locked") || strings.Contains(msg, "SQLITE_BUSY") || strings.Contains(msg, "held by a running process") ||
+		strings.Contains(msg, "in use by another process") {
 		return fmt.Errorf("%w\nThe database in %s is in use: stop the dmp-fhir server running on it, then run the seed again", err, c.DataDir)
 	}
 	return err

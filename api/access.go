@@ -465,6 +465,16 @@ func (s *Server) firstAccess(ctx context.Context, patient, idnps string) bool {
 // Patient with active=false is a closed DMP); nil when there is none. The
 // policy is shared (policyCache): the caller must not change it.
 func (s *Server) policy(ctx context.Context, patient string) (*auth.Policy, bool, error) {
+	// The write counts are taken before the reads: a write committed
+	// meanwhile moves them after these reads, so its entry is never used.
+	pc, pExact := s.store.WriteCount("Patient")
+	cc, cExact := s.store.WriteCount("Consent")
+	counts := policyCounts{patient: pc, consent: cc, exact: pExact && cExact}
+	if counts.exact {
+		if e, ok := s.policies.get(patient); ok && e.counts == counts {
+			return e.policy, e.active, nil
+		}
+	}
 	pr, err := s.store.Read(ctx, "Patient", patient)
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrDeleted) {
 		return nil, false, nil
@@ -481,6 +491,8 @@ func (s *Server) policy(ctx context.Context, patient string) (*auth.Policy, bool
 	}
 	key := policyKey{patientVersion: pr.Version, consentVersion: cr.Version}
 	if e, ok := s.policies.get(patient); ok && e.key == key {
+		e.counts = counts
+		s.policies.put(patient, e)
 		return e.policy, e.active, nil
 	}
 	p, err := auth.ParsePolicy(cr.Body)
@@ -494,15 +506,19 @@ func (s *Server) policy(ctx context.Context, patient string) (*auth.Policy, bool
 		return nil, false, err
 	}
 	active := patientActive.Active == nil || *patientActive.Active
-	s.policies.put(patient, policyEntry{key: key, policy: p, active: active})
+	s.policies.put(patient, policyEntry{key: key, counts: counts, policy: p, active: active})
 	return p, active, nil
 }
 
 // policyCache keeps each patient's parsed policy under the versions of the
-// Patient and Consent it was read from. Every decision still reads both
-// from the store (so a change made by another server on the same MongoDB
-// counts at once); only the parsing is saved when the versions are the
-// same. The policies it returns are shared: read them, never change them.
+// Patient and Consent it was read from, and the store's write counts of
+// both types when they were read. Where those counts are exact (the
+// embedded engine: store.Store.WriteCount), a decision whose counts have
+// not moved uses the entry without reading the store: no Patient or
+// Consent was written since, by anyone. Elsewhere (MongoDB, which other
+// servers write) every decision reads both from the store, and only the
+// parsing is saved when the versions are the same. The policies it returns
+// are shared: read them, never change them.
 type policyCache struct {
 	mu sync.Mutex
 	m  map[string]policyEntry
@@ -510,8 +526,16 @@ type policyCache struct {
 
 type policyKey struct{ patientVersion, consentVersion int64 }
 
+// policyCounts are the store's write counts of Patient and Consent before
+// an entry was read; exact false never matches a lookup.
+type policyCounts struct {
+	patient, consent uint64
+	exact            bool
+}
+
 type policyEntry struct {
 	key    policyKey
+	counts policyCounts
 	policy *auth.Policy
 	active bool
 }

@@ -107,6 +107,14 @@ type Store interface {
 	Purge(ctx context.Context, typ, id string) error
 	// Blobs is where the engine keeps large contents (a Binary's bytes).
 	Blobs() Blobs
+	// WriteCount returns a number that moves after every commit that wrote
+	// a resource of type typ, once the commit is visible to reads and before
+	// it is acknowledged, and whether it is exact: true only when this
+	// process is the only writer of the engine's data (the embedded engine,
+	// which locks its directory). While an exact count has not moved, what
+	// was read of typ is still current; a cache may rely on nothing else.
+	// Engines shared between processes (MongoDB) answer 0, false.
+	WriteCount(typ string) (uint64, bool)
 	// Info describes the engine.
 	Info() Info
 	// Ping checks the engine can serve requests.

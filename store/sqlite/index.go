@@ -422,7 +422,7 @@ func addPatientLabelColumn(db *sql.DB) error {
 // their labels from tok_idx, and the indexes that cover them, in one
 // transaction.
 func (s *Store) addPatientLabels(ctx context.Context) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.inTx(ctx, nil, func(tx *sql.Tx) error {
 		stmts := []string{
 			`DROP INDEX IF EXISTS pat_hi`,
 			`DROP INDEX IF EXISTS pat_lo`,
@@ -498,7 +498,7 @@ func (s *Store) fillPatientIndex(ctx context.Context) error {
 			p.id, p.via, p.vid
 		FROM pats p JOIN sp ON sp.type = p.type`
 	args = append(args, int64(noDateLo), int64(noDateHi))
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.inTx(ctx, nil, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM pat_idx`); err != nil {
 			return err
 		}
@@ -511,7 +511,7 @@ func (s *Store) fillPatientIndex(ctx context.Context) error {
 // tok_idx to ref_fwd and tok_fwd, in one transaction: the upgrade of a
 // database of schema 2 to 4.
 func (s *Store) moveForwardOnly(ctx context.Context) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.inTx(ctx, nil, func(tx *sql.Tx) error {
 		for typ, params := range forwardOnly {
 			for param := range params {
 				for _, stmt := range []string{
@@ -543,7 +543,7 @@ func (s *Store) Reindex(ctx context.Context, progress func(done int)) error {
 	done := 0
 	for {
 		n := 0
-		err := s.inTx(ctx, func(tx *sql.Tx) error {
+		err := s.inTx(ctx, nil, func(tx *sql.Tx) error {
 			rows, err := tx.QueryContext(ctx, `SELECT r.rid, r.vid, r.type, r.id, r.deleted, h.body
 				FROM resources r JOIN history h ON h.vid = r.vid
 				WHERE r.rid > ? ORDER BY r.rid LIMIT ?`, last, reindexBatch)
@@ -571,14 +571,14 @@ func (s *Store) Reindex(ctx context.Context, progress func(done int)) error {
 				return fmt.Errorf("sqlite: reindex: %w", err)
 			}
 			for _, r := range batch {
-				if err := clearIndex(ctx, s.txOps(tx).q, r.rid); err != nil {
+				if err := clearIndex(ctx, s.txOps(tx, nil).q, r.rid); err != nil {
 					return err
 				}
 				if r.deleted {
 					continue
 				}
 				ix := fhir.ExtractIndex(r.body)
-				if err := writeIndex(ctx, s.txOps(tx).q, r.rid, r.vid, r.typ, r.id, &ix); err != nil {
+				if err := writeIndex(ctx, s.txOps(tx, nil).q, r.rid, r.vid, r.typ, r.id, &ix); err != nil {
 					return err
 				}
 			}

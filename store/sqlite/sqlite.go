@@ -40,6 +40,10 @@ type Store struct {
 	blobs  *fileBlobs
 	wal    *walSync      // makes each acknowledged commit durable
 	ckpt   *checkpointer // copies the WAL back into the database, off the write lock
+	// owner is the data directory's lock, held while the store is open:
+	// no other process writes the database, so counts is every write.
+	owner  *dirLock
+	counts writeCounts
 }
 
 var _ store.Store = (*Store)(nil)
@@ -258,6 +262,19 @@ func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("sqlite: data directory: %w", err)
 	}
+	owner, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	s, err := open(dir, owner)
+	if err != nil {
+		owner.release()
+		return nil, err
+	}
+	return s, nil
+}
+
+func open(dir string, owner *dirLock) (*Store, error) {
 	blobs, err := openBlobs(dir)
 	if err != nil {
 		return nil, err
@@ -328,7 +345,7 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
 	keepConns(ckpt, 1)
-	s := &Store{write: write, read: read, blobs: blobs, wal: newWALSync(path + "-wal"), ckpt: startCheckpointer(ckpt)}
+	s := &Store{write: write, read: read, blobs: blobs, wal: newWALSync(path + "-wal"), ckpt: startCheckpointer(ckpt), owner: owner}
 	// The columns an older database lacks, before the writes are prepared;
 	// upgrade fills them.
 	if err := addPatientLabelColumn(write); err != nil {
@@ -436,6 +453,7 @@ func (s *Store) Close() error {
 	rerr := s.read.Close()
 	werr := s.write.Close()
 	s.wal.close()
+	s.owner.release()
 	return errors.Join(kerr, cerr, rerr, werr)
 }
 
@@ -489,6 +507,8 @@ type txQuerier struct {
 	// pend, when set, holds the index rows of the transaction's writes
 	// until a statement that may read them, or the commit (pending).
 	pend *pending
+	// wrote collects the types of the resources the transaction writes.
+	wrote *txWrites
 }
 
 func (q txQuerier) ExecContext(ctx context.Context, text string, args ...any) (sql.Result, error) {
@@ -581,8 +601,13 @@ func (q readQuerier) QueryRowContext(ctx context.Context, text string, args ...a
 	return q.db.QueryRowContext(ctx, text, args...)
 }
 
-func (s *Store) txOps(tx *sql.Tx) ops { return ops{txQuerier{tx: tx, stmts: s.writes}} }
-func (s *Store) readOps() ops         { return ops{readQuerier{s.read, &s.stmts}} }
+// txOps are the operations of a write transaction; w records the types its
+// writes change (nil for index maintenance, which writes no resource).
+func (s *Store) txOps(tx *sql.Tx, w *txWrites) ops {
+	return ops{txQuerier{tx: tx, stmts: s.writes, wrote: w}}
+}
+
+func (s *Store) readOps() ops { return ops{readQuerier{s.read, &s.stmts}} }
 
 // Transaction runs fn in one SQLite transaction.
 //
@@ -591,16 +616,20 @@ func (s *Store) readOps() ops         { return ops{readQuerier{s.read, &s.stmts}
 // resource, a 500-resource import spent a fifth of its time in the write
 // lock on the statements' own cost.
 func (s *Store) Transaction(ctx context.Context, fn func(tx store.Ops) error) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	w := &txWrites{}
+	return s.inTx(ctx, w, func(tx *sql.Tx) error {
 		p := &pending{}
-		if err := fn(ops{txQuerier{tx: tx, stmts: s.writes, pend: p}}); err != nil {
+		if err := fn(ops{txQuerier{tx: tx, stmts: s.writes, pend: p, wrote: w}}); err != nil {
 			return err
 		}
 		return p.flush(ctx, tx, s.writes)
 	})
 }
 
-func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+// inTx runs fn in a write transaction and commits it. w, when not nil,
+// holds the resource types fn wrote: their write counts move once the
+// commit is visible to readers and before it is acknowledged.
+func (s *Store) inTx(ctx context.Context, w *txWrites, fn func(tx *sql.Tx) error) (err error) {
 	if err := s.wal.failed(); err != nil {
 		return err
 	}
@@ -618,8 +647,14 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error)
 		tx.Rollback()
 		return err
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlite: commit: %w", err)
+	cerr := tx.Commit()
+	if w != nil {
+		// Even when the commit failed: a count that moves for nothing
+		// only costs a cache its entries.
+		s.counts.moved(w.types)
+	}
+	if cerr != nil {
+		return fmt.Errorf("sqlite: commit: %w", cerr)
 	}
 	// Committed and visible; acknowledged once on disk.
 	s.ckpt.committed()
@@ -628,8 +663,9 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error)
 
 // Create stores version 1 of a new resource.
 func (s *Store) Create(ctx context.Context, typ, id string, body []byte) (r *store.Resource, err error) {
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
-		r, err = s.txOps(tx).Create(ctx, typ, id, body)
+	w := &txWrites{}
+	err = s.inTx(ctx, w, func(tx *sql.Tx) error {
+		r, err = s.txOps(tx, w).Create(ctx, typ, id, body)
 		return err
 	})
 	return r, err
@@ -637,8 +673,9 @@ func (s *Store) Create(ctx context.Context, typ, id string, body []byte) (r *sto
 
 // Put stores the next version of a resource, or creates it.
 func (s *Store) Put(ctx context.Context, typ, id string, body []byte, ifMatch int64) (r *store.Resource, out store.Outcome, err error) {
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
-		r, out, err = s.txOps(tx).Put(ctx, typ, id, body, ifMatch)
+	w := &txWrites{}
+	err = s.inTx(ctx, w, func(tx *sql.Tx) error {
+		r, out, err = s.txOps(tx, w).Put(ctx, typ, id, body, ifMatch)
 		return err
 	})
 	return r, out, err
@@ -646,8 +683,9 @@ func (s *Store) Put(ctx context.Context, typ, id string, body []byte, ifMatch in
 
 // Delete writes a deletion version.
 func (s *Store) Delete(ctx context.Context, typ, id string, ifMatch int64) (r *store.Resource, out store.Outcome, err error) {
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
-		r, out, err = s.txOps(tx).Delete(ctx, typ, id, ifMatch)
+	w := &txWrites{}
+	err = s.inTx(ctx, w, func(tx *sql.Tx) error {
+		r, out, err = s.txOps(tx, w).Delete(ctx, typ, id, ifMatch)
 		return err
 	})
 	return r, out, err
@@ -825,6 +863,9 @@ func (o ops) Delete(ctx context.Context, typ, id string, ifMatch int64) (*store.
 // resource) and replaces the resource's index values.
 func (o ops) write(ctx context.Context, rid int64, nv *store.NewVersion) error {
 	r := &nv.Resource
+	// Every write transaction records its types (a nil wrote would let a
+	// cache of them go stale: it panics here, in every test that writes).
+	o.q.(txQuerier).wrote.add(r.Type)
 	deleted := 0
 	if r.Deleted {
 		deleted = 1
@@ -945,7 +986,8 @@ func (s *Store) History(ctx context.Context, hq store.HistoryQuery) ([]*store.Re
 // Purge removes every version of typ/id, its index rows and its resources
 // row (whose trigger keeps type_stats), in one transaction.
 func (s *Store) Purge(ctx context.Context, typ, id string) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	w := &txWrites{types: []string{typ}}
+	return s.inTx(ctx, w, func(tx *sql.Tx) error {
 		var rid int64
 		err := tx.QueryRowContext(ctx, `SELECT rid FROM resources WHERE type = ? AND id = ?`, typ, id).Scan(&rid)
 		if errors.Is(err, sql.ErrNoRows) {

@@ -3,6 +3,8 @@ package sqlite_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,4 +97,36 @@ func TestConcurrentSearchesOfNewShapesDoNotDeadlock(t *testing.T) {
 			t.Fatalf("a search did not end: %v", err)
 		}
 	}
+}
+
+// TestADataDirectoryIsOpenedByOneStoreAtATime: a second Open of a data
+// directory in use is refused at once, naming the holder, so that no
+// process writes the database behind the one whose write counts are
+// exact; once the first closes, the directory opens again.
+func TestADataDirectoryIsOpenedByOneStoreAtATime(t *testing.T) {
+	dir := t.TempDir()
+	first, err := sqlite.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, exact := first.WriteCount("Consent"); !exact {
+		t.Fatal("the holder of the directory says its counts are not exact")
+	}
+	second, err := sqlite.Open(dir)
+	if err == nil {
+		second.Close()
+		first.Close()
+		t.Fatal("a second store opened the directory in use")
+	}
+	if want := fmt.Sprintf("in use by another process (pid %d)", os.Getpid()); !strings.Contains(err.Error(), want) {
+		t.Errorf("refusal %q does not say %q", err, want)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := sqlite.Open(dir)
+	if err != nil {
+		t.Fatalf("after the first closed: %v", err)
+	}
+	again.Close()
 }

@@ -45,6 +45,7 @@ func Run(t *testing.T, open Opener) {
 		{"TransactionReadsAndWritesOfOneResourceSeeTheLatest", testTransactionReadWrite},
 		{"ConcurrentIfMatchUpdatesHaveOneWinner", testConcurrentIfMatch},
 		{"ConcurrentUpdatesAreAllKept", testConcurrentUpdates},
+		{"ExactWriteCountsMoveWithEveryAcknowledgedWriteOfTheirType", testWriteCounts},
 	}
 	tests = append(tests, blobTests...)
 	for _, tc := range tests {
@@ -673,5 +674,72 @@ func testConcurrentUpdates(t *testing.T, s store.Store) {
 	cur, _ := s.Read(ctx(), "AllergyIntolerance", "a1")
 	if cur.Version != int64(writers*each) {
 		t.Fatalf("current version %d, want %d", cur.Version, writers*each)
+	}
+}
+
+// testWriteCounts: where an engine says its write counts are exact (a cache
+// of consent decisions relies on them), each acknowledged write of a type
+// has moved that type's count, whatever the path (create, put, delete,
+// transaction, purge), and a write of another type has not. Engines that
+// are not the only writer of their data must say their counts are not
+// exact.
+func testWriteCounts(t *testing.T, s store.Store) {
+	if _, exact := s.WriteCount("Consent"); !exact {
+		if s.Info().Engine == "sqlite" {
+			t.Fatal("the embedded engine holds its directory: its counts are exact")
+		}
+		t.Skipf("%s: counts are not exact (other processes write the same data)", s.Info().Engine)
+	}
+	consent := func(note string) []byte {
+		return []byte(`{"resourceType":"Consent","status":"active","patient":{"reference":"Patient/p1"},"policyRule":{"text":"` + note + `"}}`)
+	}
+	type counts struct{ consent, patient, allergy uint64 }
+	now := func() counts {
+		c, _ := s.WriteCount("Consent")
+		p, _ := s.WriteCount("Patient")
+		a, _ := s.WriteCount("AllergyIntolerance")
+		return counts{c, p, a}
+	}
+	steps := []struct {
+		name               string
+		write              func() error
+		consent, patient   bool // must move
+		allergyMustNotMove bool
+	}{
+		{"create", func() error { _, err := s.Create(ctx(), "Consent", "c1", consent("a")); return err }, true, false, true},
+		{"put", func() error { _, _, err := s.Put(ctx(), "Consent", "c1", consent("b"), 0); return err }, true, false, true},
+		{"put of another type", func() error { _, _, err := s.Put(ctx(), "AllergyIntolerance", "a1", allergy("x"), 0); return err }, false, false, false},
+		{"delete", func() error { _, _, err := s.Delete(ctx(), "Consent", "c1", 0); return err }, true, false, true},
+		{"transaction of two types", func() error {
+			return s.Transaction(ctx(), func(tx store.Ops) error {
+				if _, _, err := tx.Put(ctx(), "Consent", "c1", consent("c"), 0); err != nil {
+					return err
+				}
+				_, _, err := tx.Put(ctx(), "Patient", "p1", []byte(`{"resourceType":"Patient","active":false}`), 0)
+				return err
+			})
+		}, true, true, true},
+		{"purge", func() error { return s.Purge(ctx(), "Consent", "c1") }, true, false, true},
+	}
+	for _, st := range steps {
+		before := now()
+		if err := st.write(); errors.Is(err, store.ErrNoTransactions) {
+			continue
+		} else if err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		after := now()
+		if st.consent && after.consent == before.consent {
+			t.Errorf("%s: the Consent count did not move (%d)", st.name, after.consent)
+		}
+		if st.patient && after.patient == before.patient {
+			t.Errorf("%s: the Patient count did not move (%d)", st.name, after.patient)
+		}
+		if !st.consent && after.consent != before.consent {
+			t.Errorf("%s: the Consent count moved (%d to %d) for a write of another type", st.name, before.consent, after.consent)
+		}
+		if st.allergyMustNotMove && after.allergy != before.allergy {
+			t.Errorf("%s: the AllergyIntolerance count moved (%d to %d)", st.name, before.allergy, after.allergy)
+		}
 	}
 }
