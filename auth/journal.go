@@ -53,6 +53,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -365,6 +366,12 @@ func (j *journal) run() {
 		j.mu.Unlock()
 		if j.opts.MaxDelay > 0 {
 			j.gather()
+		} else {
+			// Let the goroutines ready to run (requests about to record
+			// their access) run first and join this batch: under load
+			// that doubles the batch, halving the fsyncs (each ~90 µs of
+			// CPU here) without a timer; idle, it returns at once.
+			runtime.Gosched()
 		}
 		j.mu.Lock()
 		buf, n, b, fatal := j.buf, j.nbuf, j.batch, j.fatal
