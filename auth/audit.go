@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -287,12 +288,16 @@ func (a *Auditor) Record(ctx context.Context, ev Access) error {
 	if a.broken != nil {
 		return a.broken
 	}
-	body, err := buildAuditEvent(ev, a.opts.MaxResources)
+	ae, err := newAuditEvent(ev, a.opts.MaxResources)
+	if err != nil {
+		return err
+	}
+	body, err := json.Marshal(ae)
 	if err != nil {
 		return err
 	}
 	if a.j != nil {
-		return a.j.record(ctx, auditNewID(), body)
+		return a.j.record(ctx, auditNewID(), body, ae.index())
 	}
 	p := &auditPending{id: auditNewID(), body: body, done: make(chan error, 1)}
 	a.mu.Lock()
@@ -644,6 +649,15 @@ var (
 //     them and an entity counting the others; the query (role 24 Query,
 //     base64); the request id (IHE BALP XrequestId).
 func buildAuditEvent(ev Access, maxResources int) ([]byte, error) {
+	ae, err := newAuditEvent(ev, maxResources)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(ae)
+}
+
+// newAuditEvent is buildAuditEvent before its encoding.
+func newAuditEvent(ev Access, maxResources int) (*aeAuditEvent, error) {
 	switch ev.Action {
 	case "C", "R", "U", "D", "E":
 	default:
@@ -748,7 +762,69 @@ func buildAuditEvent(ev Access, maxResources int) ([]byte, error) {
 			Type: auditRequestType,
 		})
 	}
-	return json.Marshal(ae)
+	return &ae, nil
+}
+
+// index is what fhir.ExtractIndex finds in the AuditEvent's JSON for the
+// parameters AuditEvent serves (fhir's servedOnly: patient, date, agent,
+// altid, entity, action, outcome, type, subtype), read from the struct
+// instead: the copy into the store no longer parses every event to find
+// them, about 7% of the server's CPU under reads. A test holds the two
+// equal on events of every shape; the copy of an event written by an
+// earlier run, whose struct is gone, extracts its own.
+func (ae *aeAuditEvent) index() fhir.Index {
+	var ix fhir.Index
+	ix.Tokens = append(ix.Tokens, fhir.Token{Param: "action", Code: ae.Action})
+	for _, ag := range ae.Agent {
+		if ag.AltID != "" {
+			ix.Tokens = appendUnique(ix.Tokens, fhir.Token{Param: "altid", Code: ag.AltID})
+		}
+	}
+	ix.Tokens = append(ix.Tokens, fhir.Token{Param: "outcome", Code: ae.Outcome})
+	for _, c := range ae.Subtype {
+		if c.Code != "" {
+			ix.Tokens = appendUnique(ix.Tokens, fhir.Token{Param: "subtype", System: c.System, Code: c.Code})
+		}
+	}
+	if ae.Type.Code != "" {
+		ix.Tokens = append(ix.Tokens, fhir.Token{Param: "type", System: ae.Type.System, Code: ae.Type.Code})
+	}
+	if lo, hi, ok := fhir.DateRange(ae.Recorded); ok {
+		ix.Dates = append(ix.Dates, fhir.Date{Param: "date", Low: lo, High: hi})
+	}
+	// Every reference here is "Type/id", built from checked ids.
+	var patients []fhir.Reference
+	for _, ag := range ae.Agent {
+		if typ, id, ok := strings.Cut(ag.Who.Reference, "/"); ok {
+			ix.References = appendUnique(ix.References, fhir.Reference{Param: "agent", Type: typ, ID: id})
+			if typ == "Patient" {
+				patients = appendUnique(patients, fhir.Reference{Param: "patient", Type: typ, ID: id})
+			}
+		}
+	}
+	seen := make(map[string]bool, len(ae.Entity))
+	for _, e := range ae.Entity {
+		if e.What == nil || seen[e.What.Reference] {
+			continue
+		}
+		if typ, id, ok := strings.Cut(e.What.Reference, "/"); ok {
+			seen[e.What.Reference] = true
+			ix.References = append(ix.References, fhir.Reference{Param: "entity", Type: typ, ID: id})
+			if typ == "Patient" {
+				patients = appendUnique(patients, fhir.Reference{Param: "patient", Type: typ, ID: id})
+			}
+		}
+	}
+	ix.References = append(ix.References, patients...)
+	return ix
+}
+
+// appendUnique appends v to s unless s holds it already.
+func appendUnique[T comparable](s []T, v T) []T {
+	if slices.Contains(s, v) {
+		return s
+	}
+	return append(s, v)
 }
 
 // auditRequestor is the agent who asked.

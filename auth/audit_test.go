@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -804,5 +806,57 @@ func TestAuditIDsGrowWithTime(t *testing.T) {
 	time.Sleep(2 * time.Millisecond)
 	if later := auditNewID(); later <= first {
 		t.Fatalf("%s, made later, does not sort after %s", later, first)
+	}
+}
+
+// The index the journal hands to the copy into the store is what the store
+// would extract from the AuditEvent itself, row for row, for every shape of
+// access: a wrong or missing row would make the access trail unsearchable
+// by it (and only on the events this process journaled).
+func TestAuditEventIndexIsWhatExtractionFinds(t *testing.T) {
+	accesses := auditTestAccesses()
+	accesses["patient reads another patient"] = Access{
+		Action: "R", Interaction: "read", Outcome: AuditSuccess,
+		CallerKind: AuditCallerPatient, CallerID: "p1",
+		PatientIDs: []string{"p2", "p2"}, Resources: []string{"Patient/p2", "Patient/p1", "Observation/o1"},
+	}
+	accesses["many resources, listed up to the limit"] = Access{
+		Action: "E", Interaction: "search-type", Outcome: AuditSuccess,
+		CallerKind: AuditCallerSystem, CallerID: "client-1", PatientIDs: []string{"p1"},
+		Resources: []string{"Observation/o1", "Observation/o2", "Observation/o1", "Patient/p1", "Condition/c1", "Condition/c2"},
+	}
+	accesses["no interaction"] = Access{Action: "E", Outcome: AuditMajorFailure}
+	for name, ev := range accesses {
+		for _, limit := range []int{100, 2} {
+			t.Run(fmt.Sprintf("%s/limit %d", name, limit), func(t *testing.T) {
+				ae, err := newAuditEvent(ev, limit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, err := json.Marshal(ae)
+				if err != nil {
+					t.Fatal(err)
+				}
+				stamped, err := fhir.Stamp(body, "ae-1", 1, time.Now())
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, got := fhir.ExtractIndexOfStamped(stamped), ae.index()
+				if len(want.Tokens)+len(want.References)+len(want.Dates) == 0 {
+					t.Fatal("extraction found nothing: the comparison would prove nothing")
+				}
+				for _, ix := range []*fhir.Index{&want, &got} {
+					slices.SortFunc(ix.Tokens, func(a, b fhir.Token) int {
+						return strings.Compare(a.Param+"|"+a.System+"|"+a.Code, b.Param+"|"+b.System+"|"+b.Code)
+					})
+					slices.SortFunc(ix.References, func(a, b fhir.Reference) int {
+						return strings.Compare(a.Param+"|"+a.Type+"|"+a.ID+"|"+a.URL, b.Param+"|"+b.Type+"|"+b.ID+"|"+b.URL)
+					})
+				}
+				if !reflect.DeepEqual(want, got) {
+					t.Errorf("index from the struct differs from the extraction\n got %+v\nwant %+v\n%s", got, want, body)
+				}
+			})
+		}
 	}
 }

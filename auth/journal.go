@@ -62,6 +62,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dmp-fhir/dmp-fhir/fhir"
 	"github.com/dmp-fhir/dmp-fhir/store"
 )
 
@@ -159,6 +160,10 @@ type journal struct {
 	errGen   uint64
 	lastErr  error
 	mstopped bool
+
+	// indexes are the search indexes of the records this process
+	// journaled (fhir.Index by id), until their copy into the store.
+	indexes sync.Map
 
 	mwake   chan struct{} // capacity 1: new records are durable
 	kick    chan struct{} // capacity 1: Materialize is waiting
@@ -299,8 +304,9 @@ func openJournal(st store.Store, opts AuditorOptions, log *slog.Logger) (_ *jour
 	return j, nil
 }
 
-// record journals one AuditEvent and waits for its fsync.
-func (j *journal) record(ctx context.Context, id string, body []byte) error {
+// record journals one AuditEvent and waits for its fsync. ix is its search
+// index, kept for the copy into the store until then.
+func (j *journal) record(ctx context.Context, id string, body []byte, ix fhir.Index) error {
 	if bytes.IndexByte(body, '\n') >= 0 {
 		return errors.New("audit: an AuditEvent with a newline cannot be journaled")
 	}
@@ -316,6 +322,7 @@ func (j *journal) record(ctx context.Context, id string, body []byte) error {
 		j.failed.Add(1)
 		return err
 	}
+	j.indexes.Store(id, ix)
 	j.buf = append(j.buf, line...)
 	j.nbuf++
 	b := j.batch
@@ -323,10 +330,21 @@ func (j *journal) record(ctx context.Context, id string, body []byte) error {
 	journalSignal(j.wake)
 	select {
 	case <-b.done:
+		if b.err != nil {
+			j.indexes.Delete(id) // not acknowledged: may never be copied
+		}
 		return b.err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// withIndex is ctx carrying the index record kept for r's copy, if any.
+func (j *journal) withIndex(ctx context.Context, r journalEntry) context.Context {
+	if ix, ok := j.indexes.LoadAndDelete(r.id); ok {
+		return store.WithIndex(ctx, r.body, ix.(fhir.Index))
+	}
+	return ctx
 }
 
 // run is the writer: it takes every line appended since its last write,
@@ -687,7 +705,7 @@ func (j *journal) apply(ctx context.Context, recs []journalEntry) error {
 	if !j.noTx.Load() {
 		err := j.st.Transaction(ctx, func(tx store.Ops) error {
 			for _, r := range recs {
-				if _, err := tx.Create(ctx, auditResourceType, r.id, r.body); err != nil && !errors.Is(err, store.ErrExists) {
+				if _, err := tx.Create(j.withIndex(ctx, r), auditResourceType, r.id, r.body); err != nil && !errors.Is(err, store.ErrExists) {
 					return err
 				}
 			}
@@ -708,7 +726,7 @@ func (j *journal) apply(ctx context.Context, recs []journalEntry) error {
 		}
 	}
 	for _, r := range recs {
-		if _, err := j.st.Create(ctx, auditResourceType, r.id, r.body); err != nil && !errors.Is(err, store.ErrExists) {
+		if _, err := j.st.Create(j.withIndex(ctx, r), auditResourceType, r.id, r.body); err != nil && !errors.Is(err, store.ErrExists) {
 			return fmt.Errorf("audit: journal record not copied into the store: %w", err)
 		}
 	}
