@@ -162,8 +162,12 @@ type journal struct {
 	mstopped bool
 
 	// indexes are the search indexes of the records this process
-	// journaled (fhir.Index by id), until their copy into the store.
-	indexes sync.Map
+	// journaled (a keptIndex by id), until their copy into the store;
+	// indexBytes is the size of their bodies, bounded by
+	// journalIndexBudget so that a store that falls behind (or is down)
+	// costs no more memory: past it, the copy extracts the index itself.
+	indexes    sync.Map
+	indexBytes atomic.Int64
 
 	mwake   chan struct{} // capacity 1: new records are durable
 	kick    chan struct{} // capacity 1: Materialize is waiting
@@ -322,7 +326,11 @@ func (j *journal) record(ctx context.Context, id string, body []byte, ix fhir.In
 		j.failed.Add(1)
 		return err
 	}
-	j.indexes.Store(id, ix)
+	kept := j.indexBytes.Load() < journalIndexBudget
+	if kept {
+		j.indexBytes.Add(int64(len(body)))
+		j.indexes.Store(id, keptIndex{ix, int64(len(body))})
+	}
 	j.buf = append(j.buf, line...)
 	j.nbuf++
 	b := j.batch
@@ -330,8 +338,8 @@ func (j *journal) record(ctx context.Context, id string, body []byte, ix fhir.In
 	journalSignal(j.wake)
 	select {
 	case <-b.done:
-		if b.err != nil {
-			j.indexes.Delete(id) // not acknowledged: may never be copied
+		if b.err != nil && kept {
+			j.dropIndex(id) // not acknowledged: may never be copied
 		}
 		return b.err
 	case <-ctx.Done():
@@ -339,12 +347,30 @@ func (j *journal) record(ctx context.Context, id string, body []byte, ix fhir.In
 	}
 }
 
+// keptIndex is a record's search index, kept for its copy.
+type keptIndex struct {
+	ix   fhir.Index
+	size int64 // of the record's body
+}
+
+// journalIndexBudget bounds the bodies of the records whose index is kept
+// (the indexes are smaller than their bodies). A variable for the tests.
+var journalIndexBudget int64 = 16 << 20
+
 // withIndex is ctx carrying the index record kept for r's copy, if any.
 func (j *journal) withIndex(ctx context.Context, r journalEntry) context.Context {
-	if ix, ok := j.indexes.LoadAndDelete(r.id); ok {
-		return store.WithIndex(ctx, r.body, ix.(fhir.Index))
+	if v, ok := j.indexes.LoadAndDelete(r.id); ok {
+		k := v.(keptIndex)
+		j.indexBytes.Add(-k.size)
+		return store.WithIndex(ctx, r.body, k.ix)
 	}
 	return ctx
+}
+
+func (j *journal) dropIndex(id string) {
+	if v, ok := j.indexes.LoadAndDelete(id); ok {
+		j.indexBytes.Add(-v.(keptIndex).size)
+	}
 }
 
 // run is the writer: it takes every line appended since its last write,

@@ -840,3 +840,41 @@ func TestJournalCopyTransactionsAreBoundedInBytes(t *testing.T) {
 		})
 	}
 }
+
+// While the copy into the store lags, the indexes kept for it stay within
+// their budget (past it, a record goes without one and the copy extracts
+// its index itself), and every record is still copied once and found by
+// its patient, with or without a kept index.
+func TestJournalKeptIndexesStayWithinTheirBudget(t *testing.T) {
+	defer func(b int64) { journalIndexBudget = b }(journalIndexBudget)
+	journalIndexBudget = 4 << 10
+	st := auditTestSQLite(t)
+	opts := journalTestOptions(t.TempDir())
+	opts.MaterializeDelay = time.Hour // only Materialize makes the copy run now
+	a := journalTestOpen(t, st, opts)
+	const n = 40
+	for i := range n {
+		if err := a.Record(context.Background(), auditTestAccess(fmt.Sprintf("b%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kept := 0
+	a.j.indexes.Range(func(_, _ any) bool { kept++; return true })
+	if kept == 0 || kept == n {
+		t.Fatalf("%d of %d indexes kept: the budget of %d bytes was not reached or not applied", kept, n, journalIndexBudget)
+	}
+	if got := a.j.indexBytes.Load(); got >= journalIndexBudget+2<<10 {
+		t.Errorf("kept indexes of %d bytes of events, budget %d", got, journalIndexBudget)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.Materialize(ctx); err != nil {
+		t.Fatal(err)
+	}
+	journalTestExactlyOnce(t, st, "b", n, n)
+	left := 0
+	a.j.indexes.Range(func(_, _ any) bool { left++; return true })
+	if left != 0 || a.j.indexBytes.Load() != 0 {
+		t.Errorf("after the copy %d indexes (%d bytes) are still kept", left, a.j.indexBytes.Load())
+	}
+}
