@@ -25,7 +25,7 @@ import (
 
 // Access is one access to record: a read, a search, a write, a consent
 // change, an emergency access, or a refused attempt. The Auditor turns it
-// into a FHIR R4 AuditEvent (see buildAuditEvent for the mapping).
+// into a FHIR R4 AuditEvent (see newAuditEvent for the mapping).
 //
 // No field may hold a patient's name, a NIR or a token: the AuditEvent is
 // the patient's own trace, searched by the patient, and it is built so that
@@ -629,7 +629,7 @@ var (
 	auditRequestType  = &aeCoding{System: auditBALPEntityTypeSystem, Code: "XrequestId", Display: "XrequestId"}
 )
 
-// buildAuditEvent turns an Access into an R4 AuditEvent (TDE profile shape:
+// newAuditEvent turns an Access into an R4 AuditEvent (TDE profile shape:
 // one subtype, period.start, at most two agents each with a who):
 //
 //   - type audit-event-type#rest, subtype restful-interaction#<Interaction>,
@@ -648,15 +648,9 @@ var (
 //     resources (type 2, role 4 Domain Resource), at most maxResources of
 //     them and an entity counting the others; the query (role 24 Query,
 //     base64); the request id (IHE BALP XrequestId).
-func buildAuditEvent(ev Access, maxResources int) ([]byte, error) {
-	ae, err := newAuditEvent(ev, maxResources)
-	if err != nil {
-		return nil, err
-	}
-	return json.Marshal(ae)
-}
-
-// newAuditEvent is buildAuditEvent before its encoding.
+//
+// Record encodes it with encoding/json and takes its search index from it
+// (index).
 func newAuditEvent(ev Access, maxResources int) (*aeAuditEvent, error) {
 	switch ev.Action {
 	case "C", "R", "U", "D", "E":

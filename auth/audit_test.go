@@ -91,6 +91,15 @@ func auditTestAccesses() map[string]Access {
 	}
 }
 
+// buildAuditEvent is the AuditEvent JSON that Record journals for ev.
+func buildAuditEvent(ev Access, maxResources int) ([]byte, error) {
+	ae, err := newAuditEvent(ev, maxResources)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(ae)
+}
+
 func TestAuditEventIsValidR4(t *testing.T) {
 	v, err := fhir.NewValidator()
 	if err != nil {

@@ -343,6 +343,12 @@ func (j *journal) record(ctx context.Context, id string, body []byte, ix fhir.In
 		}
 		return b.err
 	case <-ctx.Done():
+		// Whether the batch will fail is not known here: release the
+		// index rather than keep one that may never be copied (if the
+		// record is durable, its copy extracts the index itself).
+		if kept {
+			j.dropIndex(id)
+		}
 		return ctx.Err()
 	}
 }
