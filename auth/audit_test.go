@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -818,11 +819,12 @@ func TestAuditIDsGrowWithTime(t *testing.T) {
 	}
 }
 
-// The index the journal hands to the copy into the store is what the store
-// would extract from the AuditEvent itself, row for row, for every shape of
-// access: a wrong or missing row would make the access trail unsearchable
-// by it (and only on the events this process journaled).
-func TestAuditEventIndexIsWhatExtractionFinds(t *testing.T) {
+// The index and the stamp the journal hands to the copy into the store are
+// what the store would extract from the AuditEvent itself, row for row, and
+// stamp on it, byte for byte, for every shape of access: a wrong or missing
+// row would make the access trail unsearchable by it, a wrong stamp would
+// store a different event (and only for the events this process journaled).
+func TestAuditEventIndexAndStampAreWhatTheStoreMakes(t *testing.T) {
 	accesses := auditTestAccesses()
 	accesses["patient reads another patient"] = Access{
 		Action: "R", Interaction: "read", Outcome: AuditSuccess,
@@ -835,6 +837,9 @@ func TestAuditEventIndexIsWhatExtractionFinds(t *testing.T) {
 		Resources: []string{"Observation/o1", "Observation/o2", "Observation/o1", "Patient/p1", "Condition/c1", "Condition/c2"},
 	}
 	accesses["no interaction"] = Access{Action: "E", Outcome: AuditMajorFailure}
+	accesses["text JSON escapes"] = Access{Action: "R", Interaction: "read", Outcome: AuditMinorFailure,
+		OutcomeDesc: "a <b> & \"c\" \\ d\u2028é\t", CallerKind: AuditCallerPractitioner, CallerID: "8100<&>", CallerName: "Dr \"X\" <y>"}
+	at := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
 	for name, ev := range accesses {
 		for _, limit := range []int{100, 2} {
 			t.Run(fmt.Sprintf("%s/limit %d", name, limit), func(t *testing.T) {
@@ -846,9 +851,17 @@ func TestAuditEventIndexIsWhatExtractionFinds(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				stamped, err := fhir.Stamp(body, "ae-1", 1, time.Now())
+				stamped, err := fhir.Stamp(body, "ae-1", 1, at)
 				if err != nil {
 					t.Fatal(err)
+				}
+				// The journal's copy splices the stamp in (withIndex).
+				ahead, err := fhir.PrepareStampOfNew(body, "ae-1", 1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if spliced := ahead.At(at); !bytes.Equal(spliced, stamped) {
+					t.Errorf("spliced stamp differs from the store's\n got %s\nwant %s", spliced, stamped)
 				}
 				want, got := fhir.ExtractIndexOfStamped(stamped), ae.index()
 				if len(want.Tokens)+len(want.References)+len(want.Dates) == 0 {

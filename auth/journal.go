@@ -363,12 +363,20 @@ type keptIndex struct {
 // (the indexes are smaller than their bodies). A variable for the tests.
 var journalIndexBudget int64 = 16 << 20
 
-// withIndex is ctx carrying the index record kept for r's copy, if any.
+// withIndex is ctx carrying the index kept for r's copy, if any, and then
+// its stamp too: a record with a kept index was marshalled from its struct
+// by Record in this process (no id, no meta, resourceType first), so the
+// store's stamp can be spliced in rather than parsed out of the body.
 func (j *journal) withIndex(ctx context.Context, r journalEntry) context.Context {
-	if v, ok := j.indexes.LoadAndDelete(r.id); ok {
-		k := v.(keptIndex)
-		j.indexBytes.Add(-k.size)
-		return store.WithIndex(ctx, r.body, k.ix)
+	v, ok := j.indexes.LoadAndDelete(r.id)
+	if !ok {
+		return ctx
+	}
+	k := v.(keptIndex)
+	j.indexBytes.Add(-k.size)
+	ctx = store.WithIndex(ctx, r.body, k.ix)
+	if st, err := fhir.PrepareStampOfNew(r.body, r.id, 1); err == nil {
+		ctx = store.WithStamp(ctx, r.body, r.id, 1, st)
 	}
 	return ctx
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"strconv"
 	"time"
 	"unicode/utf8"
 )
@@ -455,6 +456,33 @@ func PrepareStamp(body []byte, id string, version int64) (*StampAhead, error) {
 		return nil, fmt.Errorf("fhir: stamp: lastUpdated not found")
 	}
 	return &StampAhead{out: out, at: at + len(`"lastUpdated":"`)}, nil
+}
+
+// PrepareStampOfNew is PrepareStamp for a body the caller marshalled itself
+// (encoding/json of a struct): compact JSON, resourceType its first member,
+// and neither an id nor a meta member anywhere at its top level, which only
+// the caller can vouch for. It splices the id and meta in after the
+// resourceType instead of parsing the body, and returns what PrepareStamp
+// returns for it, byte for byte. A body that does not start as such a
+// resource is refused.
+func PrepareStampOfNew(body []byte, id string, version int64) (*StampAhead, error) {
+	const head = `{"resourceType":"`
+	if !bytes.HasPrefix(body, []byte(head)) {
+		return nil, errors.New("fhir: stamp of new: the body does not start with its resourceType")
+	}
+	end := bytes.IndexByte(body[len(head):], '"') + len(head)
+	if end < len(head)+1 || end+1 >= len(body) || (body[end+1] != ',' && body[end+1] != '}') || !plainKey(string(body[len(head):end])) {
+		return nil, errors.New("fhir: stamp of new: the resourceType is not a plain string member")
+	}
+	out := make([]byte, 0, len(body)+len(id)+len(instantPlaceholder)+64)
+	out = append(out, body[:end+1]...)
+	out = AppendString(append(out, `,"id":`...), id)
+	out = strconv.AppendInt(append(out, `,"meta":{"versionId":"`...), version, 10)
+	out = append(out, `","lastUpdated":"`...)
+	at := len(out)
+	out = append(append(out, instantPlaceholder...), `"}`...)
+	out = append(out, body[end+1:]...)
+	return &StampAhead{out: out, at: at}, nil
 }
 
 // At returns the stamped body with lastUpdated t: what Stamp returns with

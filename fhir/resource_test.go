@@ -115,3 +115,54 @@ func TestAStampPreparedAheadIsTheStamp(t *testing.T) {
 		t.Fatal("a body without resourceType was prepared")
 	}
 }
+
+// TestPrepareStampOfNewIsStamp checks the splice against Stamp on every
+// example turned into what a caller may give it: compact, resourceType
+// first, no id and no meta.
+func TestPrepareStampOfNewIsStamp(t *testing.T) {
+	at := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
+	var checked int
+	forEachExampleBody(t, func(file string, body []byte) {
+		obj, err := ParseObject(body)
+		if err != nil || obj.Get("resourceType") == nil {
+			return
+		}
+		fresh := Object{{Key: "resourceType", Value: obj.Get("resourceType")}}
+		for _, f := range obj {
+			if f.Key != "resourceType" && f.Key != "id" && f.Key != "meta" {
+				fresh = append(fresh, f)
+			}
+		}
+		body, _ = fresh.MarshalJSON()
+		want, err := Stamp(body, "new-1", 1, at)
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		st, err := PrepareStampOfNew(body, "new-1", 1)
+		if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		if got := st.At(at); !bytes.Equal(got, want) {
+			t.Fatalf("%s: spliced\n%s\nStamp\n%s", file, got, want)
+		}
+		checked++
+	})
+	if checked < 500 {
+		t.Fatalf("only %d stamps compared", checked)
+	}
+	for _, body := range []string{
+		`{"code":{"text":"x"}}`,
+		`{ "resourceType":"Basic"}`,
+		`{"resourceType":"Basic" ,"code":{}}`,
+		`{"resourceType":"","code":{}}`,
+		`{"resourceType":"Ba\"sic","code":{}}`,
+		`{"resourceType":"Basic"`,
+	} {
+		if _, err := PrepareStampOfNew([]byte(body), "a", 1); err == nil {
+			t.Errorf("%s was stamped", body)
+		}
+	}
+	if st, err := PrepareStampOfNew([]byte(`{"resourceType":"Basic"}`), "a", 1); err != nil || string(st.At(at)) != `{"resourceType":"Basic","id":"a","meta":{"versionId":"1","lastUpdated":"2026-11-27T08:00:00.000Z"}}` {
+		t.Errorf("a resource of its resourceType alone: %v", err)
+	}
+}
