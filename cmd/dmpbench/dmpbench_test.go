@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -86,5 +88,36 @@ func TestBundleScanning(t *testing.T) {
 	tx := []byte(`{"entry":[{"response":{"status":"201 Created","location":"Observation/a/_history/1"}},{"response":{"location":"DiagnosticReport/b/_history/1"}}]}`)
 	if got := locations(tx); len(got) != 2 || refOf(got[0]) != "Observation/a" || refOf(got[1]) != "DiagnosticReport/b" {
 		t.Errorf("locations: %q", got)
+	}
+}
+
+// The table shows the median run of each series of rounds, judged by
+// req/s (res/s for W3 and W4), and the range; the set-up rows and single
+// runs pass through.
+func TestSummarizeKeepsTheMedianRound(t *testing.T) {
+	run := func(w string, c, round, requests, resources int) result {
+		return result{Workload: w, Mode: "closed", Clients: c, Round: round, Duration: time.Second, Requests: requests, Resources: resources}
+	}
+	all := []result{
+		{Workload: "load", Mode: "setup", Duration: time.Second, Requests: 10},
+		run("W1-read", 1, 1, 900, 900), run("W1-read", 1, 2, 1100, 1100), run("W1-read", 1, 3, 1000, 1000),
+		run("W1-read", 16, 1, 4000, 4000), run("W1-read", 16, 2, 3000, 3000),
+		run("W3-everything", 16, 1, 500, 40000), run("W3-everything", 16, 2, 400, 50000), run("W3-everything", 16, 3, 450, 45000),
+		run("W4-ingest-tx2", 16, 1, 600, 1200),
+	}
+	medians, spread := summarize(all)
+	var got []string
+	for i, m := range medians {
+		got = append(got, fmt.Sprintf("%s c=%d round %d: %s", m.Workload, m.Clients, m.Round, spread[i]))
+	}
+	want := []string{
+		"load c=0 round 0: ",
+		"W1-read c=1 round 3: 900-1100 req/s (3)",
+		"W1-read c=16 round 2: 3000-4000 req/s (2)",
+		"W3-everything c=16 round 3: 40000-50000 res/s (3)",
+		"W4-ingest-tx2 c=16 round 1: ",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("summary\n got %q\nwant %q", got, want)
 	}
 }

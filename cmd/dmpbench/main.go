@@ -58,6 +58,7 @@ type options struct {
 	duration     time.Duration
 	warmup       time.Duration
 	clients      []int
+	rounds       int
 	rate         float64
 	workloads    []string
 	unrestricted bool
@@ -80,6 +81,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time of each workload run")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured time before each run")
 	clients := fs.String("c", "16", "closed-loop clients, or a comma-separated list (each workload runs once per value; W5 at the largest)")
+	fs.IntVar(&o.rounds, "rounds", 1, "runs of each workload at each number of clients, back to back: the table shows the median run (by req/s) and the range of req/s, the CSV every run")
 	fs.Float64Var(&o.rate, "rate", 0, "open-loop rate of W5 in operations/s; 0: half of what W5 did in closed loop")
 	workloads := fs.String("workloads", strings.Join(allWorkloads, ","), "comma-separated: floor (gin floor), W1, W2, W3, W4, W5, store (store floor)")
 	fs.BoolVar(&o.unrestricted, "unrestricted", false, "also run W1 and W2 on a server started with the benchmark switch DMP_BENCH_UNRESTRICTED=1 (consent and audit off)")
@@ -115,6 +117,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 			return nil, fmt.Errorf("-workloads: unknown %q (say %s)", w, strings.Join(allWorkloads, ", "))
 		}
 		o.workloads = append(o.workloads, w)
+	}
+	if o.rounds < 1 || o.rounds > 100 {
+		return nil, errors.New("-rounds must be from 1 to 100")
 	}
 	if o.duration <= 0 || o.warmup < 0 {
 		return nil, errors.New("-duration must be positive and -warmup not negative")
@@ -220,12 +225,26 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) error {
 		return err
 	}
 	b.prime(ctx)
+	// repeat runs one measurement o.rounds times and returns the median
+	// run (by req/s) for what depends on it.
+	repeat := func(one func() result) result {
+		start := len(results)
+		for i := 1; i <= o.rounds && ctx.Err() == nil; i++ {
+			if o.rounds > 1 {
+				say("round %d of %d", i, o.rounds)
+			}
+			r := one()
+			r.Round = i
+			results = append(results, r)
+		}
+		return median(results[start:])
+	}
 	runs := func(name string, fn op) {
 		for _, c := range o.clients {
 			if ctx.Err() != nil {
 				return
 			}
-			results = append(results, h.closed(ctx, name, c, fn))
+			repeat(func() result { return h.closed(ctx, name, c, fn) })
 		}
 	}
 
@@ -241,7 +260,9 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) error {
 		fc := newClient(floor.addr, 1024)
 		for _, c := range o.clients {
 			say("floor-gin c=%d", c)
-			results = append(results, closedLoop(ctx, "floor-gin", c, o.warmup, o.duration, floorGin(fc), 1, h.meterOf(floor, "floor-gin", c)))
+			repeat(func() result {
+				return closedLoop(ctx, "floor-gin", c, o.warmup, o.duration, floorGin(fc), 1, h.meterOf(floor, "floor-gin", c))
+			})
 		}
 		floor.stop()
 	}
@@ -278,31 +299,37 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) error {
 		}
 	}
 	if o.has("W5") {
-		r := h.closed(ctx, "W5-mixed", cmax, b.mixed)
-		if !b.everything {
-			r.Note = strings.TrimSpace(r.Note + " no $everything: its 5% are reads by id")
-		}
-		results = append(results, r)
+		r := repeat(func() result {
+			r := h.closed(ctx, "W5-mixed", cmax, b.mixed)
+			if !b.everything {
+				r.Note = strings.TrimSpace(r.Note + " no $everything: its 5% are reads by id")
+			}
+			return r
+		})
 		rate := o.rate
 		if rate == 0 {
 			rate = float64(r.Ops) / r.Duration.Seconds() / 2
 		}
 		if rate >= 1 && ctx.Err() == nil {
-			h.quiesce(ctx)
-			say("W5-mixed open loop at %.0f ops/s", rate)
-			r := openLoop(ctx, "W5-mixed", rate, 4096, o.warmup, o.duration, b.mixed, 5, h.meterOf(h.srv, "W5-mixed-open", 0))
-			h.noteBacklog(ctx, &r)
-			if !b.everything {
-				r.Note = strings.TrimSpace(r.Note + " no $everything: its 5% are reads by id")
-			}
-			results = append(results, r)
+			repeat(func() result {
+				h.quiesce(ctx)
+				say("W5-mixed open loop at %.0f ops/s", rate)
+				r := openLoop(ctx, "W5-mixed", rate, 4096, o.warmup, o.duration, b.mixed, 5, h.meterOf(h.srv, "W5-mixed-open", 0))
+				h.noteBacklog(ctx, &r)
+				if !b.everything {
+					r.Note = strings.TrimSpace(r.Note + " no $everything: its 5% are reads by id")
+				}
+				return r
+			})
 		}
 	}
 	if o.has("W4") {
 		for _, c := range o.clients {
-			fn, stopGen := b.ingest(ctx)
-			results = append(results, h.closed(ctx, "W4-ingest-bundle", c, fn))
-			stopGen()
+			repeat(func() result {
+				fn, stopGen := b.ingest(ctx)
+				defer stopGen()
+				return h.closed(ctx, "W4-ingest-bundle", c, fn)
+			})
 		}
 		runs("W4-ingest-tx2", b.smallTx)
 	}
@@ -316,9 +343,11 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) error {
 		}
 		for _, c := range o.clients {
 			say("floor-store c=%d", c)
-			r := closedLoop(ctx, "floor-store", c, o.warmup, o.duration, floorStore(st, l.readable), 1, &selfMeter{})
-			r.Note = "sqlite Store.Read in dmpbench's process: no HTTP, no JSON, no access control; CPU is dmpbench's"
-			results = append(results, r)
+			repeat(func() result {
+				r := closedLoop(ctx, "floor-store", c, o.warmup, o.duration, floorStore(st, l.readable), 1, &selfMeter{})
+				r.Note = "sqlite Store.Read in dmpbench's process: no HTTP, no JSON, no access control; CPU is dmpbench's"
+				return r
+			})
 		}
 		st.Close()
 	}

@@ -1,17 +1,20 @@
 package main
 
 import (
+	"cmp"
 	"encoding/csv"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
 
 var csvHeader = []string{"dataset", "workload", "mode", "clients", "rate_ops_s", "duration_s", "ops", "requests", "errors",
-	"req_s", "p50_ms", "p90_ms", "p99_ms", "max_ms", "resources", "resources_s", "cpu_ms_per_req", "peak_rss_mb", "bench_cores", "other_cores", "note"}
+	"req_s", "p50_ms", "p90_ms", "p99_ms", "max_ms", "resources", "resources_s", "cpu_ms_per_req", "peak_rss_mb", "bench_cores", "other_cores", "note", "round"}
 
 func cores(c float64) string {
 	if c == 0 {
@@ -48,7 +51,10 @@ func (r result) row(dataset string) []string {
 	row := []string{dataset, r.Workload, r.Mode, clients, rate, strconv.FormatFloat(r.Duration.Seconds(), 'f', 3, 64),
 		strconv.Itoa(r.Ops), strconv.Itoa(r.Requests), strconv.Itoa(r.Errors), "",
 		ms(r.P50), ms(r.P90), ms(r.P99), ms(r.Max), strconv.Itoa(r.Resources), "",
-		cpu, rss, cores(r.BenchCores), cores(r.OtherCores), note}
+		cpu, rss, cores(r.BenchCores), cores(r.OtherCores), note, ""}
+	if r.Round > 0 {
+		row[21] = strconv.Itoa(r.Round)
+	}
 	if r.Duration > 0 {
 		row[9], row[15] = strconv.FormatFloat(r.reqPerSec(), 'f', 0, 64), strconv.FormatFloat(r.resPerSec(), 'f', 0, 64)
 	}
@@ -77,11 +83,64 @@ func writeCSV(path, dataset string, results []result) error {
 	return f.Close()
 }
 
-// printTable writes the short table of stdout.
-func printTable(out io.Writer, dataset string, results []result) {
+// figure is the rate a run is judged by: resources/s for $everything and
+// ingest (W3, W4), whose requests differ in size, else requests/s.
+func (r result) figure() (float64, string) {
+	if strings.HasPrefix(r.Workload, "W3") || strings.HasPrefix(r.Workload, "W4") {
+		return r.resPerSec(), "res/s"
+	}
+	return r.reqPerSec(), "req/s"
+}
+
+// median is the run of rounds with the median figure (the lower middle one
+// of an even number).
+func median(rounds []result) result {
+	if len(rounds) == 0 {
+		return result{}
+	}
+	sorted := slices.Clone(rounds)
+	slices.SortStableFunc(sorted, func(a, b result) int {
+		fa, _ := a.figure()
+		fb, _ := b.figure()
+		return cmp.Compare(fa, fb)
+	})
+	return sorted[(len(sorted)-1)/2]
+}
+
+// summarize replaces each series of rounds of one measurement (the same
+// workload, mode and clients, rounds 1 to n in a row) by its median run,
+// and says the range of its figure over the series ("" for a single run).
+func summarize(results []result) (medians []result, spread []string) {
+	for i := 0; i < len(results); {
+		j := i + 1
+		for j < len(results) && results[j].Round == results[j-1].Round+1 && results[j].Round > 1 &&
+			results[j].Workload == results[i].Workload && results[j].Mode == results[i].Mode && results[j].Clients == results[i].Clients {
+			j++
+		}
+		medians = append(medians, median(results[i:j]))
+		if j-i > 1 {
+			lo, unit := results[i].figure()
+			hi := lo
+			for _, r := range results[i+1 : j] {
+				f, _ := r.figure()
+				lo, hi = min(lo, f), max(hi, f)
+			}
+			spread = append(spread, fmt.Sprintf("%.0f-%.0f %s (%d)", lo, hi, unit, j-i))
+		} else {
+			spread = append(spread, "")
+		}
+		i = j
+	}
+	return medians, spread
+}
+
+// printTable writes the short table of stdout: the median run of each
+// series of rounds, with the range of its figure over the rounds.
+func printTable(out io.Writer, dataset string, all []result) {
+	results, spread := summarize(all)
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "workload\tmode\tc\treq/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\terrors\tres/s\tCPU ms/req\tpeak RSS MB\tbench cores\tother cores\t")
-	for _, r := range results {
+	fmt.Fprintln(w, "workload\tmode\tc\treq/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\terrors\tres/s\tCPU ms/req\tpeak RSS MB\tbench cores\tother cores\trange (runs)\t")
+	for i, r := range results {
 		if r.Mode == "setup" || r.Mode == "skipped" {
 			continue
 		}
@@ -90,7 +149,7 @@ func printTable(out io.Writer, dataset string, results []result) {
 		if r.Mode == "open" {
 			mode = "open@" + row[4]
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", row[1], mode, row[3], row[9], row[10], row[11], row[12], row[13], row[8], row[15], row[16], row[17], row[18], row[19])
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", row[1], mode, row[3], row[9], row[10], row[11], row[12], row[13], row[8], row[15], row[16], row[17], row[18], row[19], spread[i])
 	}
 	w.Flush()
 	for _, r := range results {

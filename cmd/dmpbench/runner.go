@@ -84,6 +84,7 @@ type result struct {
 	BenchCores, OtherCores float64
 	Note                   string
 	FirstErr               string
+	Round                  int // of -rounds, from 1; 0 for the set-up rows
 }
 
 func (r result) reqPerSec() float64 { return float64(r.Requests) / r.Duration.Seconds() }
