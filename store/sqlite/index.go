@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -359,7 +360,7 @@ func patientRows(rid, vid int64, typ, id string, ix *fhir.Index) [][]any {
 		}
 	}
 	// Boxed once, as in writeIndex.
-	ridV, typV, idV, vidV, secV := any(rid), any(typ), any(id), any(vid), any(secLabels(ix))
+	ridV, typV, idV, vidV, secV := any(rid), any(typ), any(id), any(vid), any(secLabels(typ, ix))
 	rows := make([][]any, 0, len(patients)*(1+len(params)))
 	for _, pat := range patients {
 		patV, viaV := any(pat), any(via[pat])
@@ -371,38 +372,88 @@ func patientRows(rid, vid int64, typ, id string, ix *fhir.Index) [][]any {
 	return rows
 }
 
-// secSep separates the labels in pat_idx.sec: a control character, which
-// no valid FHIR string holds.
-const secSep = "\x1f"
+// secSep separates the entries of pat_idx.sec, tokSep the parts of a
+// token's entry: control characters, which no valid FHIR string holds.
+const (
+	secSep = "\x1f"
+	tokSep = "\x1e"
+)
 
-// secLabels is pat_idx.sec of a resource: its _security labels as
-// "\x1fsystem|code\x1fsystem|code\x1f" in sorted order ("" without one),
-// so that the entry answers a system|code test (secNeedle) exactly. A label
-// whose system holds '|' or whose system or code holds secSep could be read
-// across its bounds: it is left out, and secNeedle never tests one like it.
-func secLabels(ix *fhir.Index) string {
-	var labels []string
+// patientTokenParams are, by type, the token parameters whose values the
+// pat_idx entries hold in sec beside the labels, so that a patient's search
+// filtered on one (Observation?patient=X&category=vital-signs) tests each
+// entry itself instead of seeking into tok_idx for each.
+var patientTokenParams = map[string][]string{
+	"Observation":       {"category"},
+	"Condition":         {"category"},
+	"DiagnosticReport":  {"category"},
+	"DocumentReference": {"category"},
+}
+
+// secLabels is pat_idx.sec of a resource of type typ: its _security labels
+// as "system|code" and its values of patientTokenParams as
+// "param\x1ecode\x1esystem", between and around secSep, in sorted order
+// ("" without any), so that the entry answers a label's test (secNeedle)
+// and a token's (tokNeedle) exactly. A value that could be read across its
+// bounds (a label's system holding '|', a separator in any part) is left
+// out, and no needle ever tests one like it.
+func secLabels(typ string, ix *fhir.Index) string {
+	var entries []string
+	params := patientTokenParams[typ]
 	for _, t := range ix.Tokens {
-		if t.Param == "_security" && secTestable(t.System, t.Code) {
-			labels = append(labels, t.System+"|"+t.Code)
+		switch {
+		case t.Param == "_security" && secTestable(t.System, t.Code):
+			entries = append(entries, t.System+"|"+t.Code)
+		case slices.Contains(params, t.Param) && tokTestable(t.System, t.Code):
+			entries = append(entries, t.Param+tokSep+t.Code+tokSep+t.System)
 		}
 	}
-	if len(labels) == 0 {
+	if len(entries) == 0 {
 		return ""
 	}
-	slices.Sort(labels)
-	labels = slices.Compact(labels)
-	return secSep + strings.Join(labels, secSep) + secSep
+	slices.Sort(entries)
+	entries = slices.Compact(entries)
+	return secSep + strings.Join(entries, secSep) + secSep
 }
 
 // secTestable says whether a label system|code is kept in pat_idx.sec.
 func secTestable(system, code string) bool {
-	return code != "" && !strings.Contains(system, "|") && !strings.Contains(system, secSep) && !strings.Contains(code, secSep)
+	return code != "" && !strings.Contains(system, "|") && !strings.ContainsAny(system, secSep+tokSep) && !strings.ContainsAny(code, secSep+tokSep)
+}
+
+// tokTestable says whether a token value system|code of a parameter of
+// patientTokenParams is kept in pat_idx.sec.
+func tokTestable(system, code string) bool {
+	return code != "" && !strings.ContainsAny(system, secSep+tokSep) && !strings.ContainsAny(code, secSep+tokSep)
+}
+
+// tokNeedle is what instr(sec, needle) looks for to test param on a
+// pat_idx entry: code in system, code in any system (anySystem), or code
+// without a system (system "").
+func tokNeedle(param, system, code string, anySystem bool) string {
+	if anySystem {
+		return secSep + param + tokSep + code + tokSep
+	}
+	return secSep + param + tokSep + code + tokSep + system + secSep
 }
 
 // secNeedle is what instr(sec, needle) looks for to test the label
 // system|code on a pat_idx entry.
 func secNeedle(system, code string) string { return secSep + system + "|" + code + secSep }
+
+// noSeparators is secTestable's and tokTestable's test of separators in SQL.
+const noSeparators = `instr(system, char(31)) = 0 AND instr(code, char(31)) = 0 AND instr(system, char(30)) = 0 AND instr(code, char(30)) = 0`
+
+// patientTokenSQL is the SQL test of the tok_idx rows of patientTokenParams.
+func patientTokenSQL() string {
+	var ors []string
+	for _, typ := range slices.Sorted(maps.Keys(patientTokenParams)) {
+		for _, p := range patientTokenParams[typ] {
+			ors = append(ors, fmt.Sprintf("(type = '%s' AND param = '%s')", typ, p))
+		}
+	}
+	return strings.Join(ors, " OR ")
+}
 
 // addPatientLabelColumn adds pat_idx.sec to a database of schema 3 to 5
 // (empty: addPatientLabels fills it).
@@ -418,17 +469,20 @@ func addPatientLabelColumn(db *sql.DB) error {
 	return err
 }
 
-// addPatientLabels gives the pat_idx entries of a database of schema 2 to 5
-// their labels from tok_idx, and the indexes that cover them, in one
-// transaction.
+// addPatientLabels gives the pat_idx entries of a database of schema 2 to 6
+// their labels and tokens (secLabels) from tok_idx, and the indexes that
+// cover them, in one transaction.
 func (s *Store) addPatientLabels(ctx context.Context) error {
 	return s.inTx(ctx, nil, func(tx *sql.Tx) error {
 		stmts := []string{
 			`DROP INDEX IF EXISTS pat_hi`,
 			`DROP INDEX IF EXISTS pat_lo`,
-			`UPDATE pat_idx SET sec = coalesce((SELECT char(31) || group_concat(t.system || '|' || t.code, char(31) ORDER BY t.system || '|' || t.code) || char(31)
-				FROM (SELECT DISTINCT system, code FROM tok_idx WHERE rid = pat_idx.rid AND param = '_security' AND code <> ''
-					AND instr(system, '|') = 0 AND instr(system, char(31)) = 0 AND instr(code, char(31)) = 0) t), '')`,
+			// What secLabels writes, in the same order (BINARY is bytewise).
+			`UPDATE pat_idx SET sec = coalesce((SELECT char(31) || group_concat(t.e, char(31) ORDER BY t.e) || char(31)
+				FROM (SELECT DISTINCT system || '|' || code AS e FROM tok_idx WHERE rid = pat_idx.rid AND param = '_security' AND code <> ''
+						AND instr(system, '|') = 0 AND ` + noSeparators + `
+					UNION SELECT param || char(30) || code || char(30) || system FROM tok_idx WHERE rid = pat_idx.rid AND code <> '' AND ` + noSeparators + `
+						AND (` + patientTokenSQL() + `)) t), '')`,
 			`CREATE INDEX pat_hi ON pat_idx(patient, type, param, hi DESC, id, via, vid, sec)`,
 			`CREATE INDEX pat_lo ON pat_idx(patient, type, param, lo, id, via, vid, sec) WHERE param <> '_id'`,
 		}

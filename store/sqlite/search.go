@@ -876,6 +876,10 @@ func (p *planner) matches(a, typ string, where []store.Clause, pl plan) (from st
 		// whose via lists the parameters referring to the patient.
 		var rest []store.Clause
 		for _, cl := range where {
+			if f, ok := tokTest(typ, cl); ok {
+				parts = append(parts, f)
+				continue
+			}
 			if f, ok := secTest(cl); ok {
 				parts = append(parts, f)
 				continue
@@ -920,6 +924,31 @@ func secTest(cl store.Clause) (frag, bool) {
 			return frag{}, false
 		}
 		f := frag{"(instr(d.sec, ?) > 0)", []any{secNeedle(c.System, c.Code)}}
+		if c.Not {
+			f.sql = "NOT " + f.sql
+		}
+		ors = append(ors, f)
+	}
+	if len(ors) == 0 {
+		return frag{}, false
+	}
+	f := joinFrags(ors, " OR ")
+	f.sql = "(" + f.sql + ")"
+	return f, true
+}
+
+// tokTest is clause cl tested on the pat_idx entry d, whose sec lists the
+// resource's values of patientTokenParams (secLabels), when every condition
+// of cl is a code, system|code or |code test (or its :not) of one of them:
+// no seek into tok_idx for each entry.
+func tokTest(typ string, cl store.Clause) (frag, bool) {
+	var ors []frag
+	for _, c := range cl.Any {
+		if c.Kind != store.KindToken || !slices.Contains(patientTokenParams[typ], c.Param) || c.Missing != nil || c.Chain != nil || c.Has != nil ||
+			!tokTestable(c.System, c.Code) {
+			return frag{}, false
+		}
+		f := frag{"(instr(d.sec, ?) > 0)", []any{tokNeedle(c.Param, c.System, c.Code, c.AnySystem)}}
 		if c.Not {
 			f.sql = "NOT " + f.sql
 		}

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -232,7 +233,7 @@ func sortKeysOf(t *testing.T, sorts []store.Sort) []sortKey {
 // made: dates and their absence, every patient referred to, the Patient's
 // own, the security labels, and none for deleted resources.
 func TestOpenFillsPatientIndexOfSchema2(t *testing.T) {
-	for _, schema := range []int{2, 5} {
+	for _, schema := range []int{2, 5, 6} {
 		t.Run(fmt.Sprint("schema ", schema), func(t *testing.T) { testOpenFillsPatientIndex(t, schema) })
 	}
 }
@@ -284,12 +285,22 @@ func testOpenFillsPatientIndex(t *testing.T, schema int) {
 	}) {
 		t.Fatalf("no labels on the entries of labelled: %q", want[len(want)-3:])
 	}
+	// An Observation's category beside its labels (none here).
+	if !slices.ContainsFunc(want, func(r string) bool {
+		return strings.HasSuffix(r, "/\x1fcategory\x1evital-signs\x1ehttp://terminology.hl7.org/CodeSystem/observation-category\x1f")
+	}) {
+		t.Fatalf("no category on the entries of the observations: %q", want[:3])
+	}
 	older := []string{"DELETE FROM pat_idx", "PRAGMA user_version = 2"}
 	if schema == 5 { // pat_idx as it was: no sec column, indexes without it
 		older = []string{"DROP INDEX pat_hi", "DROP INDEX pat_lo", "ALTER TABLE pat_idx DROP COLUMN sec",
 			"CREATE INDEX pat_hi ON pat_idx(patient, type, param, hi DESC, id, via, vid)",
 			"CREATE INDEX pat_lo ON pat_idx(patient, type, param, lo, id, via, vid) WHERE param <> '_id'",
 			"PRAGMA user_version = 5"}
+	}
+	if schema == 6 { // the labels only: what a database of schema 6 holds
+		older = []string{`UPDATE pat_idx SET sec = coalesce((SELECT char(31) || group_concat(system || '|' || code, char(31) ORDER BY system || '|' || code) || char(31)
+			FROM tok_idx WHERE rid = pat_idx.rid AND param = '_security' AND instr(system, '|') = 0), '')`, "PRAGMA user_version = 6"}
 	}
 	for _, stmt := range older {
 		if _, err := f.s.write.Exec(stmt); err != nil {
@@ -410,5 +421,106 @@ func TestPurgeKeepsTheLiveCount(t *testing.T) {
 	var live int
 	if err := s.read.QueryRow(`SELECT live FROM type_stats WHERE type = 'Patient'`).Scan(&live); err != nil || live != 1 {
 		t.Fatalf("type_stats counts %d live Patients (%v), want 1", live, err)
+	}
+}
+
+// TestPatientSearchTestsCategoryOnTheEntry: a patient's search on a
+// category is tested on the pat_idx entries (no seek into tok_idx) and
+// finds what the token's semantics say, for each form of the test: code in
+// a system, in any system, without a system, :not, an OR of two, a code
+// holding '|', beside the consent's label test; a system alone is tested
+// by tok_idx, and finds the same as it did.
+func TestPatientSearchTestsCategoryOnTheEntry(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	const sys = "http://terminology.hl7.org/CodeSystem/observation-category"
+	cat := func(system, code string) string {
+		if system == "" {
+			return fmt.Sprintf(`{"coding":[{"code":%q}]}`, code)
+		}
+		return fmt.Sprintf(`{"coding":[{"system":%q,"code":%q}]}`, system, code)
+	}
+	obs := map[string]string{
+		"a": `"category":[` + cat(sys, "vital-signs") + `],`,
+		"b": `"category":[` + cat("", "vital-signs") + `],`,
+		"c": `"category":[` + cat(sys, "laboratory") + `],`,
+		"d": ``,
+		"e": `"category":[` + cat(sys, "vital-signs") + `,` + cat(sys, "laboratory") + `],`,
+		"f": `"category":[` + cat(sys, "a|b") + `],`,
+		"g": `"meta":{"security":[{"system":"urn:lab","code":"MASQUE_PS"}]},"category":[` + cat(sys, "vital-signs") + `],`,
+	}
+	day := 1
+	for _, id := range slices.Sorted(maps.Keys(obs)) {
+		body := `{"resourceType":"Observation",` + obs[id] + `"status":"final","code":{"text":"x"},"subject":{"reference":"Patient/p1"},"effectiveDateTime":"2024-01-0` + fmt.Sprint(day) + `"}`
+		day++
+		if _, err := s.Create(ctx, "Observation", id, []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Older vital signs, enough for the planner to read along pat_idx
+	// rather than drive by the category (the pages hold 3).
+	for i := range 40 {
+		body := `{"resourceType":"Observation","category":[` + cat(sys, "vital-signs") + `],"status":"final","code":{"text":"x"},"subject":{"reference":"Patient/p1"},"effectiveDateTime":"2023-01-01"}`
+		if _, err := s.Create(ctx, "Observation", fmt.Sprintf("old%02d", i), []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another patient's observation, which no search of p1 may find.
+	if _, err := s.Create(ctx, "Observation", "other", []byte(`{"resourceType":"Observation","category":[`+cat(sys, "vital-signs")+`],"status":"final","code":{"text":"x"},"subject":{"reference":"Patient/p2"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	tok := func(system, code string, anySystem, not bool) store.Condition {
+		return store.Condition{Param: "category", Kind: store.KindToken, System: system, Code: code, AnySystem: anySystem, Not: not}
+	}
+	notMasked := store.Clause{Any: []store.Condition{{Param: "_security", Kind: store.KindToken, System: "urn:lab", Code: "MASQUE_PS", Not: true}}}
+	cases := []struct {
+		name  string
+		where []store.Clause
+		test  string // "entry" or "seek" along pat_idx; "" any plan (a rare category drives)
+		want  string // ids, newest first, a page of 3
+	}{
+		{"system|code", []store.Clause{{Any: []store.Condition{tok(sys, "vital-signs", false, false)}}}, "entry", "g e a"},
+		{"code in any system", []store.Clause{{Any: []store.Condition{tok("", "vital-signs", true, false)}}}, "entry", "g e b"},
+		{"|code", []store.Clause{{Any: []store.Condition{tok("", "vital-signs", false, false)}}}, "", "b"},
+		{":not", []store.Clause{{Any: []store.Condition{tok(sys, "vital-signs", false, true)}}}, "entry", "f d c"},
+		{"OR", []store.Clause{{Any: []store.Condition{tok(sys, "laboratory", false, false), tok(sys, "vital-signs", false, false)}}}, "entry", "g e c"},
+		{"code holding |", []store.Clause{{Any: []store.Condition{tok(sys, "a|b", false, false)}}}, "", "f"},
+		{"beside not masked", []store.Clause{{Any: []store.Condition{tok("", "vital-signs", true, false)}}, notMasked}, "entry", "e b a"},
+		{"system|", []store.Clause{{Any: []store.Condition{tok(sys, "", false, false)}}}, "seek", "g f e"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			q := store.Query{Type: "Observation", Count: 3, Sort: []store.Sort{{Param: "date", Kind: store.KindDate, Desc: true}},
+				Where: append([]store.Clause{{Any: []store.Condition{{Param: "patient", Kind: store.KindReference, RefType: "Patient", RefID: "p1"}}}}, c.where...)}
+			page, err := s.Search(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range page.Resources {
+				got = append(got, r.ID)
+			}
+			if strings.Join(got, " ") != c.want {
+				t.Errorf("found %q, want %q", got, c.want)
+			}
+			pl, lines, err := s.explain(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			plan := strings.Join(lines, "\n    ")
+			if c.test == "" {
+				return
+			}
+			if pl.patient == nil {
+				t.Fatalf("not the patient plan:\n    %s", plan)
+			}
+			if seeks := strings.Contains(plan, "code=?") || strings.Contains(plan, "(rid=? AND param=?)"); seeks != (c.test == "seek") {
+				t.Errorf("seeks into tok_idx: %t, want %t:\n    %s", seeks, c.test == "seek", plan)
+			}
+		})
 	}
 }

@@ -218,8 +218,10 @@ CREATE INDEX IF NOT EXISTS uri_value ON uri_idx(type, param, value, rid);
 -- sorts last either way. via lists the parameters that refer to the
 -- patient (",patient,subject,"): a clause naming the patient is tested on
 -- the index entry itself; so is a clause on a _security label, which the
--- consent puts on every professional's search (secLabels: the resource's
--- labels, "\x1fsystem|code\x1f..."); vid is the current version's history row. So a
+-- consent puts on every professional's search, or on a token parameter of
+-- patientTokenParams (an Observation's category) (secLabels: the resource's
+-- labels and those tokens, "\x1fsystem|code\x1fcategory\x1ecode\x1esystem\x1f...");
+-- vid is the current version's history row. So a
 -- patient's observations newest first, or in id order, are one range of
 -- pat_hi read from the cursor on until the page is full, each entry leading
 -- to its body without the resources row.
@@ -253,9 +255,9 @@ const walAutocheckpointPages = 40000
 // once at Open; one of version 2 only gets its pat_idx rows, computed from
 // its other index tables (fillPatientIndex); one of version 2 to 4 moves the
 // forwardOnly references and tokens to ref_fwd and tok_fwd (moveForwardOnly);
-// one of version 2 to 5 gets the security labels on its pat_idx entries
-// (addPatientLabels).
-const schemaVersion = 6
+// one of version 2 to 6 gets the security labels and the tokens of
+// patientTokenParams on its pat_idx entries (addPatientLabels).
+const schemaVersion = 7
 
 // Open opens (creating if needed) the database in dir.
 func Open(dir string) (*Store, error) {
@@ -400,7 +402,7 @@ func (s *Store) upgrade() error {
 	}
 	ctx := context.Background()
 	switch v {
-	case 2, 3, 4, 5:
+	case 2, 3, 4, 5, 6:
 		if v == 2 {
 			if err := s.fillPatientIndex(ctx); err != nil {
 				return fmt.Errorf("sqlite: patient index for schema %d: %w", schemaVersion, err)
