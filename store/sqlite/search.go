@@ -876,11 +876,7 @@ func (p *planner) matches(a, typ string, where []store.Clause, pl plan) (from st
 		// whose via lists the parameters referring to the patient.
 		var rest []store.Clause
 		for _, cl := range where {
-			if f, ok := tokTest(typ, cl); ok {
-				parts = append(parts, f)
-				continue
-			}
-			if f, ok := secTest(cl); ok {
+			if f, ok := entryTest(typ, cl); ok {
 				parts = append(parts, f)
 				continue
 			}
@@ -912,43 +908,29 @@ func (p *planner) matches(a, typ string, where []store.Clause, pl plan) (from st
 	return from, joinFrags(parts, " AND "), nil
 }
 
-// secTest is clause cl tested on the pat_idx entry d, whose sec lists the
-// resource's security labels (secLabels), when every condition of cl is a
-// system|code or |code test of _security that sec answers exactly (the
-// consent's "not masked" is one): no seek into tok_idx for each entry.
-func secTest(cl store.Clause) (frag, bool) {
+// entryTest is clause cl tested on the pat_idx entry d, whose sec lists the
+// resource's security labels and its values of patientTokenParams
+// (secLabels), when every condition of cl is a test sec answers exactly: a
+// system|code or |code of _security (the consent's "not masked" is one), a
+// code, system|code or |code of a parameter of patientTokenParams (an
+// Observation's category), or the :not of one. No seek into tok_idx for
+// each entry.
+func entryTest(typ string, cl store.Clause) (frag, bool) {
 	var ors []frag
 	for _, c := range cl.Any {
-		if c.Param != "_security" || c.Kind != store.KindToken || c.Missing != nil || c.Chain != nil || c.Has != nil ||
-			c.AnySystem || !secTestable(c.System, c.Code) {
+		if c.Kind != store.KindToken || c.Missing != nil || c.Chain != nil || c.Has != nil {
 			return frag{}, false
 		}
-		f := frag{"(instr(d.sec, ?) > 0)", []any{secNeedle(c.System, c.Code)}}
-		if c.Not {
-			f.sql = "NOT " + f.sql
-		}
-		ors = append(ors, f)
-	}
-	if len(ors) == 0 {
-		return frag{}, false
-	}
-	f := joinFrags(ors, " OR ")
-	f.sql = "(" + f.sql + ")"
-	return f, true
-}
-
-// tokTest is clause cl tested on the pat_idx entry d, whose sec lists the
-// resource's values of patientTokenParams (secLabels), when every condition
-// of cl is a code, system|code or |code test (or its :not) of one of them:
-// no seek into tok_idx for each entry.
-func tokTest(typ string, cl store.Clause) (frag, bool) {
-	var ors []frag
-	for _, c := range cl.Any {
-		if c.Kind != store.KindToken || !slices.Contains(patientTokenParams[typ], c.Param) || c.Missing != nil || c.Chain != nil || c.Has != nil ||
-			!tokTestable(c.System, c.Code) {
+		var needle string
+		switch {
+		case c.Param == "_security" && !c.AnySystem && secTestable(c.System, c.Code):
+			needle = secNeedle(c.System, c.Code)
+		case slices.Contains(patientTokenParams[typ], c.Param) && tokTestable(c.System, c.Code):
+			needle = tokNeedle(c.Param, c.System, c.Code, c.AnySystem)
+		default:
 			return frag{}, false
 		}
-		f := frag{"(instr(d.sec, ?) > 0)", []any{tokNeedle(c.Param, c.System, c.Code, c.AnySystem)}}
+		f := frag{"(instr(d.sec, ?) > 0)", []any{needle}}
 		if c.Not {
 			f.sql = "NOT " + f.sql
 		}
