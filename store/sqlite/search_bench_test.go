@@ -123,6 +123,15 @@ var benchShapes = []struct {
 				{Any: []store.Condition{{Param: "status", Kind: store.KindToken, Code: "active", AnySystem: true}}},
 			}}
 	}},
+	{"ObservationPatientCategorySortDate", func(p string) store.Query {
+		// Observation?patient=X&category=vital-signs&_sort=-date&_count=50 (dmpbench's W2)
+		return store.Query{Type: "Observation", Count: 50,
+			Where: []store.Clause{
+				{Any: []store.Condition{{Param: "patient", Kind: store.KindReference, RefType: "Patient", RefID: p}}},
+				{Any: []store.Condition{{Param: "category", Kind: store.KindToken, Code: "vital-signs", AnySystem: true}}},
+			},
+			Sort: []store.Sort{{Param: "date", Kind: store.KindDate, Desc: true}}}
+	}},
 	{"ObservationCodeDate", func(string) store.Query {
 		// Observation?code=http://loinc.org|8867-4&date=ge2020&_count=20
 		return store.Query{Type: "Observation", Count: 20,
@@ -133,7 +142,7 @@ var benchShapes = []struct {
 	}},
 }
 
-// BenchmarkSearch measures the three search shapes at 1k, 10k and 100k
+// BenchmarkSearch measures the four search shapes at 1k, 10k and 100k
 // stored resources; besides ns/op it reports the median and 99th
 // percentile of the single searches (p50-ns, p99-ns).
 //
