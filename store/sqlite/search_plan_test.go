@@ -247,7 +247,7 @@ func testOpenFillsPatientIndex(t *testing.T, schema int) {
 		"nodate":   `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/p1"}}`,
 		"twodates": `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/p1"},"performer":[{"reference":"Patient/p2"}],"effectivePeriod":{"start":"2020-01-01","end":"2020-03-01"},"valueDateTime":"2019-05-05"}`,
 		"deleted":  `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/p1"},"effectiveDateTime":"2021-01-01"}`,
-		"labelled": `{"resourceType":"Observation","meta":{"security":[{"system":"urn:lab","code":"N"},{"system":"urn:lab","code":"MASQUE_PS"},{"system":"urn:a|b","code":"c"},{"code":"X"}]},"status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/p1"},"effectiveDateTime":"2021-01-01"}`,
+		"labelled": `{"resourceType":"Observation","meta":{"security":[{"system":"urn:lab","code":"N"},{"system":"urn:lab","code":"MASQUE_PS"},{"system":"urn:a|b","code":"c"},{"code":"X"}]},"status":"final","category":[{"coding":[{"code":"survey"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/p1"},"effectiveDateTime":"2021-01-01"}`,
 	}
 	for id, body := range extra {
 		if _, err := f.s.Create(ctx, "Observation", id, []byte(body)); err != nil {
@@ -280,9 +280,9 @@ func testOpenFillsPatientIndex(t *testing.T, schema int) {
 	}) {
 		t.Fatalf("no row of twodates in the record of p2, its performer: %v", want[len(want)-6:])
 	}
-	// The labels, sorted, without the one whose system holds '|'.
+	// The category and the labels, sorted, without the label whose system holds '|'.
 	if !slices.ContainsFunc(want, func(r string) bool {
-		return strings.Contains(r, "labelled") && strings.HasSuffix(r, "/\x1furn:lab|MASQUE_PS\x1furn:lab|N\x1f|X\x1f")
+		return strings.Contains(r, "labelled") && strings.HasSuffix(r, "/\x1fcategory\x1esurvey\x1e\x1furn:lab|MASQUE_PS\x1furn:lab|N\x1f|X\x1f")
 	}) {
 		t.Fatalf("no labels on the entries of labelled: %q", want[len(want)-3:])
 	}
