@@ -855,7 +855,7 @@ func TestAuditEventIndexAndStampAreWhatTheStoreMakes(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				// The journal's copy splices the stamp in (withIndex).
+				// The journal's copy splices the stamp in (copyContext).
 				ahead, err := fhir.PrepareStampOfNew(body, "ae-1", 1)
 				if err != nil {
 					t.Fatal(err)

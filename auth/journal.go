@@ -363,11 +363,12 @@ type keptIndex struct {
 // (the indexes are smaller than their bodies). A variable for the tests.
 var journalIndexBudget int64 = 16 << 20
 
-// withIndex is ctx carrying the index kept for r's copy, if any, and then
-// its stamp too: a record with a kept index was marshalled from its struct
+// copyContext is ctx carrying what the copy of r into the store can take
+// instead of computing it: the index kept for r, if any, and then its
+// stamp, since a record with a kept index was marshalled from its struct
 // by Record in this process (no id, no meta, resourceType first), so the
-// store's stamp can be spliced in rather than parsed out of the body.
-func (j *journal) withIndex(ctx context.Context, r journalEntry) context.Context {
+// stamp can be spliced in rather than parsed out of the body.
+func (j *journal) copyContext(ctx context.Context, r journalEntry) context.Context {
 	v, ok := j.indexes.LoadAndDelete(r.id)
 	if !ok {
 		return ctx
@@ -742,10 +743,16 @@ func (j *journal) pass(r *journalReader, pos, durable jpos) (jpos, error) {
 // crash or a lost commit reply: it is skipped.
 func (j *journal) apply(ctx context.Context, recs []journalEntry) error {
 	j.mbatches.Add(1)
+	// Prepared before the store's write lock, and kept for the one-by-one
+	// copy should the transaction fail.
+	ctxs := make([]context.Context, len(recs))
+	for i, r := range recs {
+		ctxs[i] = j.copyContext(ctx, r)
+	}
 	if !j.noTx.Load() {
 		err := j.st.Transaction(ctx, func(tx store.Ops) error {
-			for _, r := range recs {
-				if _, err := tx.Create(j.withIndex(ctx, r), auditResourceType, r.id, r.body); err != nil && !errors.Is(err, store.ErrExists) {
+			for i, r := range recs {
+				if _, err := tx.Create(ctxs[i], auditResourceType, r.id, r.body); err != nil && !errors.Is(err, store.ErrExists) {
 					return err
 				}
 			}
@@ -765,8 +772,8 @@ func (j *journal) apply(ctx context.Context, recs []journalEntry) error {
 				"events", len(recs), "err", err)
 		}
 	}
-	for _, r := range recs {
-		if _, err := j.st.Create(j.withIndex(ctx, r), auditResourceType, r.id, r.body); err != nil && !errors.Is(err, store.ErrExists) {
+	for i, r := range recs {
+		if _, err := j.st.Create(ctxs[i], auditResourceType, r.id, r.body); err != nil && !errors.Is(err, store.ErrExists) {
 			return fmt.Errorf("audit: journal record not copied into the store: %w", err)
 		}
 	}
