@@ -360,7 +360,7 @@ func patientRows(rid, vid int64, typ, id string, ix *fhir.Index) [][]any {
 		}
 	}
 	// Boxed once, as in writeIndex.
-	ridV, typV, idV, vidV, secV := any(rid), any(typ), any(id), any(vid), any(secLabels(typ, ix))
+	ridV, typV, idV, vidV, secV := any(rid), any(typ), any(id), any(vid), any(secEntries(typ, ix))
 	rows := make([][]any, 0, len(patients)*(1+len(params)))
 	for _, pat := range patients {
 		patV, viaV := any(pat), any(via[pat])
@@ -390,14 +390,14 @@ var patientTokenParams = map[string][]string{
 	"DocumentReference": {"category"},
 }
 
-// secLabels is pat_idx.sec of a resource of type typ: its _security labels
+// secEntries is pat_idx.sec of a resource of type typ: its _security labels
 // as "system|code" and its values of patientTokenParams as
 // "param\x1ecode\x1esystem", between and around secSep, in sorted order
 // ("" without any), so that the entry answers a label's test (secNeedle)
 // and a token's (tokNeedle) exactly. A value that could be read across its
 // bounds (a label's system holding '|', a separator in any part) is left
 // out, and no needle ever tests one like it.
-func secLabels(typ string, ix *fhir.Index) string {
+func secEntries(typ string, ix *fhir.Index) string {
 	var entries []string
 	params := patientTokenParams[typ]
 	for _, t := range ix.Tokens {
@@ -470,14 +470,14 @@ func addPatientLabelColumn(db *sql.DB) error {
 }
 
 // addPatientLabels gives the pat_idx entries of a database of schema 2 to 6
-// their labels and tokens (secLabels) from tok_idx, and the indexes that
+// their labels and tokens (secEntries) from tok_idx, and the indexes that
 // cover them, in one transaction.
 func (s *Store) addPatientLabels(ctx context.Context) error {
 	return s.inTx(ctx, nil, func(tx *sql.Tx) error {
 		stmts := []string{
 			`DROP INDEX IF EXISTS pat_hi`,
 			`DROP INDEX IF EXISTS pat_lo`,
-			// What secLabels writes, in the same order (BINARY is bytewise).
+			// What secEntries writes, in the same order (BINARY is bytewise).
 			`UPDATE pat_idx SET sec = coalesce((SELECT char(31) || group_concat(t.e, char(31) ORDER BY t.e) || char(31)
 				FROM (SELECT DISTINCT system || '|' || code AS e FROM tok_idx WHERE rid = pat_idx.rid AND param = '_security' AND code <> ''
 						AND instr(system, '|') = 0 AND ` + noSeparators + `

@@ -910,7 +910,7 @@ func (p *planner) matches(a, typ string, where []store.Clause, pl plan) (from st
 
 // entryTest is clause cl tested on the pat_idx entry d, whose sec lists the
 // resource's security labels and its values of patientTokenParams
-// (secLabels), when every condition of cl is a test sec answers exactly: a
+// (secEntries), when every condition of cl is a test sec answers exactly: a
 // system|code or |code of _security (the consent's "not masked" is one), a
 // code, system|code or |code of a parameter of patientTokenParams (an
 // Observation's category), or the :not of one. No seek into tok_idx for

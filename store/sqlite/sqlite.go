@@ -219,7 +219,7 @@ CREATE INDEX IF NOT EXISTS uri_value ON uri_idx(type, param, value, rid);
 -- patient (",patient,subject,"): a clause naming the patient is tested on
 -- the index entry itself; so is a clause on a _security label, which the
 -- consent puts on every professional's search, or on a token parameter of
--- patientTokenParams (an Observation's category) (secLabels: the resource's
+-- patientTokenParams (an Observation's category) (secEntries: the resource's
 -- labels and those tokens, "\x1fsystem|code\x1fcategory\x1ecode\x1esystem\x1f...");
 -- vid is the current version's history row. So a
 -- patient's observations newest first, or in id order, are one range of
