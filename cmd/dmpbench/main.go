@@ -81,7 +81,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time of each workload run")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured time before each run")
 	clients := fs.String("c", "16", "closed-loop clients, or a comma-separated list (each workload runs once per value; W5 at the largest)")
-	fs.IntVar(&o.rounds, "rounds", 1, "runs of each workload at each number of clients, back to back: the table shows the median run (by req/s) and the range of req/s, the CSV every run")
+	fs.IntVar(&o.rounds, "rounds", 1, "runs of each measurement, back to back: the table shows the median run (by req/s; by resources/s for W3 and W4) and the range, the CSV every run")
 	fs.Float64Var(&o.rate, "rate", 0, "open-loop rate of W5 in operations/s; 0: half of what W5 did in closed loop")
 	workloads := fs.String("workloads", strings.Join(allWorkloads, ","), "comma-separated: floor (gin floor), W1, W2, W3, W4, W5, store (store floor)")
 	fs.BoolVar(&o.unrestricted, "unrestricted", false, "also run W1 and W2 on a server started with the benchmark switch DMP_BENCH_UNRESTRICTED=1 (consent and audit off)")
@@ -226,7 +226,7 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) error {
 	}
 	b.prime(ctx)
 	// repeat runs one measurement o.rounds times and returns the median
-	// run (by req/s) for what depends on it.
+	// run (median's order) for what depends on it.
 	repeat := func(one func() result) result {
 		start := len(results)
 		for i := 1; i <= o.rounds && ctx.Err() == nil; i++ {
@@ -301,9 +301,7 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) error {
 	if o.has("W5") {
 		r := repeat(func() result {
 			r := h.closed(ctx, "W5-mixed", cmax, b.mixed)
-			if !b.everything {
-				r.Note = strings.TrimSpace(r.Note + " no $everything: its 5% are reads by id")
-			}
+			b.noteMix(&r)
 			return r
 		})
 		rate := o.rate
@@ -316,9 +314,7 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) error {
 				say("W5-mixed open loop at %.0f ops/s", rate)
 				r := openLoop(ctx, "W5-mixed", rate, 4096, o.warmup, o.duration, b.mixed, 5, h.meterOf(h.srv, "W5-mixed-open", 0))
 				h.noteBacklog(ctx, &r)
-				if !b.everything {
-					r.Note = strings.TrimSpace(r.Note + " no $everything: its 5% are reads by id")
-				}
+				b.noteMix(&r)
 				return r
 			})
 		}
