@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"math"
@@ -14,12 +15,12 @@ import (
 )
 
 // indexTables are the tables holding the search values of current versions.
-var indexTables = []string{"tok_idx", "tok_fwd", "str_idx", "ref_idx", "ref_fwd", "date_idx", "num_idx", "uri_idx", "pat_idx"}
+var indexTables = []string{"tok_idx", "str_idx", "ref_idx", "fwd_idx", "date_idx", "num_idx", "uri_idx", "pat_idx"}
 
 // forwardOnly are the reference and token parameters (type, then
-// parameter) kept in ref_fwd and tok_fwd instead of ref_idx and tok_idx:
-// listed by their resource, never searched by value alone, so that writing
-// them appends to one B-tree. They are AuditEvent's, written on every access:
+// parameter) kept in fwd_idx instead of ref_idx and tok_idx: listed by
+// their resource, never searched by value alone, so that writing them
+// appends one row (read through the views ref_fwd and tok_fwd). They are AuditEvent's, written on every access:
 // entity lists the resources read (up to a page of them), which an index by
 // target would write on a random page each; action, outcome, type and
 // subtype take a handful of values, each shared by a large part of the
@@ -162,8 +163,7 @@ var indexColumns = []struct {
 	{"tok_idx", "rid, type, param, system, code, id", 6},
 	{"str_idx", "rid, type, param, norm, exact", 5},
 	{"ref_idx", "rid, type, param, ref_type, ref_id, url", 6},
-	{"ref_fwd", "rid, param, ref_type, ref_id, url", 5},
-	{"tok_fwd", "rid, param, system, code", 4},
+	{"fwd_idx", "rid, refs, toks", 3},
 	{"date_idx", "rid, type, param, low, high", 5},
 	{"num_idx", "rid, type, param, value, system, code", 6},
 	{"uri_idx", "rid, type, param, value", 4},
@@ -214,26 +214,61 @@ func insertRows(ctx context.Context, q querier, table string, rows [][]any) erro
 	return nil
 }
 
+// packValues is the JSON array of fwd_idx's refs or toks column: the
+// values sorted, each once (as the primary key of the tables ref_fwd and
+// tok_fwd kept them before).
+func packValues(vals [][]string) string {
+	slices.SortFunc(vals, slices.Compare)
+	vals = slices.CompactFunc(vals, slices.Equal)
+	var b []byte
+	b = append(b, '[')
+	for i, v := range vals {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '[')
+		for j, s := range v {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, s)
+		}
+		b = append(b, ']')
+	}
+	return string(append(b, ']'))
+}
+
+// appendJSONString appends s as a JSON string.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+			q, _ := json.Marshal(s) // the rare value to escape, or not ASCII
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
 // writeIndex stores the index values ix of resource typ/id (rid), whose
 // current version is the history row vid.
 func writeIndex(ctx context.Context, q querier, rid, vid int64, typ, id string, ix *fhir.Index) error {
 	// The values every row of the resource repeats, boxed once: each
 	// row's []any would box them again, an allocation each.
 	ridV, typV, idV := any(rid), any(typ), any(id)
+	fwdParams := forwardOnly[typ]
+	var fwdRefs, fwdToks [][]string
 	if len(ix.Tokens) > 0 {
 		rows := make([][]any, 0, len(ix.Tokens))
-		var fwd [][]any
 		for _, v := range ix.Tokens {
-			if forwardOnly[typ][v.Param] {
-				fwd = append(fwd, []any{ridV, v.Param, v.System, v.Code})
+			if fwdParams[v.Param] {
+				fwdToks = append(fwdToks, []string{v.Param, v.System, v.Code})
 				continue
 			}
 			rows = append(rows, []any{ridV, typV, v.Param, v.System, v.Code, idV})
 		}
 		if err := insertRows(ctx, q, "tok_idx", rows); err != nil {
-			return err
-		}
-		if err := insertRows(ctx, q, "tok_fwd", fwd); err != nil {
 			return err
 		}
 	}
@@ -252,10 +287,9 @@ func writeIndex(ctx context.Context, q querier, rid, vid int64, typ, id string, 
 	}
 	if len(ix.References) > 0 {
 		rows := make([][]any, 0, len(ix.References))
-		var fwd [][]any
 		for _, v := range ix.References {
-			if forwardOnly[typ][v.Param] {
-				fwd = append(fwd, []any{ridV, v.Param, v.Type, v.ID, v.URL})
+			if fwdParams[v.Param] {
+				fwdRefs = append(fwdRefs, []string{v.Param, v.Type, v.ID, v.URL})
 				continue
 			}
 			rows = append(rows, []any{ridV, typV, v.Param, v.Type, v.ID, v.URL})
@@ -263,7 +297,9 @@ func writeIndex(ctx context.Context, q querier, rid, vid int64, typ, id string, 
 		if err := insertRows(ctx, q, "ref_idx", rows); err != nil {
 			return err
 		}
-		if err := insertRows(ctx, q, "ref_fwd", fwd); err != nil {
+	}
+	if len(fwdRefs) > 0 || len(fwdToks) > 0 {
+		if err := insertRows(ctx, q, "fwd_idx", [][]any{{ridV, packValues(fwdRefs), packValues(fwdToks)}}); err != nil {
 			return err
 		}
 	}
@@ -561,28 +597,57 @@ func (s *Store) fillPatientIndex(ctx context.Context) error {
 	})
 }
 
-// moveForwardOnly moves the rows of forwardOnly parameters from ref_idx and
-// tok_idx to ref_fwd and tok_fwd, in one transaction: the upgrade of a
-// database of schema 2 to 4.
+// moveForwardOnly moves the values of forwardOnly parameters from ref_idx
+// and tok_idx into fwd_idx, in one transaction: the upgrade of a database
+// of schema 2 to 4.
 func (s *Store) moveForwardOnly(ctx context.Context) error {
 	return s.inTx(ctx, nil, func(tx *sql.Tx) error {
 		for typ, params := range forwardOnly {
-			for param := range params {
-				for _, stmt := range []string{
-					`INSERT OR IGNORE INTO ref_fwd(rid, param, ref_type, ref_id, url)
-						SELECT rid, param, ref_type, ref_id, url FROM ref_idx WHERE type = ? AND param = ?`,
-					`DELETE FROM ref_idx WHERE type = ? AND param = ?`,
-					`INSERT OR IGNORE INTO tok_fwd(rid, param, system, code)
-						SELECT rid, param, system, code FROM tok_idx WHERE type = ? AND param = ?`,
-					`DELETE FROM tok_idx WHERE type = ? AND param = ?`,
-				} {
-					if _, err := tx.ExecContext(ctx, stmt, typ, param); err != nil {
-						return err
-					}
+			in := "'" + strings.Join(slices.Sorted(maps.Keys(params)), "', '") + "'"
+			for _, stmt := range []string{
+				`INSERT INTO fwd_idx(rid, refs, toks)
+					SELECT rid, json_group_array(json_array(param, ref_type, ref_id, url)), '[]'
+					FROM ref_idx WHERE type = ? AND param IN (` + in + `) GROUP BY rid
+					ON CONFLICT(rid) DO UPDATE SET refs = excluded.refs`,
+				`DELETE FROM ref_idx WHERE type = ? AND param IN (` + in + `)`,
+				`INSERT INTO fwd_idx(rid, refs, toks)
+					SELECT rid, '[]', json_group_array(json_array(param, system, code))
+					FROM tok_idx WHERE type = ? AND param IN (` + in + `) GROUP BY rid
+					ON CONFLICT(rid) DO UPDATE SET toks = excluded.toks`,
+				`DELETE FROM tok_idx WHERE type = ? AND param IN (` + in + `)`,
+			} {
+				if _, err := tx.ExecContext(ctx, stmt, typ); err != nil {
+					return err
 				}
 			}
 		}
 		return nil
+	})
+}
+
+// packForwardOnly packs the rows of the tables ref_fwd and tok_fwd (schemas
+// 5 to 7), one per value, into fwd_idx, one per resource, and replaces the
+// tables by the views of those names, in one transaction: the upgrade of a
+// database of schema 5 to 7.
+func (s *Store) packForwardOnly(ctx context.Context) error {
+	return s.inTx(ctx, nil, func(tx *sql.Tx) error {
+		var kind string
+		if err := tx.QueryRowContext(ctx, `SELECT type FROM sqlite_schema WHERE name = 'ref_fwd'`).Scan(&kind); err != nil {
+			return err
+		}
+		if kind != "table" {
+			return nil // already the view
+		}
+		_, err := tx.ExecContext(ctx, `
+			INSERT INTO fwd_idx(rid, refs, toks)
+				SELECT rid, json_group_array(json_array(param, ref_type, ref_id, url)), '[]' FROM ref_fwd GROUP BY rid
+				ON CONFLICT(rid) DO UPDATE SET refs = excluded.refs;
+			INSERT INTO fwd_idx(rid, refs, toks)
+				SELECT rid, '[]', json_group_array(json_array(param, system, code)) FROM tok_fwd GROUP BY rid
+				ON CONFLICT(rid) DO UPDATE SET toks = excluded.toks;
+			DROP TABLE ref_fwd;
+			DROP TABLE tok_fwd;`+forwardViews)
+		return err
 	})
 }
 

@@ -319,11 +319,19 @@ func testOpenFillsPatientIndex(t *testing.T, schema int) {
 	}
 }
 
-// TestOpenMovesAuditEntitiesOfSchema3: a database of schema 3, whose
+// TestOpenPacksAuditEntitiesOfOlderSchemas: a database of schema 3, whose
 // AuditEvent entity references and codes were in ref_idx and tok_idx (with
-// their indexes by value), has them in ref_fwd and tok_fwd after Open, and
-// searches by entity and by action find the same events before and after.
-func TestOpenMovesAuditEntitiesOfSchema3(t *testing.T) {
+// their indexes by value), and one of schema 7, which had them in the tables
+// ref_fwd and tok_fwd (a row each), have them in fwd_idx (a row per event)
+// after Open, and searches by entity and by action find the same events
+// before and after.
+func TestOpenPacksAuditEntitiesOfOlderSchemas(t *testing.T) {
+	for _, schema := range []int{3, 7} {
+		t.Run(fmt.Sprint("schema ", schema), func(t *testing.T) { testOpenPacksAuditEntities(t, schema) })
+	}
+}
+
+func testOpenPacksAuditEntities(t *testing.T, schema int) {
 	dir := t.TempDir()
 	s, err := Open(dir)
 	if err != nil {
@@ -359,10 +367,31 @@ func TestOpenMovesAuditEntitiesOfSchema3(t *testing.T) {
 	if e, a := count(s, "ref_fwd", "entity"), count(s, "tok_fwd", "action"); e != 60 || a != 30 {
 		t.Fatalf("ref_fwd holds %d entity rows, tok_fwd %d action rows, want 60 and 30", e, a)
 	}
-	for _, stmt := range []string{
+	packed := func(s *Store) (n int) {
+		if err := s.read.QueryRow("SELECT count(*) FROM fwd_idx").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := packed(s); n != 30 {
+		t.Fatalf("fwd_idx holds %d rows, want one per event, 30", n)
+	}
+	older := []string{ // what a database of schema 3 holds
 		`INSERT INTO ref_idx(rid, type, param, ref_type, ref_id, url) SELECT rid, 'AuditEvent', param, ref_type, ref_id, url FROM ref_fwd`,
 		`INSERT INTO tok_idx(rid, type, param, system, code, id) SELECT f.rid, 'AuditEvent', f.param, f.system, f.code, r.id FROM tok_fwd f JOIN resources r ON r.rid = f.rid`,
-		`DELETE FROM ref_fwd`, `DELETE FROM tok_fwd`, "PRAGMA user_version = 3"} {
+		`DELETE FROM fwd_idx`, "PRAGMA user_version = 3"}
+	if schema == 7 { // the tables ref_fwd and tok_fwd, a row per value
+		older = []string{
+			`CREATE TABLE old_ref AS SELECT * FROM ref_fwd`, `CREATE TABLE old_tok AS SELECT * FROM tok_fwd`,
+			`DROP VIEW ref_fwd`, `DROP VIEW tok_fwd`, `DELETE FROM fwd_idx`,
+			`CREATE TABLE ref_fwd (rid INTEGER NOT NULL, param TEXT NOT NULL, ref_type TEXT NOT NULL, ref_id TEXT NOT NULL, url TEXT NOT NULL,
+				PRIMARY KEY (rid, param, ref_type, ref_id, url)) WITHOUT ROWID`,
+			`CREATE TABLE tok_fwd (rid INTEGER NOT NULL, param TEXT NOT NULL, system TEXT NOT NULL, code TEXT NOT NULL,
+				PRIMARY KEY (rid, param, code, system)) WITHOUT ROWID`,
+			`INSERT INTO ref_fwd SELECT * FROM old_ref`, `INSERT INTO tok_fwd SELECT * FROM old_tok`,
+			`DROP TABLE old_ref`, `DROP TABLE old_tok`, "PRAGMA user_version = 7"}
+	}
+	for _, stmt := range older {
 		if _, err := s.write.Exec(stmt); err != nil {
 			t.Fatal(err)
 		}
@@ -373,6 +402,13 @@ func TestOpenMovesAuditEntitiesOfSchema3(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	var kinds string
+	if err := s.read.QueryRow(`SELECT group_concat(type, ' ') FROM sqlite_schema WHERE name IN ('ref_fwd', 'tok_fwd')`).Scan(&kinds); err != nil || kinds != "view view" {
+		t.Fatalf("after the upgrade ref_fwd and tok_fwd are %q (%v), want two views", kinds, err)
+	}
+	if n := packed(s); n != 30 {
+		t.Fatalf("after the upgrade: fwd_idx holds %d rows, want 30", n)
+	}
 	if f, x := count(s, "ref_fwd", "entity"), count(s, "ref_idx", "entity"); f != 60 || x != 0 {
 		t.Fatalf("after the upgrade: ref_fwd %d rows, ref_idx %d, want 60 and 0", f, x)
 	}

@@ -153,30 +153,22 @@ CREATE TABLE IF NOT EXISTS ref_idx (
 CREATE INDEX IF NOT EXISTS ref_target ON ref_idx(type, param, ref_id, ref_type, rid);
 CREATE INDEX IF NOT EXISTS ref_url ON ref_idx(type, param, url, rid) WHERE url <> '';
 
--- ref_fwd and tok_fwd hold the references and tokens of the parameters in
--- forwardOnly (what an AuditEvent lists, its action, outcome, type and
--- subtype): clustered by rid and nothing else, so that writing them
--- appends, where an index by value would take a random page for each of
--- the up to a hundred resources an access lists (and a second B-tree for
--- every token). They are tested on a candidate (a primary-key seek), never
--- read by value.
-CREATE TABLE IF NOT EXISTS ref_fwd (
-	rid      INTEGER NOT NULL,
-	param    TEXT    NOT NULL,
-	ref_type TEXT    NOT NULL,
-	ref_id   TEXT    NOT NULL,
-	url      TEXT    NOT NULL,
-	PRIMARY KEY (rid, param, ref_type, ref_id, url)
-) WITHOUT ROWID;
-
-CREATE TABLE IF NOT EXISTS tok_fwd (
-	rid    INTEGER NOT NULL,
-	param  TEXT    NOT NULL,
-	system TEXT    NOT NULL,
-	code   TEXT    NOT NULL,
-	PRIMARY KEY (rid, param, code, system)
-) WITHOUT ROWID;
-
+-- fwd_idx holds the references and tokens of the parameters in forwardOnly
+-- (what an AuditEvent lists, its action, outcome, type and subtype): one row
+-- per resource, keyed by its rid and nothing else, so that writing them
+-- appends one row, where an index by value would take a random page for each
+-- of the up to a hundred resources an access lists, and a row each would be
+-- as many B-tree inserts. refs is a JSON array of [param, type, id, url],
+-- toks of [param, system, code]. They are tested on a candidate (a
+-- primary-key seek), never read by value, through the views ref_fwd and
+-- tok_fwd (forwardViews), which list them a row each as the tables of those
+-- names did before schema 8.
+CREATE TABLE IF NOT EXISTS fwd_idx (
+	rid  INTEGER PRIMARY KEY,
+	refs TEXT    NOT NULL,
+	toks TEXT    NOT NULL
+);
+` + forwardViews + `
 CREATE TABLE IF NOT EXISTS date_idx (
 	rid   INTEGER NOT NULL,
 	type  TEXT    NOT NULL,
@@ -250,14 +242,27 @@ CREATE INDEX IF NOT EXISTS pat_lo ON pat_idx(patient, type, param, lo, id, via, 
 // tenth of the lock's time under Bundle ingest at 10,000.
 const walAutocheckpointPages = 40000
 
+// forwardViews list fwd_idx's values a row each, with the columns of the
+// tables ref_fwd and tok_fwd of schemas 5 to 7. (On a database of those
+// schemas the tables are still there when the schema runs, so IF NOT EXISTS
+// leaves them; the upgrade replaces them, packForwardOnly.)
+const forwardViews = `
+CREATE VIEW IF NOT EXISTS ref_fwd(rid, param, ref_type, ref_id, url) AS
+	SELECT f.rid, e.value->>0, e.value->>1, e.value->>2, e.value->>3 FROM fwd_idx f, json_each(f.refs) e;
+CREATE VIEW IF NOT EXISTS tok_fwd(rid, param, system, code) AS
+	SELECT f.rid, e.value->>0, e.value->>1, e.value->>2 FROM fwd_idx f, json_each(f.toks) e;
+`
+
 // schemaVersion is stored in PRAGMA user_version. A database written by an
 // older schema (whose index tables were different or missing) is reindexed
 // once at Open; one of version 2 only gets its pat_idx rows, computed from
 // its other index tables (fillPatientIndex); one of version 2 to 4 moves the
-// forwardOnly references and tokens to ref_fwd and tok_fwd (moveForwardOnly);
-// one of version 2 to 6 gets the security labels and the tokens of
-// patientTokenParams on its pat_idx entries (addPatientLabels).
-const schemaVersion = 7
+// forwardOnly references and tokens from ref_idx and tok_idx to fwd_idx
+// (moveForwardOnly), one of version 5 to 7 from its tables ref_fwd and
+// tok_fwd (packForwardOnly); one of version 2 to 6 gets the security labels
+// and the tokens of patientTokenParams on its pat_idx entries
+// (addPatientLabels).
+const schemaVersion = 8
 
 // Open opens (creating if needed) the database in dir.
 func Open(dir string) (*Store, error) {
@@ -402,19 +407,23 @@ func (s *Store) upgrade() error {
 	}
 	ctx := context.Background()
 	switch v {
-	case 2, 3, 4, 5, 6:
+	case 2, 3, 4, 5, 6, 7:
 		if v == 2 {
 			if err := s.fillPatientIndex(ctx); err != nil {
 				return fmt.Errorf("sqlite: patient index for schema %d: %w", schemaVersion, err)
 			}
 		}
-		if err := s.addPatientLabels(ctx); err != nil {
-			return fmt.Errorf("sqlite: patient index labels for schema %d: %w", schemaVersion, err)
-		}
-		if v < 5 {
-			if err := s.moveForwardOnly(ctx); err != nil {
-				return fmt.Errorf("sqlite: forward-only references for schema %d: %w", schemaVersion, err)
+		if v < 7 {
+			if err := s.addPatientLabels(ctx); err != nil {
+				return fmt.Errorf("sqlite: patient index labels for schema %d: %w", schemaVersion, err)
 			}
+		}
+		move := s.packForwardOnly
+		if v < 5 {
+			move = s.moveForwardOnly
+		}
+		if err := move(ctx); err != nil {
+			return fmt.Errorf("sqlite: forward-only references for schema %d: %w", schemaVersion, err)
 		}
 	default:
 		if err := s.Reindex(ctx, nil); err != nil {
