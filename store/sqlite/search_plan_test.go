@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -458,6 +459,117 @@ func TestPurgeKeepsTheLiveCount(t *testing.T) {
 	var live int
 	if err := s.read.QueryRow(`SELECT live FROM type_stats WHERE type = 'Patient'`).Scan(&live); err != nil || live != 1 {
 		t.Fatalf("type_stats counts %d live Patients (%v), want 1", live, err)
+	}
+}
+
+// TestLiveCountFollowsEveryWrite: type_stats (the planner's live count per
+// type) equals the live resources of each type after every kind of write:
+// creations inside and outside a transaction, a transaction rolled back, a
+// creation refused as already there inside a transaction that goes on (as
+// the audit copy does), an update, a deletion, a restoration by update, a
+// creation by update, purges.
+func TestLiveCountFollowsEveryWrite(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	patient := []byte(`{"resourceType":"Patient"}`)
+	obs := []byte(`{"resourceType":"Observation","status":"final","code":{"text":"x"}}`)
+	errRollback := errors.New("rolled back")
+	steps := []struct {
+		name string
+		do   func() error
+	}{
+		{"creations", func() error {
+			for _, id := range []string{"a", "b", "c"} {
+				if _, err := s.Create(ctx, "Patient", id, patient); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"a transaction", func() error {
+			return s.Transaction(ctx, func(tx store.Ops) error {
+				for _, x := range []struct{ typ, id string }{{"Observation", "o1"}, {"Observation", "o2"}, {"Patient", "d"}} {
+					body := obs
+					if x.typ == "Patient" {
+						body = patient
+					}
+					if _, err := tx.Create(ctx, x.typ, x.id, body); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}},
+		{"a transaction rolled back", func() error {
+			err := s.Transaction(ctx, func(tx store.Ops) error {
+				for _, id := range []string{"o3", "o4"} {
+					if _, err := tx.Create(ctx, "Observation", id, obs); err != nil {
+						return err
+					}
+				}
+				return errRollback
+			})
+			if !errors.Is(err, errRollback) {
+				return fmt.Errorf("the transaction returned %v", err)
+			}
+			return nil
+		}},
+		{"a creation refused, the transaction going on", func() error {
+			return s.Transaction(ctx, func(tx store.Ops) error {
+				if _, err := tx.Create(ctx, "Observation", "o1", obs); !errors.Is(err, store.ErrExists) {
+					return fmt.Errorf("creating o1 again: %v", err)
+				}
+				_, err := tx.Create(ctx, "Observation", "o5", obs)
+				return err
+			})
+		}},
+		{"an update", func() error { _, _, err := s.Put(ctx, "Patient", "a", patient, 0); return err }},
+		{"a deletion", func() error { _, _, err := s.Delete(ctx, "Patient", "b", 0); return err }},
+		{"a restoration", func() error { _, _, err := s.Put(ctx, "Patient", "b", patient, 0); return err }},
+		{"a creation by update", func() error { _, _, err := s.Put(ctx, "Observation", "o6", obs, 0); return err }},
+		{"purges", func() error {
+			if _, _, err := s.Delete(ctx, "Patient", "c", 0); err != nil {
+				return err
+			}
+			for _, id := range []string{"a", "c"} {
+				if err := s.Purge(ctx, "Patient", id); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+	}
+	counts := func(q string) map[string]int {
+		rows, err := s.read.Query(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		m := map[string]int{}
+		for rows.Next() {
+			var typ string
+			var n int
+			if err := rows.Scan(&typ, &n); err != nil {
+				t.Fatal(err)
+			}
+			if n != 0 {
+				m[typ] = n
+			}
+		}
+		return m
+	}
+	for _, st := range steps {
+		if err := st.do(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		live := counts(`SELECT type, count(*) FROM resources WHERE deleted = 0 GROUP BY type`)
+		if stats := counts(`SELECT type, live FROM type_stats`); !maps.Equal(stats, live) {
+			t.Fatalf("after %s: type_stats counts %v, the live resources are %v", st.name, stats, live)
+		}
 	}
 }
 

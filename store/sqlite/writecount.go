@@ -1,13 +1,41 @@
 package sqlite
 
 import (
+	"context"
+	"database/sql"
 	"slices"
 	"sync"
 	"sync/atomic"
 )
 
-// txWrites are the resource types one write transaction changed.
-type txWrites struct{ types []string }
+// txWrites are the resource types one write transaction changed, and the
+// live resources it created, by type, for type_stats.
+type txWrites struct {
+	types []string
+	born  map[string]int64
+}
+
+// bear counts a live resource of type typ created by the transaction.
+func (w *txWrites) bear(typ string) {
+	if w.born == nil {
+		w.born = map[string]int64{}
+	}
+	w.born[typ]++
+}
+
+// countBorn adds the transaction's new live resources to type_stats (st is
+// sqlCountBorn prepared on the writer), a statement per type.
+func (w *txWrites) countBorn(ctx context.Context, tx *sql.Tx, st *sql.Stmt) error {
+	if w == nil {
+		return nil
+	}
+	for typ, n := range w.born {
+		if _, err := tx.StmtContext(ctx, st).ExecContext(ctx, typ, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 func (w *txWrites) add(typ string) {
 	if !slices.Contains(w.types, typ) {
