@@ -3,7 +3,6 @@ package auth
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -292,10 +291,7 @@ func (a *Auditor) Record(ctx context.Context, ev Access) error {
 	if err != nil {
 		return err
 	}
-	body, err := json.Marshal(ae)
-	if err != nil {
-		return err
-	}
+	body := ae.appendJSON(make([]byte, 0, 1152+256*len(ae.Entity)))
 	if a.j != nil {
 		return a.j.record(ctx, auditNewID(), body, ae.index())
 	}

@@ -825,20 +825,7 @@ func TestAuditIDsGrowWithTime(t *testing.T) {
 // row would make the access trail unsearchable by it, a wrong stamp would
 // store a different event (and only for the events this process journaled).
 func TestAuditEventIndexAndStampAreWhatTheStoreMakes(t *testing.T) {
-	accesses := auditTestAccesses()
-	accesses["patient reads another patient"] = Access{
-		Action: "R", Interaction: "read", Outcome: AuditSuccess,
-		CallerKind: AuditCallerPatient, CallerID: "p1",
-		PatientIDs: []string{"p2", "p2"}, Resources: []string{"Patient/p2", "Patient/p1", "Observation/o1"},
-	}
-	accesses["many resources, listed up to the limit"] = Access{
-		Action: "E", Interaction: "search-type", Outcome: AuditSuccess,
-		CallerKind: AuditCallerSystem, CallerID: "client-1", PatientIDs: []string{"p1"},
-		Resources: []string{"Observation/o1", "Observation/o2", "Observation/o1", "Patient/p1", "Condition/c1", "Condition/c2"},
-	}
-	accesses["no interaction"] = Access{Action: "E", Outcome: AuditMajorFailure}
-	accesses["text JSON escapes"] = Access{Action: "R", Interaction: "read", Outcome: AuditMinorFailure,
-		OutcomeDesc: "a <b> & \"c\" \\ d\u2028é\t", CallerKind: AuditCallerPractitioner, CallerID: "8100<&>", CallerName: "Dr \"X\" <y>"}
+	accesses := auditEdgeAccesses()
 	at := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
 	for name, ev := range accesses {
 		for _, limit := range []int{100, 2} {
@@ -881,4 +868,67 @@ func TestAuditEventIndexAndStampAreWhatTheStoreMakes(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestAuditEventJSONIsEncodingJSONs: the AuditEvent Record journals,
+// written by hand (appendJSON), is what encoding/json makes of the same
+// struct, byte for byte, for every shape of access, and for a struct with
+// every member set, one with every optional member empty, and nil and empty
+// slices.
+func TestAuditEventJSONIsEncodingJSONs(t *testing.T) {
+	events := map[string]*aeAuditEvent{}
+	for name, ev := range auditEdgeAccesses() {
+		for _, limit := range []int{100, 2} {
+			ae, err := newAuditEvent(ev, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			events[fmt.Sprintf("%s/limit %d", name, limit)] = ae
+		}
+	}
+	odd := "<a> & \"b\" \\ \u2028\u2029 é \t \x01 \xff"
+	c := aeCoding{System: "s" + odd, Code: "c", Display: "d" + odd}
+	ref := aeReference{Reference: "Patient/p1", Type: "Patient", Identifier: &aeIdentifier{System: "urn:x", Value: odd}, Display: odd}
+	events["every member"] = &aeAuditEvent{ResourceType: "AuditEvent", Type: c, Subtype: []aeCoding{c, {}},
+		Action: "R", Period: aePeriod{Start: "2026"}, Recorded: "2026", Outcome: "0", OutcomeDesc: odd,
+		PurposeOfEvent: []aeCodeable{{Coding: []aeCoding{c}, Text: odd}, {}},
+		Agent:          []aeAgent{{Who: ref, AltID: odd, Requestor: true, Network: &aeNetwork{Address: "::1", Type: "2"}}, {Who: aeReference{Identifier: &aeIdentifier{}}}},
+		Source:         aeSource{Observer: ref, Type: []aeCoding{c}},
+		Entity: []aeEntity{{What: &ref, Type: &c, Role: &aeCoding{}, Description: odd, Query: odd, Detail: []aeDetail{{Type: odd, ValueString: odd}, {}}},
+			{}, {Query: "q"}, {Detail: []aeDetail{}}}}
+	events["nothing optional, nil slices"] = &aeAuditEvent{}
+	events["empty slices"] = &aeAuditEvent{Subtype: []aeCoding{}, PurposeOfEvent: []aeCodeable{}, Agent: []aeAgent{},
+		Source: aeSource{Type: []aeCoding{}}, Entity: []aeEntity{}}
+	for name, ae := range events {
+		t.Run(name, func(t *testing.T) {
+			want, err := json.Marshal(ae)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ae.appendJSON([]byte("xyz")); !bytes.Equal(got[3:], want) || string(got[:3]) != "xyz" {
+				t.Errorf("appendJSON differs from encoding/json\n got %s\nwant %s", got, want)
+			}
+		})
+	}
+}
+
+// auditEdgeAccesses are auditTestAccesses and the edges of what an Access
+// becomes: a patient reading another, a listing cut at the limit, no
+// interaction, characters JSON escapes.
+func auditEdgeAccesses() map[string]Access {
+	accesses := auditTestAccesses()
+	accesses["patient reads another patient"] = Access{
+		Action: "R", Interaction: "read", Outcome: AuditSuccess,
+		CallerKind: AuditCallerPatient, CallerID: "p1",
+		PatientIDs: []string{"p2", "p2"}, Resources: []string{"Patient/p2", "Patient/p1", "Observation/o1"},
+	}
+	accesses["many resources, listed up to the limit"] = Access{
+		Action: "E", Interaction: "search-type", Outcome: AuditSuccess,
+		CallerKind: AuditCallerSystem, CallerID: "client-1", PatientIDs: []string{"p1"},
+		Resources: []string{"Observation/o1", "Observation/o2", "Observation/o1", "Patient/p1", "Condition/c1", "Condition/c2"},
+	}
+	accesses["no interaction"] = Access{Action: "E", Outcome: AuditMajorFailure}
+	accesses["text JSON escapes"] = Access{Action: "R", Interaction: "read", Outcome: AuditMinorFailure,
+		OutcomeDesc: "a <b> & \"c\" \\ d\u2028é\t", CallerKind: AuditCallerPractitioner, CallerID: "8100<&>", CallerName: "Dr \"X\" <y>"}
+	return accesses
 }

@@ -72,15 +72,37 @@ func (o Object) MarshalJSON() ([]byte, error) {
 	return append(buf, '}'), nil
 }
 
-// AppendString appends s as a JSON string: as it is when nothing in it
-// needs escaping (element names, ids, URLs, codes), else as encoding/json
-// writes it.
+// AppendString appends s as a JSON string, as encoding/json writes it: as
+// it is when nothing in it needs escaping (element names, ids, URLs, codes,
+// and text in any language), else through encoding/json.
 func AppendString(dst []byte, s string) []byte {
-	if plainKey(s) {
+	if plainString(s) {
 		return append(append(append(dst, '"'), s...), '"')
 	}
 	q, _ := json.Marshal(s) // a string always encodes
 	return append(dst, q...)
+}
+
+// plainString reports whether encoding/json writes s as it is: no control
+// character, quote, backslash or HTML character (<, >, &), valid UTF-8, and
+// neither U+2028 nor U+2029.
+func plainString(s string) bool {
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+				return false
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 || r == '\u2028' || r == '\u2029' {
+			return false
+		}
+		i += size
+	}
+	return true
 }
 
 // plainKey reports whether key needs no escaping in JSON (FHIR element

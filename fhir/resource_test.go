@@ -166,3 +166,29 @@ func TestPrepareStampOfNewIsStamp(t *testing.T) {
 		t.Errorf("a resource of its resourceType alone: %v", err)
 	}
 }
+
+// TestAppendStringIsEncodingJSONs: AppendString writes every string as
+// encoding/json does: plain ASCII, text in other languages, every character
+// JSON or HTML escaping touches, the line and paragraph separators, invalid
+// UTF-8, and every rune up to U+3000 and a sample beyond, alone and inside
+// text.
+func TestAppendStringIsEncodingJSONs(t *testing.T) {
+	cases := []string{"", "vital-signs", "http://loinc.org|8867-4", "Accès normal", "日本語のテキスト", "emoji 🩺 ok",
+		`quote " here`, `back\slash`, "tab\there", "nl\n", "\x00\x1f\x7f", "<b>&amp;</b>", "a\u2028b\u2029c",
+		"bad \xff utf-8", "cut \xe2\x80", "\xed\xa0\x80 surrogate", "\uFFFD replacement"}
+	for r := rune(0); r < 0x3000; r++ {
+		cases = append(cases, string(r), "x"+string(r)+"y")
+	}
+	for r := rune(0x3000); r < 0x110000; r += 997 {
+		cases = append(cases, string(r))
+	}
+	for _, s := range cases {
+		want, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := AppendString([]byte("ab"), s); !bytes.Equal(got, append([]byte("ab"), want...)) {
+			t.Errorf("AppendString(%q) = %s, want ab%s", s, got, want)
+		}
+	}
+}

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"math"
@@ -231,24 +230,11 @@ func packValues(vals [][]string) string {
 			if j > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, s)
+			b = fhir.AppendString(b, s)
 		}
 		b = append(b, ']')
 	}
 	return string(append(b, ']'))
-}
-
-// appendJSONString appends s as a JSON string.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
-			q, _ := json.Marshal(s) // the rare value to escape, or not ASCII
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
 
 // writeIndex stores the index values ix of resource typ/id (rid), whose
