@@ -583,6 +583,7 @@ func entryPrefer(h http.Header) string {
 type entryIndex struct {
 	body     []byte
 	ix       fhir.Index
+	res      *fhir.Resource   // body parsed; nil if it does not parse (the handler says why)
 	authored []byte           // body with its author as a new resource; nil if not prepared
 	stamp    *fhir.StampAhead // authored stamped as version 1 of its id
 }
@@ -596,6 +597,9 @@ func (s *Server) prepareAhead(a *access, e bundleEntry, body []byte, newID strin
 		return nil
 	}
 	ei := &entryIndex{body: body, ix: fhir.ExtractIndex(body)}
+	if res, err := fhir.ParseResource(body); err == nil {
+		ei.res = res
+	}
 	id := newID
 	if e.Request.Method == "PUT" {
 		// The id of "Type/id"; a conditional update ("Type?criteria")
@@ -653,6 +657,15 @@ func aheadCreate(ctx context.Context, body []byte) (authored []byte, st *fhir.St
 		return ei.authored, ei.stamp, true
 	}
 	return nil, nil, false
+}
+
+// aheadResource returns the entry's resource parsed ahead, when body is
+// that resource: the handler's parse, out of the store's write lock.
+func aheadResource(ctx context.Context, body []byte) (*fhir.Resource, bool) {
+	if ei, ok := ctx.Value(entryIndexKey{}).(*entryIndex); ok && ei.res != nil && bytes.Equal(ei.body, body) {
+		return ei.res, true
+	}
+	return nil, false
 }
 
 func aheadIndex(ctx context.Context, body []byte) (fhir.Index, bool) {

@@ -159,9 +159,11 @@ func (s *Server) incoming(c *gin.Context) (*fhir.Resource, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	res, err := fhir.ParseResource(body)
-	if err != nil {
-		return nil, nil, err
+	res, ok := aheadResource(c.Request.Context(), body)
+	if !ok {
+		if res, err = fhir.ParseResource(body); err != nil {
+			return nil, nil, err
+		}
 	}
 	if res.Type != c.Param("type") {
 		return nil, nil, fhir.Invalid("resourceType", "resourceType "+strconv.Quote(res.Type)+" does not match the URL's type "+strconv.Quote(c.Param("type")))
