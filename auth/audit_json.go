@@ -17,8 +17,7 @@ func (ae *aeAuditEvent) appendJSON(b []byte) []byte {
 	b = append(b, `,"type":`...)
 	b = ae.Type.appendJSON(b)
 	if len(ae.Subtype) > 0 {
-		b = append(b, `,"subtype":`...)
-		b = appendCodings(b, ae.Subtype)
+		b = appendArray(append(b, `,"subtype":`...), ae.Subtype, (*aeCoding).appendJSON)
 	}
 	b = append(b, `,"action":`...)
 	b = fhir.AppendString(b, ae.Action)
@@ -33,46 +32,15 @@ func (ae *aeAuditEvent) appendJSON(b []byte) []byte {
 		b = fhir.AppendString(b, ae.OutcomeDesc)
 	}
 	if len(ae.PurposeOfEvent) > 0 {
-		b = append(b, `,"purposeOfEvent":[`...)
-		for i := range ae.PurposeOfEvent {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = ae.PurposeOfEvent[i].appendJSON(b)
-		}
-		b = append(b, ']')
+		b = appendArray(append(b, `,"purposeOfEvent":`...), ae.PurposeOfEvent, (*aeCodeable).appendJSON)
 	}
-	b = append(b, `,"agent":`...)
-	if ae.Agent == nil {
-		b = append(b, "null"...)
-	} else {
-		b = append(b, '[')
-		for i := range ae.Agent {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = ae.Agent[i].appendJSON(b)
-		}
-		b = append(b, ']')
-	}
+	b = appendArray(append(b, `,"agent":`...), ae.Agent, (*aeAgent).appendJSON)
 	b = append(b, `,"source":{"observer":`...)
 	b = ae.Source.Observer.appendJSON(b)
-	b = append(b, `,"type":`...)
-	if ae.Source.Type == nil {
-		b = append(b, "null"...)
-	} else {
-		b = appendCodings(b, ae.Source.Type)
-	}
+	b = appendArray(append(b, `,"type":`...), ae.Source.Type, (*aeCoding).appendJSON)
 	b = append(b, '}')
 	if len(ae.Entity) > 0 {
-		b = append(b, `,"entity":[`...)
-		for i := range ae.Entity {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = ae.Entity[i].appendJSON(b)
-		}
-		b = append(b, ']')
+		b = appendArray(append(b, `,"entity":`...), ae.Entity, (*aeEntity).appendJSON)
 	}
 	return append(b, '}')
 }
@@ -90,25 +58,32 @@ func member(b []byte, name string) []byte {
 
 func (c *aeCoding) appendJSON(b []byte) []byte {
 	b = append(b, '{')
-	if c.System != "" {
-		b = fhir.AppendString(member(b, "system"), c.System)
-	}
-	if c.Code != "" {
-		b = fhir.AppendString(member(b, "code"), c.Code)
-	}
-	if c.Display != "" {
-		b = fhir.AppendString(member(b, "display"), c.Display)
-	}
+	b = omitEmpty(b, "system", c.System)
+	b = omitEmpty(b, "code", c.Code)
+	b = omitEmpty(b, "display", c.Display)
 	return append(b, '}')
 }
 
-func appendCodings(b []byte, cs []aeCoding) []byte {
+// omitEmpty appends the member "name":v unless v is empty (omitempty).
+func omitEmpty(b []byte, name, v string) []byte {
+	if v == "" {
+		return b
+	}
+	return fhir.AppendString(member(b, name), v)
+}
+
+// appendArray appends items as a JSON array, each written by appendItem,
+// and a nil slice as null, as encoding/json does.
+func appendArray[T any](b []byte, items []T, appendItem func(*T, []byte) []byte) []byte {
+	if items == nil {
+		return append(b, "null"...)
+	}
 	b = append(b, '[')
-	for i := range cs {
+	for i := range items {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = cs[i].appendJSON(b)
+		b = appendItem(&items[i], b)
 	}
 	return append(b, ']')
 }
@@ -116,33 +91,23 @@ func appendCodings(b []byte, cs []aeCoding) []byte {
 func (c *aeCodeable) appendJSON(b []byte) []byte {
 	b = append(b, '{')
 	if len(c.Coding) > 0 {
-		b = appendCodings(member(b, "coding"), c.Coding)
+		b = appendArray(member(b, "coding"), c.Coding, (*aeCoding).appendJSON)
 	}
-	if c.Text != "" {
-		b = fhir.AppendString(member(b, "text"), c.Text)
-	}
+	b = omitEmpty(b, "text", c.Text)
 	return append(b, '}')
 }
 
 func (r *aeReference) appendJSON(b []byte) []byte {
 	b = append(b, '{')
-	if r.Reference != "" {
-		b = fhir.AppendString(member(b, "reference"), r.Reference)
-	}
-	if r.Type != "" {
-		b = fhir.AppendString(member(b, "type"), r.Type)
-	}
+	b = omitEmpty(b, "reference", r.Reference)
+	b = omitEmpty(b, "type", r.Type)
 	if r.Identifier != nil {
 		b = append(member(b, "identifier"), '{')
-		if r.Identifier.System != "" {
-			b = fhir.AppendString(member(b, "system"), r.Identifier.System)
-		}
+		b = omitEmpty(b, "system", r.Identifier.System)
 		b = fhir.AppendString(member(b, "value"), r.Identifier.Value)
 		b = append(b, '}')
 	}
-	if r.Display != "" {
-		b = fhir.AppendString(member(b, "display"), r.Display)
-	}
+	b = omitEmpty(b, "display", r.Display)
 	return append(b, '}')
 }
 
@@ -176,12 +141,8 @@ func (e *aeEntity) appendJSON(b []byte) []byte {
 	if e.Role != nil {
 		b = e.Role.appendJSON(member(b, "role"))
 	}
-	if e.Description != "" {
-		b = fhir.AppendString(member(b, "description"), e.Description)
-	}
-	if e.Query != "" {
-		b = fhir.AppendString(member(b, "query"), e.Query)
-	}
+	b = omitEmpty(b, "description", e.Description)
+	b = omitEmpty(b, "query", e.Query)
 	if len(e.Detail) > 0 {
 		b = append(member(b, "detail"), '[')
 		for i, d := range e.Detail {
