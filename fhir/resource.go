@@ -105,17 +105,6 @@ func plainString(s string) bool {
 	return true
 }
 
-// plainKey reports whether key needs no escaping in JSON (FHIR element
-// names never do).
-func plainKey(key string) bool {
-	for i := 0; i < len(key); i++ {
-		if c := key[i]; c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c >= 0x80 {
-			return false
-		}
-	}
-	return true
-}
-
 // ParseObject reads one JSON object, keeping its members in order. It refuses
 // anything else: another JSON value, duplicate keys, trailing data.
 //
@@ -493,7 +482,7 @@ func PrepareStampOfNew(body []byte, id string, version int64) (*StampAhead, erro
 		return nil, errors.New("fhir: stamp of new: the body does not start with its resourceType")
 	}
 	end := bytes.IndexByte(body[len(head):], '"') + len(head)
-	if end < len(head)+1 || end+1 >= len(body) || (body[end+1] != ',' && body[end+1] != '}') || !plainKey(string(body[len(head):end])) {
+	if end < len(head)+1 || end+1 >= len(body) || (body[end+1] != ',' && body[end+1] != '}') || !plainString(string(body[len(head):end])) {
 		return nil, errors.New("fhir: stamp of new: the resourceType is not a plain string member")
 	}
 	out := make([]byte, 0, len(body)+len(id)+len(instantPlaceholder)+64)
