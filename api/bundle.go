@@ -644,35 +644,19 @@ func withEntryIndex(ctx context.Context, ei *entryIndex) context.Context {
 // indexOf returns the index values of body: those its Bundle extracted
 // ahead when body is the entry's resource, else extracted now.
 func indexOf(ctx context.Context, body []byte) fhir.Index {
-	if ix, ok := aheadIndex(ctx, body); ok {
-		return ix
+	if ei := aheadEntry(ctx, body); ei != nil {
+		return ei.ix
 	}
 	return fhir.ExtractIndex(body)
 }
 
-// aheadCreate returns the entry's resource with its author and its stamp
-// as a new resource, prepared ahead, when body is that resource.
-func aheadCreate(ctx context.Context, body []byte) (authored []byte, st *fhir.StampAhead, ok bool) {
-	if ei, ok := ctx.Value(entryIndexKey{}).(*entryIndex); ok && ei.stamp != nil && bytes.Equal(ei.body, body) {
-		return ei.authored, ei.stamp, true
-	}
-	return nil, nil, false
-}
-
-// aheadResource returns the entry's resource parsed ahead, when body is
-// that resource: the handler's parse, out of the store's write lock.
-func aheadResource(ctx context.Context, body []byte) (*fhir.Resource, bool) {
-	if ei, ok := ctx.Value(entryIndexKey{}).(*entryIndex); ok && ei.res != nil && bytes.Equal(ei.body, body) {
-		return ei.res, true
-	}
-	return nil, false
-}
-
-func aheadIndex(ctx context.Context, body []byte) (fhir.Index, bool) {
+// aheadEntry returns what the Bundle prepared ahead for its entry (outside
+// the store's write lock), when body is that entry's resource; else nil.
+func aheadEntry(ctx context.Context, body []byte) *entryIndex {
 	if ei, ok := ctx.Value(entryIndexKey{}).(*entryIndex); ok && bytes.Equal(ei.body, body) {
-		return ei.ix, true
+		return ei
 	}
-	return fhir.Index{}, false
+	return nil
 }
 
 // validatedKey marks the requests of a Bundle's entries: their resources

@@ -159,11 +159,11 @@ func (s *Server) incoming(c *gin.Context) (*fhir.Resource, []byte, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	res, ok := aheadResource(c.Request.Context(), body)
-	if !ok {
-		if res, err = fhir.ParseResource(body); err != nil {
-			return nil, nil, err
-		}
+	var res *fhir.Resource
+	if ei := aheadEntry(c.Request.Context(), body); ei != nil && ei.res != nil {
+		res = ei.res
+	} else if res, err = fhir.ParseResource(body); err != nil {
+		return nil, nil, err
 	}
 	if res.Type != c.Param("type") {
 		return nil, nil, fhir.Invalid("resourceType", "resourceType "+strconv.Quote(res.Type)+" does not match the URL's type "+strconv.Quote(c.Param("type")))
@@ -390,11 +390,11 @@ func (s *Server) createIn(ctx context.Context, ops store.Ops, typ, id string, bo
 // the store's write of stamped (body with its author stamped in
 // meta.extension, which no search parameter reads).
 func withAheadIndex(ctx context.Context, body, stamped []byte) (context.Context, fhir.Index, bool) {
-	ix, ok := aheadIndex(ctx, body)
-	if !ok {
-		return ctx, ix, false
+	ei := aheadEntry(ctx, body)
+	if ei == nil {
+		return ctx, fhir.Index{}, false
 	}
-	return store.WithIndex(plainContext(ctx), stamped, ix), ix, true
+	return store.WithIndex(plainContext(ctx), stamped, ei.ix), ei.ix, true
 }
 
 // noteWritten keeps the index values of the version just written for the
@@ -407,12 +407,12 @@ func noteWritten(ctx context.Context, r *store.Resource, ix fhir.Index) {
 
 // authored is body with its author stamped over the current version cur
 // (stampAuthorOver) and, for a new resource (cur nil) whose Bundle entry
-// prepared both ahead of the write lock (aheadCreate), its stamp as version
+// prepared both ahead of the write lock (aheadEntry), its stamp as version
 // 1 of its id; st is nil otherwise.
 func (s *Server) authored(ctx context.Context, cur *store.Resource, body []byte) (stamped []byte, st *fhir.StampAhead, err error) {
 	if cur == nil {
-		if stamped, st, ok := aheadCreate(ctx, body); ok {
-			return stamped, st, nil
+		if ei := aheadEntry(ctx, body); ei != nil && ei.stamp != nil {
+			return ei.authored, ei.stamp, nil
 		}
 	}
 	stamped, err = s.stampAuthorOver(accessOf(ctx), cur, body)
