@@ -583,25 +583,30 @@ func (s *Store) fillPatientIndex(ctx context.Context) error {
 	})
 }
 
+// packFrom is the SQL that packs reference rows (param, ref_type, ref_id,
+// url) and token rows (param, system, code) into fwd_idx, a row per rid, in
+// packValues' format: refsFrom and toksFrom are what follows FROM (a table
+// and its WHERE).
+func packFrom(refsFrom, toksFrom string) []string {
+	return []string{
+		`INSERT INTO fwd_idx(rid, refs, toks)
+			SELECT rid, json_group_array(json_array(param, ref_type, ref_id, url)), '[]' FROM ` + refsFrom + ` GROUP BY rid
+			ON CONFLICT(rid) DO UPDATE SET refs = excluded.refs`,
+		`INSERT INTO fwd_idx(rid, refs, toks)
+			SELECT rid, '[]', json_group_array(json_array(param, system, code)) FROM ` + toksFrom + ` GROUP BY rid
+			ON CONFLICT(rid) DO UPDATE SET toks = excluded.toks`,
+	}
+}
+
 // moveForwardOnly moves the values of forwardOnly parameters from ref_idx
 // and tok_idx into fwd_idx, in one transaction: the upgrade of a database
 // of schema 2 to 4.
 func (s *Store) moveForwardOnly(ctx context.Context) error {
 	return s.inTx(ctx, nil, func(tx *sql.Tx) error {
 		for typ, params := range forwardOnly {
-			in := "'" + strings.Join(slices.Sorted(maps.Keys(params)), "', '") + "'"
-			for _, stmt := range []string{
-				`INSERT INTO fwd_idx(rid, refs, toks)
-					SELECT rid, json_group_array(json_array(param, ref_type, ref_id, url)), '[]'
-					FROM ref_idx WHERE type = ? AND param IN (` + in + `) GROUP BY rid
-					ON CONFLICT(rid) DO UPDATE SET refs = excluded.refs`,
-				`DELETE FROM ref_idx WHERE type = ? AND param IN (` + in + `)`,
-				`INSERT INTO fwd_idx(rid, refs, toks)
-					SELECT rid, '[]', json_group_array(json_array(param, system, code))
-					FROM tok_idx WHERE type = ? AND param IN (` + in + `) GROUP BY rid
-					ON CONFLICT(rid) DO UPDATE SET toks = excluded.toks`,
-				`DELETE FROM tok_idx WHERE type = ? AND param IN (` + in + `)`,
-			} {
+			where := ` WHERE type = ? AND param IN ('` + strings.Join(slices.Sorted(maps.Keys(params)), "', '") + `')`
+			stmts := append(packFrom("ref_idx"+where, "tok_idx"+where), "DELETE FROM ref_idx"+where, "DELETE FROM tok_idx"+where)
+			for _, stmt := range stmts {
 				if _, err := tx.ExecContext(ctx, stmt, typ); err != nil {
 					return err
 				}
@@ -624,16 +629,12 @@ func (s *Store) packForwardOnly(ctx context.Context) error {
 		if kind != "table" {
 			return nil // already the view
 		}
-		_, err := tx.ExecContext(ctx, `
-			INSERT INTO fwd_idx(rid, refs, toks)
-				SELECT rid, json_group_array(json_array(param, ref_type, ref_id, url)), '[]' FROM ref_fwd GROUP BY rid
-				ON CONFLICT(rid) DO UPDATE SET refs = excluded.refs;
-			INSERT INTO fwd_idx(rid, refs, toks)
-				SELECT rid, '[]', json_group_array(json_array(param, system, code)) FROM tok_fwd GROUP BY rid
-				ON CONFLICT(rid) DO UPDATE SET toks = excluded.toks;
-			DROP TABLE ref_fwd;
-			DROP TABLE tok_fwd;`+forwardViews)
-		return err
+		for _, stmt := range append(packFrom("ref_fwd", "tok_fwd"), "DROP TABLE ref_fwd", "DROP TABLE tok_fwd", forwardViews) {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 }
 
