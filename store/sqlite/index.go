@@ -19,9 +19,10 @@ var indexTables = []string{"tok_idx", "str_idx", "ref_idx", "fwd_idx", "date_idx
 // forwardOnly are the reference and token parameters (type, then
 // parameter) kept in fwd_idx instead of ref_idx and tok_idx: listed by
 // their resource, never searched by value alone, so that writing them
-// appends one row (read through the views ref_fwd and tok_fwd). They are AuditEvent's, written on every access:
-// entity lists the resources read (up to a page of them), which an index by
-// target would write on a random page each; action, outcome, type and
+// appends one row (read through the views ref_fwd and tok_fwd). They are
+// AuditEvent's, written on every access: entity lists the resources read (up
+// to a page of them), which an index by target would write on a random page
+// each; action, outcome, type and
 // subtype take a handful of values, each shared by a large part of the
 // trail, useless to drive a search. A search by them is still answered, by
 // testing the candidates another clause finds (the patient, the agent, the
