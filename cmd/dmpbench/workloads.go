@@ -27,7 +27,7 @@ type bench struct {
 // practitioner may read (uniform over the stored clinical resources).
 func (b *bench) readByID(ctx context.Context, r *recorder, rng *rand.Rand, sched time.Time) {
 	ref := b.l.readable[rng.Intn(len(b.l.readable))]
-	status, _, err := b.c.do(ctx, "GET", "/"+ref, b.tok.practitioner, nil, &r.buf)
+	status, err := b.c.do(ctx, "GET", "/"+ref, b.tok.practitioner, nil, &r.buf)
 	switch {
 	case err != nil:
 		r.fail("GET %s: %v", ref, err)
@@ -47,7 +47,7 @@ func (b *bench) patientSearch(ctx context.Context, r *recorder, rng *rand.Rand, 
 		if page > 0 {
 			start = time.Now()
 		}
-		status, _, err := b.c.do(ctx, "GET", u, b.tok.practitioner, nil, &r.buf)
+		status, err := b.c.do(ctx, "GET", u, b.tok.practitioner, nil, &r.buf)
 		switch {
 		case err != nil:
 			r.fail("search: %v", err)
@@ -70,7 +70,7 @@ func (b *bench) everythingOp(ctx context.Context, r *recorder, rng *rand.Rand, s
 		if page > 0 {
 			start = time.Now()
 		}
-		status, _, err := b.c.do(ctx, "GET", u, b.tok.practitioner, nil, &r.buf)
+		status, err := b.c.do(ctx, "GET", u, b.tok.practitioner, nil, &r.buf)
 		switch {
 		case err != nil:
 			r.fail("$everything: %v", err)
@@ -118,7 +118,7 @@ func (b *bench) prime(ctx context.Context) {
 // probeEverything says whether the server has $everything (not 404).
 func (b *bench) probeEverything(ctx context.Context) (bool, error) {
 	var r recorder
-	status, _, err := b.c.do(ctx, "GET", "/Patient/"+b.l.Patients[0].ID+"/$everything?_count=1", b.tok.practitioner, nil, &r.buf)
+	status, err := b.c.do(ctx, "GET", "/Patient/"+b.l.Patients[0].ID+"/$everything?_count=1", b.tok.practitioner, nil, &r.buf)
 	if err != nil {
 		return false, err
 	}
@@ -135,7 +135,7 @@ func (b *bench) smallTx(ctx context.Context, r *recorder, rng *rand.Rand, sched 
 		`{"fullUrl":%q,"resource":{"resourceType":"Observation","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"718-7","display":"Hémoglobine"}]},"subject":{"reference":"Patient/%s"},"effectiveDateTime":%q,"valueQuantity":{"value":%.1f,"unit":"g/dL","system":"http://unitsofmeasure.org","code":"g/dL"}},"request":{"method":"POST","url":"Observation"}},`+
 		`{"resource":{"resourceType":"DiagnosticReport","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"11502-2","display":"Compte rendu d'examens biologiques"}]},"subject":{"reference":"Patient/%s"},"effectiveDateTime":%q,"result":[{"reference":%q}]},"request":{"method":"POST","url":"DiagnosticReport"}}]}`,
 		u, p.ID, day, 10+rng.Float64()*7, p.ID, day, u)
-	status, _, err := b.c.do(ctx, "POST", "", b.tok.practitioner, []byte(body), &r.buf)
+	status, err := b.c.do(ctx, "POST", "", b.tok.practitioner, []byte(body), &r.buf)
 	switch {
 	case err != nil:
 		r.fail("transaction: %v", err)
@@ -186,7 +186,7 @@ func (b *bench) ingest(ctx context.Context) (op, func()) {
 		if start.Before(sched) {
 			start = sched
 		}
-		status, _, err := b.c.do(ctx, "POST", "", b.tok.system, it.body, &r.buf)
+		status, err := b.c.do(ctx, "POST", "", b.tok.system, it.body, &r.buf)
 		switch {
 		case err != nil:
 			if ctx.Err() == nil {
@@ -228,9 +228,9 @@ func (b *bench) mixed(ctx context.Context, r *recorder, rng *rand.Rand, sched ti
 
 // floorGin is the request of the gin floor: a fixed 1 KB JSON body.
 func floorGin(c *client) op {
-	u := c.base[:len(c.base)-len("/fhir")] + "/floor"
+	u := "http://" + c.addr + "/floor"
 	return func(ctx context.Context, r *recorder, rng *rand.Rand, sched time.Time) {
-		status, _, err := c.do(ctx, "GET", u, "x", nil, &r.buf)
+		status, err := c.do(ctx, "GET", u, "x", nil, &r.buf)
 		switch {
 		case err != nil:
 			r.fail("floor: %v", err)
