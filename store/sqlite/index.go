@@ -524,18 +524,50 @@ func (s *Store) addPatientLabels(ctx context.Context) error {
 // the other plans.
 func patientIndexed(typ string) bool { return typ != "AuditEvent" }
 
+// unsortedByPatient are the date parameters of each type that pat_idx does
+// not hold: dates of something other than when the resource happened (an
+// observed value, a dosage schedule, a later reaction, abatement or death),
+// which most resources of the type lack. Each resource without one had a
+// row for it all the same, a placeholder sorting last: they were a quarter
+// of pat_idx at D1 (value-date alone, every Observation's, a fifth), three
+// B-tree inserts each on every write. A patient's search sorted by one of
+// them takes the general plan.
+var unsortedByPatient = map[string][]string{
+	"Observation":        {"value-date"},
+	"MedicationRequest":  {"date"},
+	"Immunization":       {"reaction-date"},
+	"Condition":          {"abatement-date"},
+	"AllergyIntolerance": {"last-date", "onset"},
+	"Patient":            {"death-date"},
+}
+
 // sortParams are the date parameters of each type, in pat_idx.
 var sortParams = sync.OnceValue(func() map[string][]string {
 	m := map[string][]string{}
 	for _, t := range fhir.TypeNames() {
 		for _, sp := range fhir.SearchParams(t) {
-			if sp.Type == "date" && !strings.HasPrefix(sp.Name, "_") {
+			if sp.Type == "date" && !strings.HasPrefix(sp.Name, "_") && !slices.Contains(unsortedByPatient[t], sp.Name) {
 				m[t] = append(m[t], sp.Name)
 			}
 		}
 	}
 	return m
 })
+
+// dropUnsortedPatientRows deletes the pat_idx rows of unsortedByPatient,
+// which databases of schema 8 and before hold.
+func (s *Store) dropUnsortedPatientRows(ctx context.Context) error {
+	var pairs []string
+	var args []any
+	for typ, params := range unsortedByPatient {
+		for _, p := range params {
+			pairs = append(pairs, "(?, ?)")
+			args = append(args, typ, p)
+		}
+	}
+	_, err := s.write.ExecContext(ctx, `DELETE FROM pat_idx WHERE (type, param) IN (VALUES `+strings.Join(pairs, ", ")+`)`, args...)
+	return err
+}
 
 // patientSortParams are the date parameters of typ that pat_idx holds.
 func patientSortParams(typ string) []string { return sortParams()[typ] }

@@ -673,3 +673,62 @@ func TestPatientSearchTestsCategoryOnTheEntry(t *testing.T) {
 		})
 	}
 }
+
+// pat_idx holds no row for the dates of unsortedByPatient: none is written,
+// and the placeholders a database of schema 8 holds are dropped at Open;
+// a patient's search sorted by one gives the same page before and after.
+func TestPatientIndexLeavesOutTheDatesNotSortedBy(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := range 6 {
+		value := ""
+		if i%2 == 0 {
+			value = fmt.Sprintf(`,"valueDateTime":"2024-0%d-01"`, 6-i)
+		}
+		body := fmt.Sprintf(`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/p1"},"effectiveDateTime":"2024-01-0%d"%s}`, i+1, value)
+		if _, err := s.Create(ctx, "Observation", fmt.Sprint("o", i), []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows := func(s *Store, param string) (n int) {
+		if err := s.read.QueryRow(`SELECT count(*) FROM pat_idx WHERE type = 'Observation' AND param = ?`, param).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if d, v := rows(s, "date"), rows(s, "value-date"); d != 6 || v != 0 {
+		t.Fatalf("pat_idx holds %d date rows and %d value-date rows, want 6 and 0", d, v)
+	}
+	q := store.Query{Type: "Observation", Count: 4, Where: []store.Clause{{Any: []store.Condition{
+		{Param: "patient", Kind: store.KindReference, RefType: "Patient", RefID: "p1"}}}},
+		Sort: []store.Sort{{Param: "value-date", Kind: store.KindDate, Desc: true}}}
+	want := []string{"o0", "o2", "o4", "o1"} // newest value first, then those without one, by id
+	before, err := s.Search(ctx, q)
+	if err != nil || !slices.Equal(resourceIDs(before.Resources), want) {
+		t.Fatalf("before: %v %v, want %v", resourceIDs(before.Resources), err, want)
+	}
+	// What schema 8 wrote: a row for value-date, a placeholder where none.
+	if _, err := s.write.Exec(`INSERT INTO pat_idx(rid, type, patient, param, lo, hi, id, via, vid, sec)
+		SELECT rid, type, patient, 'value-date', ?, ?, id, via, vid, sec FROM pat_idx WHERE param = '_id'`, int64(noDateLo), int64(noDateHi)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.write.Exec("PRAGMA user_version = 8"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err = Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if d, v := rows(s, "date"), rows(s, "value-date"); d != 6 || v != 0 {
+		t.Fatalf("after the upgrade pat_idx holds %d date rows and %d value-date rows, want 6 and 0", d, v)
+	}
+	after, err := s.Search(ctx, q)
+	if err != nil || !slices.Equal(resourceIDs(after.Resources), want) {
+		t.Fatalf("after: %v %v, want %v", resourceIDs(after.Resources), err, want)
+	}
+}

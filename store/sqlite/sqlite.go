@@ -206,7 +206,7 @@ CREATE INDEX IF NOT EXISTS uri_value ON uri_idx(type, param, value, rid);
 -- record is read in (search.go, the patient plan): for every patient a
 -- resource refers to (any reference parameter to a Patient; a Patient is
 -- its own, by the parameter '_id'), one row in id order (param '_id', lo =
--- hi = 0) and one per date parameter of its type, lo the smallest Low of
+-- hi = 0) and one per date parameter of its type (but unsortedByPatient's), lo the smallest Low of
 -- its values and hi the largest High (the values an ascending and a
 -- descending sort use), or noDateLo / noDateHi when it has none, so that it
 -- sorts last either way. via lists the parameters that refer to the
@@ -263,8 +263,9 @@ CREATE VIEW IF NOT EXISTS tok_fwd(rid, param, system, code) AS
 // (moveForwardOnly), one of version 5 to 7 from its tables ref_fwd and
 // tok_fwd (packForwardOnly); one of version 2 to 6 gets the security labels
 // and the tokens of patientTokenParams on its pat_idx entries
-// (addPatientLabels).
-const schemaVersion = 8
+// (addPatientLabels); one of version 3 to 8 loses the pat_idx rows of
+// unsortedByPatient (dropUnsortedPatientRows).
+const schemaVersion = 9
 
 // Open opens (creating if needed) the database in dir.
 func Open(dir string) (*Store, error) {
@@ -409,6 +410,10 @@ func (s *Store) upgrade() error {
 	}
 	ctx := context.Background()
 	switch v {
+	case 8:
+		if err := s.dropUnsortedPatientRows(ctx); err != nil {
+			return fmt.Errorf("sqlite: patient index for schema %d: %w", schemaVersion, err)
+		}
 	case 2, 3, 4, 5, 6, 7:
 		if v == 2 {
 			if err := s.fillPatientIndex(ctx); err != nil {
@@ -426,6 +431,11 @@ func (s *Store) upgrade() error {
 		}
 		if err := move(ctx); err != nil {
 			return fmt.Errorf("sqlite: forward-only references for schema %d: %w", schemaVersion, err)
+		}
+		if v > 2 { // schema 2 had no pat_idx: fillPatientIndex wrote today's rows
+			if err := s.dropUnsortedPatientRows(ctx); err != nil {
+				return fmt.Errorf("sqlite: patient index for schema %d: %w", schemaVersion, err)
+			}
 		}
 	default:
 		if err := s.Reindex(ctx, nil); err != nil {
