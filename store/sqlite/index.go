@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/dmp-fhir/dmp-fhir/fhir"
+	"github.com/dmp-fhir/dmp-fhir/store"
 )
 
 // indexTables are the tables holding the search values of current versions.
@@ -36,6 +37,57 @@ func refTable(typ, param string) string {
 		return "ref_fwd"
 	}
 	return "ref_idx"
+}
+
+// narrowerRefs maps, by type, a reference parameter to the parameters whose
+// expression is its own narrowed to one target type: Observation's patient
+// is subject.where(resolve() is Patient), Encounter's practitioner is
+// participant.individual.where(resolve() is Practitioner). Every value of
+// such a parameter is a value of the wider one, extracted from the same
+// reference: ref_idx keeps it once, under the narrower parameter, and the
+// wider parameter's values are its own rows and those of its narrower ones
+// (paramTest). A Patient-subject Observation's reference was two rows
+// (three B-tree inserts each) in the write path; it is one.
+var narrowerRefs = sync.OnceValue(func() map[string]map[string][]string {
+	m := map[string]map[string][]string{}
+	for _, t := range fhir.TypeNames() {
+		wider := map[string]string{} // expression to parameter
+		for _, sp := range fhir.SearchParams(t) {
+			if sp.Type == "reference" && !forwardOnly[t][sp.Name] {
+				wider[sp.Expression] = sp.Name
+			}
+		}
+		for _, sp := range fhir.SearchParams(t) {
+			if sp.Type != "reference" || forwardOnly[t][sp.Name] {
+				continue
+			}
+			base, _, ok := strings.Cut(sp.Expression, ".where(resolve() is ")
+			if w, found := wider[base]; ok && found && w != sp.Name && strings.Count(sp.Expression, "(") == 2 &&
+				strings.HasSuffix(sp.Expression, ")") && !strings.Contains(sp.Expression, "|") {
+				if m[t] == nil {
+					m[t] = map[string][]string{}
+				}
+				m[t][w] = append(m[t][w], sp.Name)
+			}
+		}
+	}
+	return m
+})
+
+// paramTest is the test of column col (a ref_idx or other index table's
+// param) for the values of parameter param of typ: param itself, or for a
+// reference parameter with narrower ones (narrowerRefs), any of them.
+func paramTest(col, typ string, kind store.Kind, param string) frag {
+	if kind == store.KindReference {
+		if narrower := narrowerRefs()[typ][param]; len(narrower) > 0 {
+			args := []any{param}
+			for _, n := range narrower {
+				args = append(args, n)
+			}
+			return frag{col + " IN (" + placeholders(len(args)) + ")", args}
+		}
+	}
+	return frag{col + " = ?", []any{param}}
 }
 
 // tokTable is the table of the values of token parameter param of typ.
@@ -214,6 +266,37 @@ func insertRows(ctx context.Context, q querier, table string, rows [][]any) erro
 	return nil
 }
 
+// heldByNarrower says whether reference v is also a value of one of the
+// parameters narrower (narrowerRefs of v.Param), which holds it in ref_idx.
+func heldByNarrower(refs []fhir.Reference, narrower []string, v fhir.Reference) bool {
+	for _, n := range narrower {
+		for _, r := range refs {
+			if r.Param == n && r.Type == v.Type && r.ID == v.ID && r.URL == v.URL {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// dropWiderRefs deletes the ref_idx rows of a wider reference parameter that
+// a narrower one holds too (narrowerRefs), which databases of schema 9 and
+// before hold twice.
+func (s *Store) dropWiderRefs(ctx context.Context) error {
+	for typ, byWider := range narrowerRefs() {
+		for wider, narrower := range byWider {
+			for _, n := range narrower {
+				if _, err := s.write.ExecContext(ctx, `DELETE FROM ref_idx WHERE type = ? AND param = ? AND EXISTS (
+					SELECT 1 FROM ref_idx n WHERE n.rid = ref_idx.rid AND n.param = ? AND n.ref_type = ref_idx.ref_type
+						AND n.ref_id = ref_idx.ref_id AND n.url = ref_idx.url)`, typ, wider, n); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // packValues is the JSON array of fwd_idx's refs or toks column: the
 // values sorted, each once (as the primary key of the tables ref_fwd and
 // tok_fwd kept them before).
@@ -274,9 +357,13 @@ func writeIndex(ctx context.Context, q querier, rid, vid int64, typ, id string, 
 	}
 	if len(ix.References) > 0 {
 		rows := make([][]any, 0, len(ix.References))
+		narrower := narrowerRefs()[typ]
 		for _, v := range ix.References {
 			if fwdParams[v.Param] {
 				fwdRefs = append(fwdRefs, []string{v.Param, v.Type, v.ID, v.URL})
+				continue
+			}
+			if heldByNarrower(ix.References, narrower[v.Param], v) {
 				continue
 			}
 			rows = append(rows, []any{ridV, typV, v.Param, v.Type, v.ID, v.URL})
@@ -589,9 +676,26 @@ func (s *Store) fillPatientIndex(ctx context.Context) error {
 	if len(values) > 0 {
 		params = "VALUES " + strings.Join(values, ", ")
 	}
-	q := `WITH sp(type, param) AS (` + params + `),
+	// A narrower parameter's row stands for the wider one's too (narrowerRefs).
+	var widerValues []string
+	for typ, byWider := range narrowerRefs() {
+		for wider, narrower := range byWider {
+			for _, n := range narrower {
+				widerValues = append(widerValues, "(?, ?, ?)")
+				args = append(args, typ, n, wider)
+			}
+		}
+	}
+	wider := "SELECT '' AS type, '' AS narrower, '' AS wider WHERE 0"
+	if len(widerValues) > 0 {
+		wider = "VALUES " + strings.Join(widerValues, ", ")
+	}
+	q := `WITH sp(type, param) AS (` + params + `), wn(type, narrower, wider) AS (` + wider + `),
 	refs(rid, patient, param) AS (
 		SELECT rid, ref_id, param FROM ref_idx WHERE ref_type = 'Patient' AND ref_id <> ''
+		UNION
+		SELECT x.rid, x.ref_id, wn.wider FROM ref_idx x JOIN wn ON wn.type = x.type AND wn.narrower = x.param
+			WHERE x.ref_type = 'Patient' AND x.ref_id <> ''
 		UNION
 		SELECT rid, id, '_id' FROM resources WHERE type = 'Patient' AND deleted = 0),
 	pats(rid, type, id, patient, via, vid) AS (

@@ -490,9 +490,10 @@ func (p *planner) positiveFilter(s scope, c *store.Condition) (frag, error) {
 		if err != nil {
 			return frag{}, err
 		}
-		f := frag{sql: "EXISTS (SELECT 1 FROM ref_idx " + x + " WHERE " + x + ".type = ? AND " + x + ".param = ? AND " +
+		pt := paramTest(x+".param", h.Type, store.KindReference, h.Param)
+		f := frag{sql: "EXISTS (SELECT 1 FROM ref_idx " + x + " WHERE " + x + ".type = ? AND " + pt.sql + " AND " +
 			x + ".ref_type = ? AND " + x + ".ref_id = " + id.sql + " AND " + inner.sql + ")"}
-		f.args = append(append([]any{h.Type, h.Param, s.typ}, id.args...), inner.args...)
+		f.args = append(append(append(append([]any{h.Type}, pt.args...), s.typ), id.args...), inner.args...)
 		return f, nil
 	case c.Missing != nil:
 		if c.Kind == store.KindID || c.Kind == store.KindLastUpdated {
@@ -506,7 +507,8 @@ func (p *planner) positiveFilter(s scope, c *store.Condition) (frag, error) {
 			return frag{}, fmt.Errorf("%w: kind %d", errUnsupported, c.Kind)
 		}
 		a := p.alias("m")
-		f := frag{"EXISTS (SELECT 1 FROM " + t + " " + a + " WHERE " + a + ".rid = " + s.rid + " AND " + a + ".param = ?)", []any{c.Param}}
+		pt := paramTest(a+".param", s.typ, c.Kind, c.Param)
+		f := frag{"EXISTS (SELECT 1 FROM " + t + " " + a + " WHERE " + a + ".rid = " + s.rid + " AND " + pt.sql + ")", pt.args}
 		if *c.Missing {
 			f.sql = "NOT " + f.sql
 		}
@@ -516,15 +518,16 @@ func (p *planner) positiveFilter(s scope, c *store.Condition) (frag, error) {
 			return frag{}, fmt.Errorf("%w: chain on a kind %d parameter", errUnsupported, c.Kind)
 		}
 		x, cp := p.alias("cx"), p.alias("cp")
+		pt := paramTest(x+".param", s.typ, c.Kind, c.Param)
 		inner, err := p.whereFilter(scope{typ: c.Chain.Type, rid: cp + ".rid", res: cp}, c.Chain.Where, -1)
 		if err != nil {
 			return frag{}, err
 		}
 		f := frag{sql: "EXISTS (SELECT 1 FROM " + refTable(s.typ, c.Param) + " " + x + " CROSS JOIN resources " + cp +
 			" ON " + cp + ".type = " + x + ".ref_type AND " + cp + ".id = " + x + ".ref_id" +
-			" WHERE " + x + ".rid = " + s.rid + " AND " + x + ".param = ? AND " + x + ".ref_type = ? AND " +
+			" WHERE " + x + ".rid = " + s.rid + " AND " + pt.sql + " AND " + x + ".ref_type = ? AND " +
 			cp + ".deleted = 0 AND " + inner.sql + ")"}
-		f.args = append([]any{c.Param, c.Chain.Type}, inner.args...)
+		f.args = append(append(pt.args, c.Chain.Type), inner.args...)
 		return f, nil
 	case c.Kind == store.KindID:
 		return p.onResource(s, "$.id = ?", c.Value), nil
@@ -541,8 +544,9 @@ func (p *planner) positiveFilter(s scope, c *store.Condition) (frag, error) {
 	if err != nil {
 		return frag{}, err
 	}
-	f := frag{sql: "EXISTS (SELECT 1 FROM " + t + " " + a + " WHERE " + a + ".rid = " + s.rid + " AND " + a + ".param = ? AND " + vt.sql + ")"}
-	f.args = append([]any{c.Param}, vt.args...)
+	pt := paramTest(a+".param", s.typ, c.Kind, c.Param)
+	f := frag{sql: "EXISTS (SELECT 1 FROM " + t + " " + a + " WHERE " + a + ".rid = " + s.rid + " AND " + pt.sql + " AND " + vt.sql + ")"}
+	f.args = append(pt.args, vt.args...)
 	return f, nil
 }
 
@@ -564,10 +568,11 @@ func (p *planner) set(typ string, c *store.Condition) (f frag, seek, ok bool, er
 			return frag{}, false, false, err
 		}
 		a, x := p.alias("hp"), p.alias("hx")
+		pt := paramTest(x+".param", h.Type, store.KindReference, h.Param)
 		f := frag{sql: "SELECT " + a + ".rid FROM resources " + a + " WHERE " + a + ".type = ? AND " + a + ".deleted = 0 AND " +
 			a + ".id IN (SELECT " + x + ".ref_id FROM " + refTable(h.Type, h.Param) + " " + x + " WHERE " + x + ".rid IN (" + inner.sql + ") AND " +
-			x + ".param = ? AND " + x + ".ref_type = ?)"}
-		f.args = append(append([]any{typ}, inner.args...), h.Param, typ)
+			pt.sql + " AND " + x + ".ref_type = ?)"}
+		f.args = append(append(append([]any{typ}, inner.args...), pt.args...), typ)
 		return f, true, true, nil
 	case c.Missing != nil: // Missing false: any value
 		if c.Kind == store.KindID || c.Kind == store.KindLastUpdated {
@@ -577,7 +582,8 @@ func (p *planner) set(typ string, c *store.Condition) (f frag, seek, ok bool, er
 		if !known {
 			return frag{}, false, false, fmt.Errorf("%w: kind %d", errUnsupported, c.Kind)
 		}
-		return frag{"SELECT rid FROM " + t + " WHERE type = ? AND param = ?", []any{typ, c.Param}}, true, true, nil
+		pt := paramTest("param", typ, c.Kind, c.Param)
+		return frag{"SELECT rid FROM " + t + " WHERE type = ? AND " + pt.sql, append([]any{typ}, pt.args...)}, true, true, nil
 	case c.Chain != nil:
 		if c.Kind != store.KindReference {
 			return frag{}, false, false, fmt.Errorf("%w: chain on a kind %d parameter", errUnsupported, c.Kind)
@@ -587,9 +593,10 @@ func (p *planner) set(typ string, c *store.Condition) (f frag, seek, ok bool, er
 			return frag{}, false, false, err
 		}
 		x, cp := p.alias("cx"), p.alias("cp")
-		f := frag{sql: "SELECT " + x + ".rid FROM ref_idx " + x + " WHERE " + x + ".type = ? AND " + x + ".param = ? AND " +
+		pt := paramTest(x+".param", typ, c.Kind, c.Param)
+		f := frag{sql: "SELECT " + x + ".rid FROM ref_idx " + x + " WHERE " + x + ".type = ? AND " + pt.sql + " AND " +
 			x + ".ref_type = ? AND " + x + ".ref_id IN (SELECT " + cp + ".id FROM resources " + cp + " WHERE " + cp + ".rid IN (" + inner.sql + "))"}
-		f.args = append([]any{typ, c.Param, c.Chain.Type}, inner.args...)
+		f.args = append(append(append([]any{typ}, pt.args...), c.Chain.Type), inner.args...)
 		return f, true, true, nil
 	case c.Kind == store.KindID:
 		return frag{"SELECT rid FROM resources WHERE type = ? AND id = ? AND deleted = 0", []any{typ, c.Value}}, true, true, nil
@@ -608,8 +615,9 @@ func (p *planner) set(typ string, c *store.Condition) (f frag, seek, ok bool, er
 	if err != nil {
 		return frag{}, false, false, err
 	}
-	f = frag{sql: "SELECT " + a + ".rid FROM " + t + " " + a + " WHERE " + a + ".type = ? AND " + a + ".param = ? AND " + vt.sql}
-	f.args = append([]any{typ, c.Param}, vt.args...)
+	pt := paramTest(a+".param", typ, c.Kind, c.Param)
+	f = frag{sql: "SELECT " + a + ".rid FROM " + t + " " + a + " WHERE " + a + ".type = ? AND " + pt.sql + " AND " + vt.sql}
+	f.args = append(append([]any{typ}, pt.args...), vt.args...)
 	return f, seek, true, nil
 }
 

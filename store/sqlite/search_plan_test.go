@@ -732,3 +732,119 @@ func TestPatientIndexLeavesOutTheDatesNotSortedBy(t *testing.T) {
 		t.Fatalf("after: %v %v, want %v", resourceIDs(after.Resources), err, want)
 	}
 }
+
+// A reference held by a narrower parameter (Observation's patient is its
+// subject when that is a Patient) is one ref_idx row, under the narrower
+// one; the wider parameter still finds it, in every search form, and a
+// database of schema 9 that holds it twice is brought to one row at Open.
+func TestReferenceOfANarrowerParameterIsStoredOnce(t *testing.T) {
+	if got := narrowerRefs()["Observation"]["subject"]; !slices.Equal(got, []string{"patient"}) {
+		t.Fatalf("Observation subject's narrower parameters: %v, want [patient]", got)
+	}
+	if got := narrowerRefs()["Encounter"]["participant"]; !slices.Equal(got, []string{"practitioner"}) {
+		t.Fatalf("Encounter participant's narrower parameters: %v, want [practitioner]", got)
+	}
+	if got := narrowerRefs()["AuditEvent"]; len(got) != 0 {
+		t.Fatalf("AuditEvent's narrower parameters: %v, want none (its patient is a union)", got)
+	}
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	subjects := []string{`{"reference":"Patient/p1"}`, `{"reference":"Group/g1"}`, `{"reference":"http://other.example/fhir/Patient/p1"}`,
+		`{"reference":"#c1"}`, `{"reference":"Patient/p2"}`}
+	if _, err := s.Create(ctx, "Patient", "p1", []byte(`{"resourceType":"Patient","name":[{"family":"Durand"}]}`)); err != nil {
+		t.Fatal(err)
+	}
+	for i, subj := range subjects {
+		body := fmt.Sprintf(`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":%s,"contained":[{"resourceType":"Patient","id":"c1"}]}`, subj)
+		if _, err := s.Create(ctx, "Observation", fmt.Sprint("o", i), []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows := func(s *Store) (out []string) {
+		r, err := s.read.Query(`SELECT r.id || ' ' || x.param FROM ref_idx x JOIN resources r ON r.rid = x.rid
+			WHERE x.type = 'Observation' AND x.param IN ('subject', 'patient') ORDER BY 1`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		for r.Next() {
+			var v string
+			r.Scan(&v)
+			out = append(out, v)
+		}
+		return out
+	}
+	wantRows := []string{"o0 patient", "o1 subject", "o2 patient", "o3 patient", "o4 patient"}
+	if got := rows(s); !slices.Equal(got, wantRows) {
+		t.Fatalf("ref_idx rows %q, want %q", got, wantRows)
+	}
+	ref := func(param, typ, id string) store.Condition {
+		return store.Condition{Param: param, Kind: store.KindReference, RefType: typ, RefID: id}
+	}
+	missing := true
+	queries := []struct {
+		name string
+		cond store.Condition
+		want []string
+	}{
+		{"subject=Patient/p1", ref("subject", "Patient", "p1"), []string{"o0", "o2"}},
+		{"subject=p1 (any type)", store.Condition{Param: "subject", Kind: store.KindReference, RefID: "p1"}, []string{"o0", "o2"}},
+		{"subject=Group/g1", ref("subject", "Group", "g1"), []string{"o1"}},
+		{"subject by URL", store.Condition{Param: "subject", Kind: store.KindReference, URL: "http://other.example/fhir/Patient/p1"}, []string{"o2"}},
+		{"subject:Patient", store.Condition{Param: "subject", Kind: store.KindReference, RefType: "Patient"}, []string{"o0", "o2", "o4"}},
+		{"patient=Patient/p1", ref("patient", "Patient", "p1"), []string{"o0", "o2"}},
+		{"patient=Group/g1", ref("patient", "Group", "g1"), nil},
+		{"subject:missing=true", store.Condition{Param: "subject", Kind: store.KindReference, Missing: &missing}, nil},
+		{"patient:missing=true", store.Condition{Param: "patient", Kind: store.KindReference, Missing: &missing}, []string{"o1"}},
+		{"subject:Patient.name=durand", store.Condition{Param: "subject", Kind: store.KindReference, Chain: &store.Query{Type: "Patient",
+			Where: []store.Clause{{Any: []store.Condition{{Param: "name", Kind: store.KindString, Value: "durand"}}}}}}, []string{"o0", "o2"}}, // o2: by type and id, as before
+	}
+	search := func(s *Store, label string) {
+		for _, q := range queries {
+			for _, not := range []bool{false, true} {
+				c := q.cond
+				c.Not = not
+				want := q.want
+				if not {
+					want = slices.DeleteFunc([]string{"o0", "o1", "o2", "o3", "o4"}, func(id string) bool { return slices.Contains(q.want, id) })
+				}
+				p, err := s.Search(ctx, store.Query{Type: "Observation", Count: 20, Where: []store.Clause{{Any: []store.Condition{c}}}})
+				if err != nil {
+					t.Fatalf("%s, %s (not %v): %v", label, q.name, not, err)
+				}
+				if got := resourceIDs(p.Resources); !slices.Equal(got, want) {
+					t.Errorf("%s, %s (not %v): %v, want %v", label, q.name, not, got, want)
+				}
+			}
+		}
+		// _has: the patients an Observation's subject names.
+		p, err := s.Search(ctx, store.Query{Type: "Patient", Count: 20, Where: []store.Clause{{Any: []store.Condition{{Kind: store.KindReference,
+			Has: &store.HasQuery{Type: "Observation", Param: "subject", Where: []store.Clause{{Any: []store.Condition{{Param: "status", Kind: store.KindToken, Code: "final", AnySystem: true}}}}}}}}}})
+		if err != nil || !slices.Equal(resourceIDs(p.Resources), []string{"p1"}) {
+			t.Errorf("%s, _has:Observation:subject:status=final: %v %v, want [p1]", label, resourceIDs(p.Resources), err)
+		}
+	}
+	search(s, "now")
+	// What schema 9 wrote: the subject row beside the patient row.
+	if _, err := s.write.Exec(`INSERT INTO ref_idx(rid, type, param, ref_type, ref_id, url)
+		SELECT rid, type, 'subject', ref_type, ref_id, url FROM ref_idx WHERE type = 'Observation' AND param = 'patient'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.write.Exec("PRAGMA user_version = 9"); err != nil {
+		t.Fatal(err)
+	}
+	search(s, "with both rows")
+	s.Close()
+	if s, err = Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := rows(s); !slices.Equal(got, wantRows) {
+		t.Fatalf("after the upgrade: ref_idx rows %q, want %q", got, wantRows)
+	}
+	search(s, "after the upgrade")
+}

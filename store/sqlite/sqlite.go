@@ -264,8 +264,9 @@ CREATE VIEW IF NOT EXISTS tok_fwd(rid, param, system, code) AS
 // tok_fwd (packForwardOnly); one of version 2 to 6 gets the security labels
 // and the tokens of patientTokenParams on its pat_idx entries
 // (addPatientLabels); one of version 3 to 8 loses the pat_idx rows of
-// unsortedByPatient (dropUnsortedPatientRows).
-const schemaVersion = 9
+// unsortedByPatient (dropUnsortedPatientRows); one of version 2 to 9 loses
+// the ref_idx rows a narrower parameter holds too (dropWiderRefs).
+const schemaVersion = 10
 
 // Open opens (creating if needed) the database in dir.
 func Open(dir string) (*Store, error) {
@@ -410,6 +411,7 @@ func (s *Store) upgrade() error {
 	}
 	ctx := context.Background()
 	switch v {
+	case 9:
 	case 8:
 		if err := s.dropUnsortedPatientRows(ctx); err != nil {
 			return fmt.Errorf("sqlite: patient index for schema %d: %w", schemaVersion, err)
@@ -440,6 +442,11 @@ func (s *Store) upgrade() error {
 	default:
 		if err := s.Reindex(ctx, nil); err != nil {
 			return fmt.Errorf("sqlite: reindex for schema %d: %w", schemaVersion, err)
+		}
+	}
+	if v >= 2 { // Reindex wrote each value once already
+		if err := s.dropWiderRefs(ctx); err != nil {
+			return fmt.Errorf("sqlite: references for schema %d: %w", schemaVersion, err)
 		}
 	}
 	if _, err := s.write.Exec(`DELETE FROM type_stats;
