@@ -121,3 +121,32 @@ func TestSummarizeKeepsTheMedianRound(t *testing.T) {
 		t.Errorf("summary\n got %q\nwant %q", got, want)
 	}
 }
+
+// Interleaved rounds come out one measurement after the other; grouped,
+// each measurement's runs are together in round order, where its first run
+// was, and summarize takes their median.
+func TestInterleavedRoundsAreGroupedByMeasurement(t *testing.T) {
+	run := func(w string, c, round, requests int) result {
+		return result{Workload: w, Mode: "closed", Clients: c, Round: round, Duration: time.Second, Requests: requests, Resources: requests}
+	}
+	all := []result{
+		{Workload: "load", Mode: "setup", Duration: time.Second, Requests: 10},
+		run("W1-read", 1, 1, 900), run("W1-read", 16, 1, 4000), run("W2-search", 16, 1, 1000),
+		run("W1-read", 1, 2, 1100), run("W1-read", 16, 2, 3000), run("W2-search", 16, 2, 1200),
+		run("W1-read", 1, 3, 1000), run("W1-read", 16, 3, 5000), run("W2-search", 16, 3, 1100),
+	}
+	medians, spread := summarize(groupRounds(all))
+	var got []string
+	for i, m := range medians {
+		got = append(got, fmt.Sprintf("%s c=%d round %d: %s", m.Workload, m.Clients, m.Round, spread[i]))
+	}
+	want := []string{
+		"load c=0 round 0: ",
+		"W1-read c=1 round 3: 900-1100 req/s (3)",
+		"W1-read c=16 round 1: 3000-5000 req/s (3)",
+		"W2-search c=16 round 3: 1000-1200 req/s (3)",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("summary\n got %q\nwant %q", got, want)
+	}
+}

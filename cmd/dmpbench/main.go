@@ -59,6 +59,7 @@ type options struct {
 	warmup       time.Duration
 	clients      []int
 	rounds       int
+	interleave   bool
 	rate         float64
 	workloads    []string
 	unrestricted bool
@@ -82,6 +83,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured time before each run")
 	clients := fs.String("c", "16", "closed-loop clients, or a comma-separated list (each workload runs once per value; W5 at the largest)")
 	fs.IntVar(&o.rounds, "rounds", 1, "runs of each measurement, back to back: the table shows the median run (by req/s; by resources/s for W3 and W4) and the range, the CSV every run")
+	fs.BoolVar(&o.interleave, "interleave", false, "with -rounds: run every measurement once a round, the rounds one after the other, instead of each measurement's rounds back to back (so that a slow or fast minute of a shared machine does not fall on every run of one workload)")
 	fs.Float64Var(&o.rate, "rate", 0, "open-loop rate of W5 in operations/s; 0: half of what W5 did in closed loop")
 	workloads := fs.String("workloads", strings.Join(allWorkloads, ","), "comma-separated: floor (gin floor), W1, W2, W3, W4, W5, store (store floor)")
 	fs.BoolVar(&o.unrestricted, "unrestricted", false, "also run W1 and W2 on a server started with the benchmark switch DMP_BENCH_UNRESTRICTED=1 (consent and audit off)")
@@ -226,10 +228,16 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) error {
 	}
 	b.prime(ctx)
 	// repeat runs one measurement o.rounds times and returns the median
-	// run (median's order) for what depends on it.
+	// run (median's order) for what depends on it; interleaved, it runs it
+	// once, as round `round` of every measurement.
+	round := 0
 	repeat := func(one func() result) result {
 		start := len(results)
-		for i := 1; i <= o.rounds && ctx.Err() == nil; i++ {
+		first, last := 1, o.rounds
+		if round > 0 {
+			first, last = round, round
+		}
+		for i := first; i <= last && ctx.Err() == nil; i++ {
 			if o.rounds > 1 {
 				say("round %d of %d", i, o.rounds)
 			}
@@ -248,87 +256,108 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) error {
 		}
 	}
 
-	if o.has("floor") {
-		self, err := os.Executable()
-		if err != nil {
-			return err
+	var w5Rate float64 // W5's open-loop rate: half its first closed-loop run's
+	// measureRound runs the measurements of the server under test: each once
+	// when interleaved, each o.rounds times in a row otherwise.
+	measureRound := func() error {
+		if o.has("floor") {
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			floor, err := startProc(self, nil, []string{"DMPBENCH_FLOOR_ADDR=127.0.0.1:0"}, floorMsg, "/floor", filepath.Join(work, "floor.log"))
+			if err != nil {
+				return err
+			}
+			fc := newClient(floor.addr, 1024)
+			for _, c := range o.clients {
+				say("floor-gin c=%d", c)
+				repeat(func() result {
+					return closedLoop(ctx, "floor-gin", c, o.warmup, o.duration, floorGin(fc), 1, h.meterOf(floor, "floor-gin", c))
+				})
+			}
+			floor.stop()
 		}
-		floor, err := startProc(self, nil, []string{"DMPBENCH_FLOOR_ADDR=127.0.0.1:0"}, floorMsg, "/floor", filepath.Join(work, "floor.log"))
-		if err != nil {
-			return err
-		}
-		fc := newClient(floor.addr, 1024)
-		for _, c := range o.clients {
-			say("floor-gin c=%d", c)
-			repeat(func() result {
-				return closedLoop(ctx, "floor-gin", c, o.warmup, o.duration, floorGin(fc), 1, h.meterOf(floor, "floor-gin", c))
-			})
-		}
-		floor.stop()
-	}
-	if o.has("W1") {
-		runs("W1-read", b.readByID)
-	}
-	if o.has("W2") {
-		runs("W2-search", b.patientSearch)
-	}
-	if o.unrestricted && (o.has("W1") || o.has("W2")) {
-		if err := h.start(true); err != nil {
-			return err
-		}
-		b.c = newClient(h.srv.addr, 1024)
-		b.prime(ctx)
 		if o.has("W1") {
-			runs("W1-read-unrestricted", b.readByID)
+			runs("W1-read", b.readByID)
 		}
 		if o.has("W2") {
-			runs("W2-search-unrestricted", b.patientSearch)
+			runs("W2-search", b.patientSearch)
 		}
-		if err := h.start(false); err != nil {
-			return err
+		if o.unrestricted && (o.has("W1") || o.has("W2")) {
+			if err := h.start(true); err != nil {
+				return err
+			}
+			b.c = newClient(h.srv.addr, 1024)
+			b.prime(ctx)
+			if o.has("W1") {
+				runs("W1-read-unrestricted", b.readByID)
+			}
+			if o.has("W2") {
+				runs("W2-search-unrestricted", b.patientSearch)
+			}
+			if err := h.start(false); err != nil {
+				return err
+			}
+			b.c = newClient(h.srv.addr, 1024)
+			b.prime(ctx)
 		}
-		b.c = newClient(h.srv.addr, 1024)
-		b.prime(ctx)
-	}
-	if o.has("W3") {
-		if b.everything {
-			runs("W3-everything", b.everythingOp)
-		} else {
-			say("W3 skipped: GET /fhir/Patient/{id}/$everything is not served (404)")
-			results = append(results, result{Workload: "W3-everything", Mode: "skipped", Note: "the server answers 404 to $everything"})
+		if o.has("W3") {
+			if b.everything {
+				runs("W3-everything", b.everythingOp)
+			} else {
+				say("W3 skipped: GET /fhir/Patient/{id}/$everything is not served (404)")
+				results = append(results, result{Workload: "W3-everything", Mode: "skipped", Note: "the server answers 404 to $everything"})
+			}
 		}
-	}
-	if o.has("W5") {
-		r := repeat(func() result {
-			r := h.closed(ctx, "W5-mixed", cmax, b.mixed)
-			b.noteMix(&r)
-			return r
-		})
-		rate := o.rate
-		if rate == 0 {
-			rate = float64(r.Ops) / r.Duration.Seconds() / 2
-		}
-		if rate >= 1 && ctx.Err() == nil {
-			repeat(func() result {
-				h.quiesce(ctx)
-				say("W5-mixed open loop at %.0f ops/s", rate)
-				r := openLoop(ctx, "W5-mixed", rate, 4096, o.warmup, o.duration, b.mixed, 5, h.meterOf(h.srv, "W5-mixed-open", 0))
-				h.noteBacklog(ctx, &r)
+		if o.has("W5") {
+			r := repeat(func() result {
+				r := h.closed(ctx, "W5-mixed", cmax, b.mixed)
 				b.noteMix(&r)
 				return r
 			})
+			rate := o.rate
+			if rate == 0 {
+				if w5Rate == 0 { // every round offers the first one's rate
+					w5Rate = float64(r.Ops) / r.Duration.Seconds() / 2
+				}
+				rate = w5Rate
+			}
+			if rate >= 1 && ctx.Err() == nil {
+				repeat(func() result {
+					h.quiesce(ctx)
+					say("W5-mixed open loop at %.0f ops/s", rate)
+					r := openLoop(ctx, "W5-mixed", rate, 4096, o.warmup, o.duration, b.mixed, 5, h.meterOf(h.srv, "W5-mixed-open", 0))
+					h.noteBacklog(ctx, &r)
+					b.noteMix(&r)
+					return r
+				})
+			}
+		}
+		if o.has("W4") {
+			for _, c := range o.clients {
+				repeat(func() result {
+					fn, stopGen := b.ingest(ctx)
+					defer stopGen()
+					return h.closed(ctx, "W4-ingest-bundle", c, fn)
+				})
+			}
+			runs("W4-ingest-tx2", b.smallTx)
+		}
+		return nil
+	}
+	for r := 1; r == 1 || (o.interleave && r <= o.rounds); r++ {
+		if ctx.Err() != nil {
+			break
+		}
+		if o.interleave {
+			round = r
+		}
+		if err := measureRound(); err != nil {
+			return err
 		}
 	}
-	if o.has("W4") {
-		for _, c := range o.clients {
-			repeat(func() result {
-				fn, stopGen := b.ingest(ctx)
-				defer stopGen()
-				return h.closed(ctx, "W4-ingest-bundle", c, fn)
-			})
-		}
-		runs("W4-ingest-tx2", b.smallTx)
-	}
+	round = 0
 	if err := h.stop(); err != nil {
 		return err
 	}
@@ -350,6 +379,7 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	results = groupRounds(results)
 	say("load average after: %s", loadavg())
 	fmt.Fprintf(out, "dataset %s (%d patients, %d resources), %s per run after %s of warm-up\n", o.dataset.Name, len(l.Patients), l.Resources, o.duration, o.warmup)
 	printTable(out, o.dataset.Name, results)

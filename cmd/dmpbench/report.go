@@ -162,3 +162,29 @@ func printTable(out io.Writer, dataset string, all []result) {
 		}
 	}
 }
+
+// groupRounds puts the runs of each measurement (workload, mode, clients)
+// together, in round order, where its first run was: interleaved rounds
+// come out of the harness one measurement after the other.
+func groupRounds(results []result) []result {
+	type key struct {
+		workload, mode string
+		clients        int
+	}
+	first := map[key]int{}
+	for i, r := range results {
+		k := key{r.Workload, r.Mode, r.Clients}
+		if _, ok := first[k]; !ok {
+			first[k] = i
+		}
+	}
+	out := slices.Clone(results)
+	slices.SortStableFunc(out, func(a, b result) int {
+		ka, kb := key{a.Workload, a.Mode, a.Clients}, key{b.Workload, b.Mode, b.Clients}
+		if c := cmp.Compare(first[ka], first[kb]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Round, b.Round)
+	})
+	return out
+}
