@@ -39,17 +39,20 @@ func refTable(typ, param string) string {
 	return "ref_idx"
 }
 
-// narrowerRefs maps, by type, a reference parameter to the parameters whose
-// expression is its own narrowed to one target type: Observation's patient
-// is subject.where(resolve() is Patient), Encounter's practitioner is
-// participant.individual.where(resolve() is Practitioner). Every value of
-// such a parameter is a value of the wider one, extracted from the same
+// refNarrowing is a reference parameter whose expression is another's
+// (wider) narrowed to one target type: Observation's patient is
+// subject.where(resolve() is Patient), Encounter's practitioner is
+// participant.individual.where(resolve() is Practitioner). Every value of the
+// narrower parameter is a value of the wider one, extracted from the same
 // reference: ref_idx keeps it once, under the narrower parameter, and the
 // wider parameter's values are its own rows and those of its narrower ones
-// (paramTest). A Patient-subject Observation's reference was two rows
-// (three B-tree inserts each) in the write path; it is one.
-var narrowerRefs = sync.OnceValue(func() map[string]map[string][]string {
-	m := map[string]map[string][]string{}
+// (paramTest). A Patient-subject Observation's reference was two rows (two
+// B-tree inserts each, three with a URL) in the write path; it is one.
+type refNarrowing struct{ typ, wider, narrower string }
+
+// refNarrowings are every type's narrowings, in a fixed order.
+var refNarrowings = sync.OnceValue(func() []refNarrowing {
+	var out []refNarrowing
 	for _, t := range fhir.TypeNames() {
 		wider := map[string]string{} // expression to parameter
 		for _, sp := range fhir.SearchParams(t) {
@@ -61,15 +64,26 @@ var narrowerRefs = sync.OnceValue(func() map[string]map[string][]string {
 			if sp.Type != "reference" || forwardOnly[t][sp.Name] {
 				continue
 			}
-			base, _, ok := strings.Cut(sp.Expression, ".where(resolve() is ")
-			if w, found := wider[base]; ok && found && w != sp.Name && strings.Count(sp.Expression, "(") == 2 &&
-				strings.HasSuffix(sp.Expression, ")") && !strings.Contains(sp.Expression, "|") {
-				if m[t] == nil {
-					m[t] = map[string][]string{}
-				}
-				m[t][w] = append(m[t][w], sp.Name)
+			// Exactly "<base>.where(resolve() is <Type>)", base a single path.
+			base, rest, ok := strings.Cut(sp.Expression, ".where(resolve() is ")
+			target, closed := strings.CutSuffix(rest, ")")
+			if w, found := wider[base]; ok && closed && found && w != sp.Name && target != "" && !strings.ContainsAny(target, " .()|") && !strings.Contains(base, "|") {
+				out = append(out, refNarrowing{t, w, sp.Name})
 			}
 		}
+	}
+	return out
+})
+
+// narrowerRefs maps, by type, a wider reference parameter to its narrower
+// ones (refNarrowings).
+var narrowerRefs = sync.OnceValue(func() map[string]map[string][]string {
+	m := map[string]map[string][]string{}
+	for _, n := range refNarrowings() {
+		if m[n.typ] == nil {
+			m[n.typ] = map[string][]string{}
+		}
+		m[n.typ][n.wider] = append(m[n.typ][n.wider], n.narrower)
 	}
 	return m
 })
@@ -283,15 +297,11 @@ func heldByNarrower(refs []fhir.Reference, narrower []string, v fhir.Reference) 
 // a narrower one holds too (narrowerRefs), which databases of schema 9 and
 // before hold twice.
 func (s *Store) dropWiderRefs(ctx context.Context) error {
-	for typ, byWider := range narrowerRefs() {
-		for wider, narrower := range byWider {
-			for _, n := range narrower {
-				if _, err := s.write.ExecContext(ctx, `DELETE FROM ref_idx WHERE type = ? AND param = ? AND EXISTS (
-					SELECT 1 FROM ref_idx n WHERE n.rid = ref_idx.rid AND n.param = ? AND n.ref_type = ref_idx.ref_type
-						AND n.ref_id = ref_idx.ref_id AND n.url = ref_idx.url)`, typ, wider, n); err != nil {
-					return err
-				}
-			}
+	for _, n := range refNarrowings() {
+		if _, err := s.write.ExecContext(ctx, `DELETE FROM ref_idx WHERE type = ? AND param = ? AND EXISTS (
+			SELECT 1 FROM ref_idx n WHERE n.rid = ref_idx.rid AND n.param = ? AND n.ref_type = ref_idx.ref_type
+				AND n.ref_id = ref_idx.ref_id AND n.url = ref_idx.url)`, n.typ, n.wider, n.narrower); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -676,15 +686,11 @@ func (s *Store) fillPatientIndex(ctx context.Context) error {
 	if len(values) > 0 {
 		params = "VALUES " + strings.Join(values, ", ")
 	}
-	// A narrower parameter's row stands for the wider one's too (narrowerRefs).
+	// A narrower parameter's row stands for the wider one's too.
 	var widerValues []string
-	for typ, byWider := range narrowerRefs() {
-		for wider, narrower := range byWider {
-			for _, n := range narrower {
-				widerValues = append(widerValues, "(?, ?, ?)")
-				args = append(args, typ, n, wider)
-			}
-		}
+	for _, n := range refNarrowings() {
+		widerValues = append(widerValues, "(?, ?, ?)")
+		args = append(args, n.typ, n.narrower, n.wider)
 	}
 	wider := "SELECT '' AS type, '' AS narrower, '' AS wider WHERE 0"
 	if len(widerValues) > 0 {

@@ -206,10 +206,10 @@ CREATE INDEX IF NOT EXISTS uri_value ON uri_idx(type, param, value, rid);
 -- record is read in (search.go, the patient plan): for every patient a
 -- resource refers to (any reference parameter to a Patient; a Patient is
 -- its own, by the parameter '_id'), one row in id order (param '_id', lo =
--- hi = 0) and one per date parameter of its type (but unsortedByPatient's), lo the smallest Low of
--- its values and hi the largest High (the values an ascending and a
--- descending sort use), or noDateLo / noDateHi when it has none, so that it
--- sorts last either way. via lists the parameters that refer to the
+-- hi = 0) and one per date parameter of its type but unsortedByPatient's,
+-- lo the smallest Low of its values and hi the largest High (the values an
+-- ascending and a descending sort use), or noDateLo / noDateHi when it has
+-- none, so that it sorts last either way. via lists the parameters that refer to the
 -- patient (",patient,subject,"): a clause naming the patient is tested on
 -- the index entry itself; so is a clause on a _security label, which the
 -- consent puts on every professional's search, or on a token parameter of
@@ -411,11 +411,7 @@ func (s *Store) upgrade() error {
 	}
 	ctx := context.Background()
 	switch v {
-	case 9:
-	case 8:
-		if err := s.dropUnsortedPatientRows(ctx); err != nil {
-			return fmt.Errorf("sqlite: patient index for schema %d: %w", schemaVersion, err)
-		}
+	case 8, 9: // only the deletions below
 	case 2, 3, 4, 5, 6, 7:
 		if v == 2 {
 			if err := s.fillPatientIndex(ctx); err != nil {
@@ -434,17 +430,19 @@ func (s *Store) upgrade() error {
 		if err := move(ctx); err != nil {
 			return fmt.Errorf("sqlite: forward-only references for schema %d: %w", schemaVersion, err)
 		}
-		if v > 2 { // schema 2 had no pat_idx: fillPatientIndex wrote today's rows
-			if err := s.dropUnsortedPatientRows(ctx); err != nil {
-				return fmt.Errorf("sqlite: patient index for schema %d: %w", schemaVersion, err)
-			}
-		}
 	default:
 		if err := s.Reindex(ctx, nil); err != nil {
 			return fmt.Errorf("sqlite: reindex for schema %d: %w", schemaVersion, err)
 		}
 	}
-	if v >= 2 { // Reindex wrote each value once already
+	// Schema 2 had no pat_idx (fillPatientIndex wrote today's rows), and
+	// Reindex writes today's rows of both tables.
+	if v >= 3 && v <= 8 {
+		if err := s.dropUnsortedPatientRows(ctx); err != nil {
+			return fmt.Errorf("sqlite: patient index for schema %d: %w", schemaVersion, err)
+		}
+	}
+	if v >= 2 && v <= 9 {
 		if err := s.dropWiderRefs(ctx); err != nil {
 			return fmt.Errorf("sqlite: references for schema %d: %w", schemaVersion, err)
 		}
