@@ -95,21 +95,14 @@ func TestBundleScanning(t *testing.T) {
 // req/s (res/s for W3 and W4), and the range; the set-up rows and single
 // runs pass through.
 func TestSummarizeKeepsTheMedianRound(t *testing.T) {
-	run := func(w string, c, round, requests, resources int) result {
-		return result{Workload: w, Mode: "closed", Clients: c, Round: round, Duration: time.Second, Requests: requests, Resources: resources}
-	}
 	all := []result{
 		{Workload: "load", Mode: "setup", Duration: time.Second, Requests: 10},
-		run("W1-read", 1, 1, 900, 900), run("W1-read", 1, 2, 1100, 1100), run("W1-read", 1, 3, 1000, 1000),
-		run("W1-read", 16, 1, 4000, 4000), run("W1-read", 16, 2, 3000, 3000),
-		run("W3-everything", 16, 1, 500, 40000), run("W3-everything", 16, 2, 400, 50000), run("W3-everything", 16, 3, 450, 45000),
-		run("W4-ingest-tx2", 16, 1, 600, 1200),
+		closedRun("W1-read", 1, 1, 900, 900), closedRun("W1-read", 1, 2, 1100, 1100), closedRun("W1-read", 1, 3, 1000, 1000),
+		closedRun("W1-read", 16, 1, 4000, 4000), closedRun("W1-read", 16, 2, 3000, 3000),
+		closedRun("W3-everything", 16, 1, 500, 40000), closedRun("W3-everything", 16, 2, 400, 50000), closedRun("W3-everything", 16, 3, 450, 45000),
+		closedRun("W4-ingest-tx2", 16, 1, 600, 1200),
 	}
-	medians, spread := summarize(all)
-	var got []string
-	for i, m := range medians {
-		got = append(got, fmt.Sprintf("%s c=%d round %d: %s", m.Workload, m.Clients, m.Round, spread[i]))
-	}
+	got := summaryLines(all)
 	want := []string{
 		"load c=0 round 0: ",
 		"W1-read c=1 round 3: 900-1100 req/s (3)",
@@ -126,20 +119,13 @@ func TestSummarizeKeepsTheMedianRound(t *testing.T) {
 // each measurement's runs are together in round order, where its first run
 // was, and summarize takes their median.
 func TestInterleavedRoundsAreGroupedByMeasurement(t *testing.T) {
-	run := func(w string, c, round, requests int) result {
-		return result{Workload: w, Mode: "closed", Clients: c, Round: round, Duration: time.Second, Requests: requests, Resources: requests}
-	}
 	all := []result{
 		{Workload: "load", Mode: "setup", Duration: time.Second, Requests: 10},
-		run("W1-read", 1, 1, 900), run("W1-read", 16, 1, 4000), run("W2-search", 16, 1, 1000),
-		run("W1-read", 1, 2, 1100), run("W1-read", 16, 2, 3000), run("W2-search", 16, 2, 1200),
-		run("W1-read", 1, 3, 1000), run("W1-read", 16, 3, 5000), run("W2-search", 16, 3, 1100),
+		closedRun("W1-read", 1, 1, 900, 900), closedRun("W1-read", 16, 1, 4000, 4000), closedRun("W2-search", 16, 1, 1000, 1000),
+		closedRun("W1-read", 1, 2, 1100, 1100), closedRun("W1-read", 16, 2, 3000, 3000), closedRun("W2-search", 16, 2, 1200, 1200),
+		closedRun("W1-read", 1, 3, 1000, 1000), closedRun("W1-read", 16, 3, 5000, 5000), closedRun("W2-search", 16, 3, 1100, 1100),
 	}
-	medians, spread := summarize(groupRounds(all))
-	var got []string
-	for i, m := range medians {
-		got = append(got, fmt.Sprintf("%s c=%d round %d: %s", m.Workload, m.Clients, m.Round, spread[i]))
-	}
+	got := summaryLines(groupRounds(all))
 	want := []string{
 		"load c=0 round 0: ",
 		"W1-read c=1 round 3: 900-1100 req/s (3)",
@@ -149,4 +135,19 @@ func TestInterleavedRoundsAreGroupedByMeasurement(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("summary\n got %q\nwant %q", got, want)
 	}
+}
+
+// closedRun is one closed-loop run of a measurement, for the summary tests.
+func closedRun(w string, c, round, requests, resources int) result {
+	return result{Workload: w, Mode: "closed", Clients: c, Round: round, Duration: time.Second, Requests: requests, Resources: resources}
+}
+
+// summaryLines is summarize's medians and ranges, a line each.
+func summaryLines(all []result) []string {
+	medians, spread := summarize(all)
+	var out []string
+	for i, m := range medians {
+		out = append(out, fmt.Sprintf("%s c=%d round %d: %s", m.Workload, m.Clients, m.Round, spread[i]))
+	}
+	return out
 }

@@ -256,7 +256,9 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) error {
 		}
 	}
 
-	var w5Rate float64 // W5's open-loop rate: half its first closed-loop run's
+	// W5's open-loop rate when -rate is 0: half what W5 did in closed loop in
+	// the first pass (the median of its rounds, or round 1 when interleaved).
+	var w5Rate float64
 	// measureRound runs the measurements of the server under test: each once
 	// when interleaved, each o.rounds times in a row otherwise.
 	measureRound := func() error {
@@ -346,10 +348,11 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) error {
 		}
 		return nil
 	}
-	for r := 1; r == 1 || (o.interleave && r <= o.rounds); r++ {
-		if ctx.Err() != nil {
-			break
-		}
+	passes := 1
+	if o.interleave {
+		passes = o.rounds
+	}
+	for r := 1; r <= passes && ctx.Err() == nil; r++ {
 		if o.interleave {
 			round = r
 		}

@@ -788,32 +788,26 @@ func buildWorld(t *testing.T, s store.Store, nObs int) *world {
 
 // ---- brute force ----
 
-func obsDateLow(o *obsM) (any, bool) {
-	if o.eff == nil {
-		return nil, false
-	}
-	return o.eff.low, true
-}
+// The sort keys of a date: the low bound ascending, the high bound
+// descending; none when the observation has no such date.
+var (
+	obsDateLow       = spanKey(func(o *obsM) *span { return o.eff }, false)
+	obsDateHigh      = spanKey(func(o *obsM) *span { return o.eff }, true)
+	obsValueDateLow  = spanKey(func(o *obsM) *span { return o.valueDate }, false)
+	obsValueDateHigh = spanKey(func(o *obsM) *span { return o.valueDate }, true)
+)
 
-func obsDateHigh(o *obsM) (any, bool) {
-	if o.eff == nil {
-		return nil, false
+func spanKey(date func(*obsM) *span, high bool) func(*obsM) (any, bool) {
+	return func(o *obsM) (any, bool) {
+		sp := date(o)
+		switch {
+		case sp == nil:
+			return nil, false
+		case high:
+			return sp.high, true
+		}
+		return sp.low, true
 	}
-	return o.eff.high, true
-}
-
-func obsValueDateLow(o *obsM) (any, bool) {
-	if o.valueDate == nil {
-		return nil, false
-	}
-	return o.valueDate.low, true
-}
-
-func obsValueDateHigh(o *obsM) (any, bool) {
-	if o.valueDate == nil {
-		return nil, false
-	}
-	return o.valueDate.high, true
 }
 
 func obsCodeMin(o *obsM) (any, bool) {
