@@ -277,11 +277,12 @@ func newLogHandler(w io.Writer, format string, level slog.Level) slog.Handler {
 // the configuration table, never for production (docs/PERFORMANCE.md), and
 // refused unless the server listens on a loopback address.
 // DMP_BENCH_UNRESTRICTED=1 turns the consent decision and the audit off
-// (api.Auth.Unrestricted), to measure their cost; DMP_BENCH_PPROF=host:port
-// serves net/http/pprof on that loopback address.
+// (api.Auth.Unrestricted), DMP_BENCH_NO_AUDIT=1 the audit only (every read
+// is still decided by the patient's consent), to measure what each costs;
+// DMP_BENCH_PPROF=host:port serves net/http/pprof on that loopback address.
 func benchSwitches(addr string, access *api.Auth, log *slog.Logger) error {
-	unrestricted, prof := os.Getenv("DMP_BENCH_UNRESTRICTED") == "1", os.Getenv("DMP_BENCH_PPROF")
-	if !unrestricted && prof == "" {
+	unrestricted, noAudit, prof := os.Getenv("DMP_BENCH_UNRESTRICTED") == "1", os.Getenv("DMP_BENCH_NO_AUDIT") == "1", os.Getenv("DMP_BENCH_PPROF")
+	if !unrestricted && !noAudit && prof == "" {
 		return nil
 	}
 	for _, a := range []string{addr, prof} {
@@ -290,12 +291,18 @@ func benchSwitches(addr string, access *api.Auth, log *slog.Logger) error {
 		}
 		host, _, err := net.SplitHostPort(a)
 		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
-			return fmt.Errorf("DMP_BENCH_UNRESTRICTED / DMP_BENCH_PPROF are benchmark switches, refused on %q: only on a loopback address", a)
+			return fmt.Errorf("DMP_BENCH_UNRESTRICTED / DMP_BENCH_NO_AUDIT / DMP_BENCH_PPROF are benchmark switches, refused on %q: only on a loopback address", a)
 		}
 	}
 	if unrestricted {
 		log.Warn("BENCHMARK SWITCH DMP_BENCH_UNRESTRICTED=1: consent and audit are OFF; never in production")
 		access.Unrestricted = true
+	}
+	if noAudit {
+		// The API records nothing without an auditor (api.Server.audited);
+		// the journal stays open, idle, and is closed with the others.
+		log.Warn("BENCHMARK SWITCH DMP_BENCH_NO_AUDIT=1: the audit is OFF (consent is still decided); never in production")
+		access.Auditor = nil
 	}
 	if prof != "" {
 		mux := http.NewServeMux()

@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dmp-fhir/dmp-fhir/api"
+	"github.com/dmp-fhir/dmp-fhir/auth"
 	"github.com/dmp-fhir/dmp-fhir/store"
 	"github.com/dmp-fhir/dmp-fhir/store/sqlite"
 )
@@ -679,6 +681,44 @@ func TestServerGCDefersToTheEnvironment(t *testing.T) {
 			}
 			if got := debug.SetMemoryLimit(-1); got != c.wantLimit {
 				t.Errorf("memory limit %d, want %d", got, c.wantLimit)
+			}
+		})
+	}
+}
+
+// The benchmark switches take effect on a loopback address only, each
+// turning off exactly what it names.
+func TestBenchSwitchesOnlyOnLoopback(t *testing.T) {
+	cases := []struct {
+		name             string
+		env              string
+		addr             string
+		wantErr          bool
+		wantUnrestricted bool
+		wantAudit        bool
+	}{
+		{"none", "", "0.0.0.0:8080", false, false, true},
+		{"unrestricted on loopback", "DMP_BENCH_UNRESTRICTED", "127.0.0.1:0", false, true, true},
+		{"no audit on loopback", "DMP_BENCH_NO_AUDIT", "localhost:8080", false, false, false},
+		{"no audit on every interface", "DMP_BENCH_NO_AUDIT", ":8080", true, false, true},
+		{"no audit on a public address", "DMP_BENCH_NO_AUDIT", "192.0.2.1:8080", true, false, true},
+		{"unrestricted on every interface", "DMP_BENCH_UNRESTRICTED", "0.0.0.0:8080", true, false, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			for _, k := range []string{"DMP_BENCH_UNRESTRICTED", "DMP_BENCH_NO_AUDIT", "DMP_BENCH_PPROF"} {
+				t.Setenv(k, "")
+			}
+			if c.env != "" {
+				t.Setenv(c.env, "1")
+			}
+			access := &api.Auth{Auditor: &auth.Auditor{}}
+			err := benchSwitches(c.addr, access, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if (err != nil) != c.wantErr {
+				t.Fatalf("error %v, want one: %v", err, c.wantErr)
+			}
+			if access.Unrestricted != c.wantUnrestricted || (access.Auditor != nil) != c.wantAudit {
+				t.Errorf("unrestricted %v, audit %v; want %v, %v", access.Unrestricted, access.Auditor != nil, c.wantUnrestricted, c.wantAudit)
 			}
 		})
 	}

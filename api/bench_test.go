@@ -17,8 +17,9 @@ import (
 
 // BenchmarkConsentAndAuditCost measures read-by-id and a patient search as
 // an authorized professional, with the consent decision and the audit on,
-// and with them off (Auth.Unrestricted: tokens and scopes still checked),
-// on the embedded engine, through the HTTP handler without a network.
+// with the consent decision only (no Auth.Auditor), and with both off
+// (Auth.Unrestricted: tokens and scopes still checked), on the embedded
+// engine, through the HTTP handler without a network.
 //
 //	go test -run '^$' -bench ConsentAndAuditCost -benchtime 2000x ./api/
 //
@@ -38,8 +39,9 @@ func BenchmarkConsentAndAuditCost(b *testing.B) {
 	val := validator(t)
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	on := api.New(api.Config{Logger: quiet, Auth: &api.Auth{Verifier: v, Key: key, Auditor: auditor}}, st, val)
+	consentOnly := api.New(api.Config{Logger: quiet, Auth: &api.Auth{Verifier: v, Key: key}}, st, val)
 	off := api.New(api.Config{Logger: quiet, Auth: &api.Auth{Verifier: v, Key: key, Unrestricted: true}}, st, val)
-	b.Cleanup(func() { on.Close(); off.Close() }) // before the auditor and the store
+	b.Cleanup(func() { on.Close(); consentOnly.Close(); off.Close() }) // before the auditor and the store
 
 	doctor, _ := key.Issue(auth.Claims{Kind: auth.KindPractitioner, IDNatPs: psAuthorized, Profession: "10", Scope: "user/*.cruds"}, time.Hour)
 	call := func(h http.Handler, method, path, token, body string) *httptest.ResponseRecorder {
@@ -82,7 +84,7 @@ func BenchmarkConsentAndAuditCost(b *testing.B) {
 		for _, mode := range []struct {
 			name string
 			h    http.Handler
-		}{{"consent+audit", on}, {"unrestricted", off}} {
+		}{{"consent+audit", on}, {"consent", consentOnly}, {"unrestricted", off}} {
 			b.Run(path.name+"/"+mode.name+"/c=1", func(b *testing.B) {
 				b.ReportAllocs()
 				for b.Loop() {

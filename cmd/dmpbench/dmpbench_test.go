@@ -15,10 +15,11 @@ import (
 )
 
 // TestHarnessRunsOnD0 keeps the benchmark working: it builds the server,
-// loads D0 (10 DMPs, ~10k resources) through the API, and runs W1, W2 and
-// W4 for two seconds each (W4 with records of 20 resources: a median
-// record, or even one of 100, can take over the two seconds on a busy
-// machine, and a run in which no request ends is a run with no figures).
+// loads D0 (10 DMPs, ~10k resources) through the API, and runs W1, W2 (also
+// with the benchmark switch that turns the audit off) and W4 for two
+// seconds each (W4 with records of 20 resources: a median record, or even
+// one of 100, can take over the two seconds on a busy machine, and a run in
+// which no request ends is a run with no figures).
 // It asserts that the requests succeed and that the CSV is written; it
 // asserts no timing.
 func TestHarnessRunsOnD0(t *testing.T) {
@@ -28,7 +29,7 @@ func TestHarnessRunsOnD0(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	err := run(ctx, []string{"-dataset", "D0", "-duration", "2s", "-warmup", "200ms", "-c", "2",
-		"-workloads", "W1,W2,W4", "-ingest-size", "20", "-src", "../..", "-data", filepath.Join(dir, "data"), "-q", "-out", out}, &stdout, &stderr)
+		"-workloads", "W1,W2,W4", "-no-audit", "-ingest-size", "20", "-src", "../..", "-data", filepath.Join(dir, "data"), "-q", "-out", out}, &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("dmpbench: %v\n%s\n%s", err, stdout.String(), stderr.String())
 	}
@@ -63,7 +64,7 @@ func TestHarnessRunsOnD0(t *testing.T) {
 			t.Errorf("%s: no server CPU measured", name)
 		}
 	}
-	for _, w := range []string{"load", "startup", "W1-read", "W2-search", "W4-ingest-bundle", "W4-ingest-tx2"} {
+	for _, w := range []string{"load", "startup", "W1-read", "W2-search", "W1-read-no-audit", "W2-search-no-audit", "W4-ingest-bundle", "W4-ingest-tx2"} {
 		if !seen[w] {
 			t.Errorf("no %s row in the CSV", w)
 		}
@@ -150,4 +151,36 @@ func summaryLines(all []result) []string {
 		out = append(out, fmt.Sprintf("%s c=%d round %d: %s", m.Workload, m.Clients, m.Round, spread[i]))
 	}
 	return out
+}
+
+// The cost of consent and audit is read off the runs with a benchmark
+// switch beside the runs with both on, at the same concurrency; the two
+// parts are shares of the unrestricted request and add up.
+func TestAccessCostsSplitConsentFromAudit(t *testing.T) {
+	cpu := func(w string, c int, msPerReq float64) result {
+		r := closedRun(w, c, 1, 1000, 1000)
+		r.ServerCPU = time.Duration(msPerReq * float64(time.Millisecond) * 1000)
+		return r
+	}
+	cases := []struct {
+		name string
+		runs []result
+		want []string
+	}{
+		{"both switches", []result{cpu("W1-read", 16, 0.240), cpu("W1-read-no-audit", 16, 0.110), cpu("W1-read-unrestricted", 16, 0.100)},
+			[]string{"W1-read c=16, server CPU per request: 0.240 ms, 0.110 with the audit off, 0.100 with consent and audit off: the consent decision +10%, the audit +130%, both +140% (2.4x)"}},
+		{"unrestricted only", []result{cpu("W2-search", 16, 1.200), cpu("W2-search-unrestricted", 16, 0.600)},
+			[]string{"W2-search c=16, server CPU per request: 1.200 ms, 0.600 with consent and audit off: both +100% (2.0x)"}},
+		{"no-audit only", []result{cpu("W2-search", 16, 1.200), cpu("W2-search-no-audit", 16, 0.800)},
+			[]string{"W2-search c=16, server CPU per request: 1.200 ms, 0.800 with the audit off: the audit +50%"}},
+		{"another concurrency is not compared", []result{cpu("W1-read", 1, 0.300), cpu("W1-read-unrestricted", 16, 0.100)}, nil},
+		{"no switch", []result{cpu("W1-read", 16, 0.240), cpu("W2-search", 16, 1.2)}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := accessCosts(c.runs); !slices.Equal(got, c.want) {
+				t.Errorf("got\n%q\nwant\n%q", got, c.want)
+			}
+		})
+	}
 }

@@ -6,7 +6,7 @@
 // subprocess, so that the CPU time and memory reported are the server's
 // own. See docs/PERFORMANCE.md.
 //
-//	go run ./cmd/dmpbench -dataset D1 -duration 10s -c 1,16 -unrestricted -out results.csv
+//	go run ./cmd/dmpbench -dataset D1 -duration 10s -c 1,16 -no-audit -unrestricted -out results.csv
 package main
 
 import (
@@ -63,6 +63,7 @@ type options struct {
 	rate         float64
 	workloads    []string
 	unrestricted bool
+	noAudit      bool
 	pprofDir     string
 	out          string
 	dataDir      string
@@ -87,6 +88,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Float64Var(&o.rate, "rate", 0, "open-loop rate of W5 in operations/s; 0: half of what W5 did in closed loop")
 	workloads := fs.String("workloads", strings.Join(allWorkloads, ","), "comma-separated: floor (gin floor), W1, W2, W3, W4, W5, store (store floor)")
 	fs.BoolVar(&o.unrestricted, "unrestricted", false, "also run W1 and W2 on a server started with the benchmark switch DMP_BENCH_UNRESTRICTED=1 (consent and audit off)")
+	fs.BoolVar(&o.noAudit, "no-audit", false, "also run W1 and W2 on a server started with the benchmark switch DMP_BENCH_NO_AUDIT=1 (the audit off, consent still decided): with -unrestricted, it splits their cost between the consent decision and the audit")
 	fs.StringVar(&o.pprofDir, "pprof", "", "directory for the server's CPU profile of each run (the benchmark switch DMP_BENCH_PPROF)")
 	fs.StringVar(&o.out, "out", "results.csv", "CSV file of the results")
 	fs.StringVar(&o.dataDir, "data", "", "data directory of the server; empty: a new temporary one. One that holds a dmpbench manifest of the same dataset is reused without loading")
@@ -191,7 +193,7 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) error {
 		return err
 	}
 	if l == nil {
-		if err := h.start(false); err != nil {
+		if err := h.start(serverFull); err != nil {
 			return err
 		}
 		say("loading %s: %d patients, ~%d resources (%d patients at once)", o.dataset.Name, o.dataset.Patients, o.dataset.Resources, o.loadWorkers)
@@ -215,7 +217,7 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) error {
 		say("reusing the %s data of %s (%d patients, %d resources)", l.Dataset, dataDir, len(l.Patients), l.Resources)
 	}
 	// Start-up with the data in place.
-	if err := h.start(false); err != nil {
+	if err := h.start(serverFull); err != nil {
 		return err
 	}
 	results = append(results, result{Workload: "startup", Mode: "setup", Duration: h.srv.startup, Requests: 1,
@@ -286,19 +288,26 @@ func run(ctx context.Context, args []string, out, stderr io.Writer) error {
 		if o.has("W2") {
 			runs("W2-search", b.patientSearch)
 		}
-		if o.unrestricted && (o.has("W1") || o.has("W2")) {
-			if err := h.start(true); err != nil {
+		for _, v := range []struct {
+			on     bool
+			sw     serverSwitch
+			suffix string
+		}{{o.noAudit, serverNoAudit, "-no-audit"}, {o.unrestricted, serverUnrestricted, "-unrestricted"}} {
+			if !v.on || !o.has("W1") && !o.has("W2") {
+				continue
+			}
+			if err := h.start(v.sw); err != nil {
 				return err
 			}
 			b.c = newClient(h.srv.addr, 1024)
 			b.prime(ctx)
 			if o.has("W1") {
-				runs("W1-read-unrestricted", b.readByID)
+				runs("W1-read"+v.suffix, b.readByID)
 			}
 			if o.has("W2") {
-				runs("W2-search-unrestricted", b.patientSearch)
+				runs("W2-search"+v.suffix, b.patientSearch)
 			}
-			if err := h.start(false); err != nil {
+			if err := h.start(serverFull); err != nil {
 				return err
 			}
 			b.c = newClient(h.srv.addr, 1024)
@@ -404,14 +413,25 @@ type harness struct {
 	pprof   string // address of the server's pprof, when -pprof
 }
 
-// start (re)starts the server, with consent and audit off when
-// unrestricted.
-func (h *harness) start(unrestricted bool) error {
+// serverSwitch is the benchmark switch a server is started with.
+type serverSwitch int
+
+const (
+	serverFull         serverSwitch = iota // consent and audit on, as in production
+	serverNoAudit                          // DMP_BENCH_NO_AUDIT=1: consent decided, nothing audited
+	serverUnrestricted                     // DMP_BENCH_UNRESTRICTED=1: neither
+)
+
+// start (re)starts the server with the benchmark switch sw.
+func (h *harness) start(sw serverSwitch) error {
 	if err := h.stop(); err != nil {
 		return err
 	}
 	env := []string{"DMP_DATA_DIR=" + h.dataDir, "DMP_ADDR=127.0.0.1:0", "DMP_MAX_BODY_BYTES=" + strconv.Itoa(64<<20)}
-	if unrestricted {
+	switch sw {
+	case serverNoAudit:
+		env = append(env, "DMP_BENCH_NO_AUDIT=1")
+	case serverUnrestricted:
 		env = append(env, "DMP_BENCH_UNRESTRICTED=1")
 	}
 	h.pprof = ""

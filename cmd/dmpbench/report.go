@@ -161,6 +161,51 @@ func printTable(out io.Writer, dataset string, all []result) {
 			fmt.Fprintf(out, "  %s: %s\n", r.Workload, r.row(dataset)[20])
 		}
 	}
+	for _, line := range accessCosts(results) {
+		fmt.Fprintf(out, "  %s\n", line)
+	}
+}
+
+// accessCosts splits the server's CPU per request of W1 and W2 between the
+// consent decision and the audit, from the runs with a benchmark switch
+// (-no-audit, -unrestricted) beside the runs with both on. Both costs are
+// shares of the unrestricted request, so that they add up.
+func accessCosts(medians []result) []string {
+	find := func(workload string, clients int) (float64, bool) {
+		for _, r := range medians {
+			if r.Workload == workload && r.Mode == "closed" && r.Clients == clients && r.ServerCPU > 0 {
+				return r.cpuMsPerReq(), true
+			}
+		}
+		return 0, false
+	}
+	pct := func(part, whole float64) string { return fmt.Sprintf("%+.0f%%", 100*part/whole) }
+	var out []string
+	for _, r := range medians {
+		if r.Mode != "closed" || r.Workload != "W1-read" && r.Workload != "W2-search" {
+			continue
+		}
+		full, ok := find(r.Workload, r.Clients)
+		if !ok {
+			continue
+		}
+		noAudit, hasNoAudit := find(r.Workload+"-no-audit", r.Clients)
+		unrestricted, hasUnrestricted := find(r.Workload+"-unrestricted", r.Clients)
+		line := fmt.Sprintf("%s c=%d, server CPU per request: %.3f ms", r.Workload, r.Clients, full)
+		switch {
+		case hasNoAudit && hasUnrestricted:
+			line += fmt.Sprintf(", %.3f with the audit off, %.3f with consent and audit off: the consent decision %s, the audit %s, both %s (%.1fx)",
+				noAudit, unrestricted, pct(noAudit-unrestricted, unrestricted), pct(full-noAudit, unrestricted), pct(full-unrestricted, unrestricted), full/unrestricted)
+		case hasNoAudit:
+			line += fmt.Sprintf(", %.3f with the audit off: the audit %s", noAudit, pct(full-noAudit, noAudit))
+		case hasUnrestricted:
+			line += fmt.Sprintf(", %.3f with consent and audit off: both %s (%.1fx)", unrestricted, pct(full-unrestricted, unrestricted), full/unrestricted)
+		default:
+			continue
+		}
+		out = append(out, line)
+	}
+	return out
 }
 
 // groupRounds puts the runs of each measurement (workload, mode, clients)
