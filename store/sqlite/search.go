@@ -1267,6 +1267,49 @@ func (p *planner) prepare(q store.Query) (keys []sortKey, after []any, cands []c
 	return keys, after, cands, choose(cands, keys, count, live), nil
 }
 
+// withoutImplied drops the clauses that another clause implies, which the
+// statement would test on every row for nothing: a clause of one plain
+// reference (patient=Patient/X) implies any clause offering the same
+// reference under the same parameter or a wider one (subject=Patient/X or
+// performer=Patient/X, the consent's compartment clause beside the
+// search's own patient parameter). where is not modified.
+func withoutImplied(typ string, where []store.Clause) []store.Clause {
+	plain := func(c *store.Condition) bool {
+		return c.Kind == store.KindReference && !c.Not && c.Missing == nil && c.Chain == nil && c.Has == nil &&
+			c.URL == "" && c.RefType != "" && c.RefID != ""
+	}
+	// implies reports whether every resource that meets c meets a.
+	implies := func(c, a *store.Condition) bool {
+		return plain(c) && plain(a) && c.RefType == a.RefType && c.RefID == a.RefID &&
+			(c.Param == a.Param || slices.Contains(narrowerRefs()[typ][a.Param], c.Param))
+	}
+	var dropped []bool
+	for i := range where {
+		for j := range where {
+			if i == j || len(where[j].Any) != 1 || dropped != nil && dropped[j] {
+				continue
+			}
+			if slices.ContainsFunc(where[i].Any, func(a store.Condition) bool { return implies(&where[j].Any[0], &a) }) {
+				if dropped == nil {
+					dropped = make([]bool, len(where))
+				}
+				dropped[i] = true
+				break
+			}
+		}
+	}
+	if dropped == nil {
+		return where
+	}
+	var kept []store.Clause
+	for i, cl := range where {
+		if !dropped[i] {
+			kept = append(kept, cl)
+		}
+	}
+	return kept
+}
+
 // patientPin is the patient whose record holds every match of cl, or "":
 // each of its conditions a plain reference to Patient/X (on a Patient, or
 // its _id X), the same X for all.
@@ -1338,6 +1381,7 @@ func (s *Store) Search(ctx context.Context, q store.Query) (*store.Page, error) 
 	}
 	defer tx.Rollback()
 	p := &planner{ctx: ctx, tx: tx, db: s.read, stmts: &s.stmts}
+	q.Where = withoutImplied(q.Type, q.Where)
 	keys, after, cands, pl, err := p.prepare(q)
 	if err != nil {
 		return nil, err
@@ -1404,6 +1448,7 @@ func (s *Store) Search(ctx context.Context, q store.Query) (*store.Page, error) 
 // its statement (tests).
 func (s *Store) explain(ctx context.Context, q store.Query) (plan, []string, error) {
 	p := &planner{ctx: ctx, db: s.read}
+	q.Where = withoutImplied(q.Type, q.Where)
 	keys, after, _, pl, err := p.prepare(q)
 	if err != nil {
 		return plan{}, nil, err

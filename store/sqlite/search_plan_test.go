@@ -848,3 +848,90 @@ func TestReferenceOfANarrowerParameterIsStoredOnce(t *testing.T) {
 	}
 	search(s, "after the upgrade")
 }
+
+// A clause another one implies is not tested: the consent's compartment
+// clause beside the search's own patient parameter costs nothing, and the
+// page is the same.
+func TestImpliedClausesAreDropped(t *testing.T) {
+	ref := func(param, typ, id string) store.Condition {
+		return store.Condition{Param: param, Kind: store.KindReference, RefType: typ, RefID: id}
+	}
+	one := func(c store.Condition) store.Clause { return store.Clause{Any: []store.Condition{c}} }
+	not := ref("patient", "Patient", "p1")
+	not.Not = true
+	chained := ref("patient", "Patient", "")
+	chained.Chain = &store.Query{Type: "Patient", Where: []store.Clause{one(store.Condition{Param: "name", Kind: store.KindString, Value: "x"})}}
+	url := store.Condition{Param: "subject", Kind: store.KindReference, URL: "http://elsewhere/Patient/p1"}
+	patient, compartment := one(ref("patient", "Patient", "p1")), store.Clause{Any: []store.Condition{ref("subject", "Patient", "p1"), ref("performer", "Patient", "p1")}}
+	category := one(store.Condition{Param: "category", Kind: store.KindToken, Code: "vital-signs", AnySystem: true})
+	cases := []struct {
+		name        string
+		where, want []store.Clause
+	}{
+		{"the compartment beside the patient", []store.Clause{compartment, patient, category}, []store.Clause{patient, category}},
+		{"the wider parameter alone", []store.Clause{one(ref("subject", "Patient", "p1")), patient}, []store.Clause{patient}},
+		{"the narrower parameter is not implied by the wider", []store.Clause{one(ref("subject", "Patient", "p1")), one(ref("patient", "Patient", "p1"))}, []store.Clause{one(ref("patient", "Patient", "p1"))}},
+		{"a duplicate is kept once", []store.Clause{patient, patient}, []store.Clause{patient}},
+		{"another patient", []store.Clause{patient, {Any: []store.Condition{ref("subject", "Patient", "p2"), ref("performer", "Patient", "p2")}}}, nil},
+		{"another type of target", []store.Clause{patient, one(ref("subject", "Group", "p1"))}, nil},
+		{"a wider clause does not imply a narrower one", []store.Clause{compartment, one(ref("patient", "Patient", "p1")), category}, []store.Clause{one(ref("patient", "Patient", "p1")), category}},
+		{"a negated reference implies nothing", []store.Clause{one(not), compartment}, nil},
+		{"a chain implies nothing", []store.Clause{one(chained), compartment}, nil},
+		{"a URL reference implies nothing", []store.Clause{one(url), compartment}, nil},
+		{"a clause of two alternatives implies nothing", []store.Clause{compartment, one(ref("subject", "Patient", "p1"))}, []store.Clause{one(ref("subject", "Patient", "p1"))}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			want := c.want
+			if want == nil {
+				want = c.where
+			}
+			got := withoutImplied("Observation", c.where)
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("kept\n%v\nwant\n%v", got, want)
+			}
+		})
+	}
+
+	// Over a real store: the statement is the one without the compartment
+	// clause, and so is the page.
+	f := fillSearch(t, t.TempDir(), 3000)
+	ctx := context.Background()
+	p := f.patients[2]
+	notMasked := one(store.Condition{Param: "_security", Kind: store.KindToken, System: "urn:lab", Code: "MASQUE_PS", Not: true})
+	scoped := store.Query{Type: "Observation", Count: 50, Sort: []store.Sort{{Param: "date", Kind: store.KindDate, Desc: true}},
+		Where: []store.Clause{one(ref("patient", "Patient", p)), category,
+			{Any: []store.Condition{ref("subject", "Patient", p), ref("performer", "Patient", p)}}, notMasked}}
+	plain := scoped
+	plain.Where = []store.Clause{one(ref("patient", "Patient", p)), category, notMasked}
+	statement := func(q store.Query) string {
+		pl := &planner{ctx: ctx, db: f.s.read}
+		q.Where = withoutImplied(q.Type, q.Where)
+		keys, after, _, plan, err := pl.prepare(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fr, err := pl.buildPage(q, keys, after, plan)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(fr.sql, fr.args)
+	}
+	if a, b := statement(scoped), statement(plain); a != b {
+		t.Errorf("with the compartment clause:\n%s\nwithout:\n%s", a, b)
+	}
+	ids := func(q store.Query) string {
+		page, err := f.s.Search(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, r := range page.Resources {
+			out = append(out, r.ID)
+		}
+		return strings.Join(out, " ")
+	}
+	if a, b := ids(scoped), ids(plain); a != b || a == "" {
+		t.Errorf("pages differ or are empty:\n%s\n%s", a, b)
+	}
+}
