@@ -188,7 +188,7 @@ func TestEachPoolRunsWithItsOwnPragmas(t *testing.T) {
 		{"writer", s.write, "cache_size", -32000},
 		{"writer", s.write, "synchronous", 1}, // NORMAL
 		{"writer", s.write, "query_only", 0},
-		{"reader", s.read, "cache_size", -8000},
+		{"reader", s.read, "cache_size", -2000},
 		{"reader", s.read, "synchronous", 2}, // FULL
 		{"reader", s.read, "query_only", 1},
 		{"checkpointer", s.ckpt.db, "cache_size", -512},
