@@ -1220,8 +1220,11 @@ func (p *planner) buildCount(q store.Query, cands []candidate) (frag, error) {
 }
 
 // prepare decodes the sort and cursor of q and plans it: its candidates
-// and the page plan.
-func (p *planner) prepare(q store.Query) (keys []sortKey, after []any, cands []candidate, pl plan, err error) {
+// and the page plan. It first drops the clauses q.Where implies twice
+// (withoutImplied), in q itself: the candidates' clause numbers and the
+// page statement then read the same clauses.
+func (p *planner) prepare(q *store.Query) (keys []sortKey, after []any, cands []candidate, pl plan, err error) {
+	q.Where = withoutImplied(q.Type, q.Where)
 	if q.Type == "" {
 		return nil, nil, nil, plan{}, errors.New("sqlite: search without a type")
 	}
@@ -1381,8 +1384,7 @@ func (s *Store) Search(ctx context.Context, q store.Query) (*store.Page, error) 
 	}
 	defer tx.Rollback()
 	p := &planner{ctx: ctx, tx: tx, db: s.read, stmts: &s.stmts}
-	q.Where = withoutImplied(q.Type, q.Where)
-	keys, after, cands, pl, err := p.prepare(q)
+	keys, after, cands, pl, err := p.prepare(&q)
 	if err != nil {
 		return nil, err
 	}
@@ -1448,8 +1450,7 @@ func (s *Store) Search(ctx context.Context, q store.Query) (*store.Page, error) 
 // its statement (tests).
 func (s *Store) explain(ctx context.Context, q store.Query) (plan, []string, error) {
 	p := &planner{ctx: ctx, db: s.read}
-	q.Where = withoutImplied(q.Type, q.Where)
-	keys, after, _, pl, err := p.prepare(q)
+	keys, after, _, pl, err := p.prepare(&q)
 	if err != nil {
 		return plan{}, nil, err
 	}

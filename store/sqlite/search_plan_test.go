@@ -906,8 +906,7 @@ func TestImpliedClausesAreDropped(t *testing.T) {
 	plain.Where = []store.Clause{one(ref("patient", "Patient", p)), category, notMasked}
 	statement := func(q store.Query) string {
 		pl := &planner{ctx: ctx, db: f.s.read}
-		q.Where = withoutImplied(q.Type, q.Where)
-		keys, after, _, plan, err := pl.prepare(q)
+		keys, after, _, plan, err := pl.prepare(&q)
 		if err != nil {
 			t.Fatal(err)
 		}
